@@ -1,0 +1,189 @@
+"""Command-line interface: ``python manage.py COMMAND``; every option has help."""
+import json
+import os
+import secrets
+import sys
+import tempfile
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from labeler import datasets as datasets_service
+from labeler import exporter
+from labeler.db import database
+from labeler.importer import ImportFailed, import_file
+from labeler.migrations import upgrade
+from labeler.users import UserError, create_user
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
+
+
+def _fail(message):
+    """Print one line on stderr and exit with status 1."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def _run_import(path, dataset, label_column, id_column, exclude, labels):
+    """Import with a progress bar on a terminal; returns the ImportResult. Raises ImportFailed."""
+    with click.progressbar(length=1000, label=f"Importing {os.path.basename(path)}", file=sys.stderr) as bar:
+        def progress(done, total):
+            bar.update(int(1000 * done / max(total, 1)) - bar.pos)
+
+        with database.connection_context():
+            return import_file(path, dataset, label_column=label_column, id_column=id_column,
+                               exclude=exclude, labels=labels, progress=progress)
+
+
+def _serve(app, host, port, threads):
+    """Serve ``app`` with waitress until Ctrl-C."""
+    from waitress import serve
+
+    click.echo(f"Serving labeler on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(app, host=host, port=port, threads=threads, ident="labeler")
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command():
+    """Create the label store's tables, or upgrade an existing store in place."""
+    with database.connection_context():
+        applied = upgrade()
+    where = current_app.config["DATABASE"]
+    if applied:
+        click.echo(f"Store at {where}: applied schema version(s) {', '.join(map(str, applied))}.")
+    else:
+        click.echo(f"Store at {where} is up to date.")
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, help="Name of the dataset to create or append to.")
+@click.option("--label-column", default=None, help="Column holding ground truth (kept apart, never shown).")
+@click.option("--id-column", default=None, help="Column holding transaction ids (default: row numbers).")
+@click.option("--exclude", multiple=True, help="Numeric column to keep for display only, not as a feature. Repeatable.")
+@click.option("--labels", default=None, help="Comma-separated label set of a new dataset (default: genuine,fraud).")
+@with_appcontext
+def import_command(path, dataset, label_column, id_column, exclude, labels):
+    """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing."""
+    names = [name.strip() for name in labels.split(",")] if labels else None
+    try:
+        result = _run_import(path, dataset, label_column, id_column, exclude, names)
+    except ImportFailed as error:
+        _fail(f"{error} (nothing was imported)")
+    verb = "created" if result.created else "updated"
+    click.echo(
+        f"Dataset {dataset!r} {verb}: {result.rows_read:,} rows read, {result.rows_added:,} added, "
+        f"{result.rows_skipped:,} already present."
+    )
+
+
+@click.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["analyst", "admin"]), default="analyst", show_default=True,
+              help="What the user may do: analysts label, admins also import, export and manage.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
+@with_appcontext
+def create_user_command(name, role, password_stdin):
+    """Create a user NAME who can log in."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with database.connection_context():
+            create_user(name, password, role)
+    except UserError as error:
+        _fail(str(error))
+    click.echo(f"User {name!r} created with role {role}.")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, help="Worker threads of the HTTP server.")
+@with_appcontext
+def serve_command(host, port, threads):
+    """Serve the web app (waitress). Needs LABELER_SECRET_KEY."""
+    if not current_app.config.get("SECRET_KEY"):
+        _fail("LABELER_SECRET_KEY is not set; set it to a long random string, e.g. "
+              "export LABELER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')")
+    _serve(current_app._get_current_object(), host, port, threads)
+
+
+@click.command("export")
+@click.option("--dataset", required=True, help="Dataset to export.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="Output format.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write.")
+@click.option("--include-pseudo", is_flag=True, help="Also export pseudo and model labels (marked by source).")
+@with_appcontext
+def export_command(dataset, fmt, out, include_pseudo):
+    """Write the labeled items: original columns plus label, annotator, time and source."""
+    try:
+        with database.connection_context():
+            count = exporter.export(datasets_service.get_dataset(dataset), out, fmt, include_pseudo)
+    except (datasets_service.DatasetNotFound, OSError) as error:
+        _fail(str(error))
+    click.echo(f"Exported {count:,} labeled items to {out}.")
+
+
+@click.command("stats")
+@click.option("--dataset", required=True, help="Dataset to describe.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@with_appcontext
+def stats_command(dataset, as_json):
+    """Print a dataset's rows, features and label counts."""
+    try:
+        with database.connection_context():
+            figures = datasets_service.stats(datasets_service.get_dataset(dataset))
+    except datasets_service.DatasetNotFound as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    click.echo(f"Dataset {figures['dataset']}: {figures['rows']:,} rows, {figures['features']} features")
+    click.echo(f"Label set: {', '.join(figures['labels'])}")
+    click.echo(f"Human labels: {figures['human_labeled']:,} {figures['human_labels']}")
+    click.echo(f"Pseudo labels: {sum(figures['pseudo_labels'].values()):,}")
+    if figures["ground_truth"]:
+        click.echo(f"Ground truth (evaluation only): {figures['ground_truth']}")
+
+
+@click.command("demo")
+@click.option("--port", default=5000, show_default=True, help="Port to serve on (127.0.0.1).")
+@click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
+              help="Folder for the demo store (default: a new temporary folder).")
+@with_appcontext
+def demo_command(port, directory):
+    """Fresh store, the bundled sample imported, a demo login printed, then serve on 127.0.0.1."""
+    from labeler import create_app
+
+    directory = directory or tempfile.mkdtemp(prefix="labeler-demo-")
+    os.makedirs(directory, exist_ok=True)
+    store = os.path.join(directory, "labeler.sqlite3")
+    if os.path.exists(store):
+        _fail(f"{store} already exists; give --dir a new folder")
+    app = create_app({"DATABASE": store, "SECRET_KEY": secrets.token_hex(32)})
+    click.echo(f"Demo store: {store}")
+    try:
+        result = _run_import(SAMPLE_PATH, "creditcard-sample", "Class", None, (), None)
+    except ImportFailed as error:
+        _fail(str(error))
+    click.echo(f"Imported {result.rows_added:,} transactions into dataset 'creditcard-sample'.")
+    password = secrets.token_urlsafe(9)
+    with database.connection_context():
+        create_user("demo", password, "admin")
+    click.echo(f"Log in at http://127.0.0.1:{port}/ as user: demo  password: {password}")
+    _serve(app, "127.0.0.1", port, 8)
+
+
+COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
+            stats_command, demo_command]
+
+
+def register_commands(app):
+    for command in COMMANDS:
+        app.cli.add_command(command)

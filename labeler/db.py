@@ -1,0 +1,261 @@
+"""The label store: one peewee database object, the tables, and schema migrations.
+
+SQLite (WAL, foreign keys on) by default; any URL peewee's ``db_url`` understands, e.g.
+``postgresql://user:pass@host/db``, for teams that outgrow one machine.
+"""
+import datetime
+import json
+import os
+
+import numpy as np
+from peewee import (
+    SQL,
+    AutoField,
+    BlobField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+    fn,
+)
+from playhouse.db_url import connect as connect_url
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "busy_timeout": 10000,
+    "cache_size": -64000,
+}
+
+
+def open_database(target):
+    """Open the store at ``target`` (a file path or a database URL) and bind the models to it.
+
+    Returns the peewee database. Raises ValueError for an unsupported URL scheme.
+    """
+    if "://" in target:
+        if target.startswith("sqlite:///"):
+            target = target[len("sqlite:///"):]
+        else:
+            db = connect_url(target)
+            database.initialize(db)
+            return db
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
+    db = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    database.initialize(db)
+    return db
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    """A JSON document kept as text, so it works the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    ROLES = ("admin", "analyst")
+
+    name = CharField(unique=True, max_length=80)
+    password_hash = CharField(max_length=256)
+    role = CharField(max_length=16, constraints=[SQL("CHECK (role IN ('admin', 'analyst'))")])
+    created_at = DateTimeField(default=utcnow)
+
+    # The attributes Flask-Login reads, written here so the store stays free of Flask imports.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self):
+        return str(self.id)
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+
+class Dataset(BaseModel):
+    name = CharField(unique=True, max_length=120)
+    columns = JSONField()  # every column kept for display, in file order (never the id or label column)
+    text_columns = JSONField(default=list)  # the display columns that hold text rather than numbers
+    feature_columns = JSONField()  # numeric columns that form the feature vector, in order
+    labels = JSONField()  # the label set, e.g. ["genuine", "fraud"]
+    positive_label = CharField(null=True, max_length=80)  # the label the model hunts (fraud)
+    id_column = CharField(null=True, max_length=120)  # None: ids are row numbers
+    label_column = CharField(null=True, max_length=120)  # ground truth column of the imported file
+    settings = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def n_features(self):
+        return len(self.feature_columns)
+
+    def items(self):
+        return Item.select().where(Item.dataset == self)
+
+
+def format_number(value):
+    """A stored number as it reads in a file: shortest round-trip text, integers without '.0', NaN empty."""
+    if value != value:
+        return ""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+class Item(BaseModel):
+    """One transaction: its original row for display and its feature vector.
+
+    ``numbers`` holds the numeric display columns as float64 (exact), ``texts`` the text columns as JSON,
+    ``features`` the feature vector as float32.
+    """
+
+    dataset = ForeignKeyField(Dataset, backref="item_set", on_delete="CASCADE")
+    external_id = CharField(max_length=200)
+    row_number = IntegerField()  # position in the dataset's import order, 0-based
+    numbers = BlobField()
+    texts = TextField(null=True)
+    features = BlobField()
+
+    class Meta:
+        indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True))
+
+    def display_values(self, dataset):
+        """The original row as text, in ``dataset.columns`` order."""
+        numbers = iter(np.frombuffer(self.numbers, dtype=np.float64).tolist())
+        texts = iter(json.loads(self.texts) if self.texts else [])
+        text_columns = set(dataset.text_columns)
+        values = []
+        for column in dataset.columns:
+            if column in text_columns:
+                value = next(texts)
+                values.append("" if value is None else str(value))
+            else:
+                values.append(format_number(next(numbers)))
+        return values
+
+    @property
+    def feature_vector(self):
+        return np.frombuffer(self.features, dtype=np.float32)
+
+
+class GroundTruth(BaseModel):
+    """The label column of an imported file: used for simulation and evaluation only, never shown."""
+
+    item = ForeignKeyField(Item, primary_key=True, on_delete="CASCADE")
+    value = CharField(max_length=80)
+
+
+class Label(BaseModel):
+    """Append-only label log. An undo writes a row of kind 'undo' that retracts an earlier row."""
+
+    SOURCES = ("human", "pseudo", "model")
+
+    item = ForeignKeyField(Item, backref="label_set", on_delete="CASCADE")
+    kind = CharField(max_length=8, default="label")  # 'label' or 'undo'
+    value = CharField(null=True, max_length=80)  # None for an undo row
+    retracts = ForeignKeyField("self", null=True, backref="retractions")
+    annotator = ForeignKeyField(User, null=True, backref="labels")
+    source = CharField(max_length=8, default="human")
+    suggested = CharField(null=True, max_length=80)
+    suggested_probability = FloatField(null=True)
+    accepted = BooleanField(null=True)  # True: the suggestion was accepted, False: rejected
+    note = TextField(null=True)
+    reason = CharField(null=True, max_length=80)
+    seconds_on_screen = FloatField(null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("item", "id"), False),)
+
+    @classmethod
+    def effective(cls, dataset, sources=("human",)):
+        """Label rows of ``dataset`` that stand: kind 'label', not retracted, the latest per item."""
+        retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
+        latest = (
+            Label.select(fn.MAX(Label.id))
+            .join(Item)
+            .where(
+                (Item.dataset == dataset)
+                & (Label.kind == "label")
+                & Label.source.in_(sources)
+                & Label.id.not_in(retracted)
+            )
+            .group_by(Label.item)
+        )
+        return Label.select().where(Label.id.in_(latest))
+
+
+class ModelVersion(BaseModel):
+    dataset = ForeignKeyField(Dataset, backref="model_versions", on_delete="CASCADE")
+    kind = CharField(max_length=40)
+    path = CharField(null=True, max_length=500)
+    metrics = JSONField(default=dict)
+    device = CharField(null=True, max_length=80)
+    labels_used = IntegerField(default=0)
+    serving = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+
+class QueueEntry(BaseModel):
+    """An item chosen ahead of time for analysts: by which strategy, with which suggestion.
+
+    The queue of a dataset is rewritten as a whole by labeler.queue.refresh_queue; lower priority comes first.
+    """
+
+    dataset = ForeignKeyField(Dataset, backref="queue", on_delete="CASCADE")
+    item = ForeignKeyField(Item, on_delete="CASCADE")
+    priority = FloatField()
+    strategy = CharField(max_length=40)  # e.g. "cold start", "uncertain", "high risk", "exploration"
+    suggested = CharField(max_length=80)
+    probability = FloatField()  # the model's probability of the suggested label
+    probabilities = JSONField(default=dict)  # {label: probability} for every label
+    model_version = ForeignKeyField(ModelVersion, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("dataset", "item"), True), (("dataset", "priority"), False))
+
+
+class Job(BaseModel):
+    dataset = ForeignKeyField(Dataset, null=True, backref="jobs", on_delete="CASCADE")
+    kind = CharField(max_length=40)
+    state = CharField(max_length=16, default="queued")  # queued, running, done, failed
+    stage = CharField(null=True, max_length=120)
+    percent = FloatField(default=0.0)
+    error = TextField(null=True)
+    payload = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+
+
+TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job]

@@ -1,0 +1,37 @@
+"""Log in and out."""
+from urllib.parse import urlsplit
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_login import login_required, login_user, logout_user
+
+from labeler.users import authenticate
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target):
+    """Only same-site paths are followed after login."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not (target or "").startswith("/"):
+        return url_for("datasets.index")
+    return target
+
+
+@bp.route("/login", methods=("GET", "POST"))
+def login():
+    error = None
+    if request.method == "POST":
+        user = authenticate(request.form.get("name"), request.form.get("password"))
+        if user is None:
+            error = "Unknown user or wrong password."
+        else:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error), (401 if error else 200)
+
+
+@bp.route("/logout", methods=("POST",))
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))

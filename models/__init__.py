@@ -1,0 +1,1 @@
+"""Machine learning for labeler: numpy in, numpy out; never imports Flask or peewee."""

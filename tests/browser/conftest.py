@@ -1,0 +1,99 @@
+"""Browser tests: the real server in a subprocess on a free port, driven by Debian's Chromium via Playwright."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from labeler.db import database, open_database
+from labeler.importer import import_file
+from labeler.migrations import upgrade
+from labeler.users import create_user
+from tests.conftest import PASSWORD, ROOT
+
+CHROMIUM = os.environ.get("LABELER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """``python manage.py serve`` on a fresh store; ``url`` is its address, ``store`` its SQLite file."""
+
+    def __init__(self, store, port, log_path):
+        self.store, self.port = store, port
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "browser-test-secret",
+               "LABELER_INSTANCE": os.path.dirname(store)}
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/login", timeout=1)
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start; see {log_path}")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def seeded_store(tmp_path, small_csv):
+    """A store with the small real sample imported and users 'ana' (analyst), 'bob' (analyst), 'root' (admin)."""
+    store = str(tmp_path / "labeler.sqlite3")
+    open_database(store)
+    with database.connection_context():
+        upgrade()
+        import_file(small_csv, "cc", label_column="Class")
+        for name, role in (("ana", "analyst"), ("bob", "analyst"), ("root", "admin")):
+            create_user(name, PASSWORD, role)
+    return store
+
+
+@pytest.fixture
+def live_server(seeded_store, tmp_path):
+    server = LiveServer(seeded_store, _free_port(), str(tmp_path / "server.log"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def log_in(page, server, name):
+    """Log ``name`` in through the login form and wait for the datasets page."""
+    page.goto(server.url + "/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")

@@ -1,0 +1,32 @@
+"""The web skeleton in a real browser: log in, see the datasets, page through items with htmx."""
+import os
+
+from tests.browser.conftest import log_in
+from tests.conftest import ROOT
+
+
+def test_login_datasets_and_htmx_paging(browser, live_server):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, live_server, "root")
+    assert page.locator("table.grid td a", has_text="cc").count() == 1
+    page.click("text=cc")
+    page.wait_for_selector("#items")
+    assert "Page 1 of" in page.inner_text(".pager")
+    first_id = page.inner_text("#items tbody tr:first-child td:first-child")
+    page.click("#items .pager >> text=Next")
+    page.wait_for_function("document.querySelector('.pager span').innerText.startsWith('Page 2')")
+    assert page.inner_text("#items tbody tr:first-child td:first-child") != first_id
+    assert page.url.endswith("?page=2")
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    page.screenshot(path=os.path.join(ROOT, "docs", "dataset.png"))
+    page.close()
+
+
+def test_wrong_password_is_refused(browser, live_server):
+    page = browser.new_page()
+    page.goto(live_server.url + "/login")
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    assert page.locator("[role=alert]").inner_text() == "Unknown user or wrong password."
+    page.close()
