@@ -2,6 +2,8 @@
 import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import tempfile
 
@@ -158,26 +160,39 @@ def stats_command(dataset, as_json):
               help="Folder for the demo store (default: a new temporary folder).")
 @with_appcontext
 def demo_command(port, directory):
-    """Fresh store, the bundled sample imported, a demo login printed, then serve on 127.0.0.1."""
+    """Fresh store with the bundled sample, a demo login printed, then the server and a worker (Ctrl-C stops both)."""
     from labeler import create_app
+    from labeler.queue import refresh_queue
 
-    directory = directory or tempfile.mkdtemp(prefix="labeler-demo-")
+    directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="labeler-demo-"))
     os.makedirs(directory, exist_ok=True)
     store = os.path.join(directory, "labeler.sqlite3")
     if os.path.exists(store):
         _fail(f"{store} already exists; give --dir a new folder")
+    env = {"LABELER_DATABASE": store, "LABELER_INSTANCE": directory,
+           "LABELER_QUEUE": os.path.join(directory, "queue.sqlite3")}
+    os.environ.update(env)
     app = create_app({"DATABASE": store, "SECRET_KEY": secrets.token_hex(32)})
     click.echo(f"Demo store: {store}")
     try:
-        result = _run_import(SAMPLE_PATH, "creditcard-sample", "Class", None, (), None)
+        result = _run_import(SAMPLE_PATH, "creditcard-sample", "Class", None, ("Time",), None)
     except ImportFailed as error:
         _fail(str(error))
     click.echo(f"Imported {result.rows_added:,} transactions into dataset 'creditcard-sample'.")
     password = secrets.token_urlsafe(9)
     with database.connection_context():
+        queued = refresh_queue(result.dataset)
         create_user("demo", password, "admin")
+    click.echo(f"Cold-start queue of {queued} items scored; the worker retrains as labels arrive.")
+    worker = subprocess.Popen([sys.executable, os.path.join(ROOT, "manage.py"), "worker"],
+                              env={**os.environ, **env})
     click.echo(f"Log in at http://127.0.0.1:{port}/ as user: demo  password: {password}")
-    _serve(app, "127.0.0.1", port, 8)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        _serve(app, "127.0.0.1", port, 8)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
@@ -185,5 +200,7 @@ COMMANDS = [init_db_command, import_command, create_user_command, serve_command,
 
 
 def register_commands(app):
-    for command in COMMANDS:
+    from labeler.cli_worker import COMMANDS as WORKER_COMMANDS
+
+    for command in COMMANDS + WORKER_COMMANDS:
         app.cli.add_command(command)
