@@ -104,11 +104,12 @@ def recover_interrupted(enqueue):
 
     Returns the number of interrupted jobs. Call only when no worker is running (at worker start).
     """
+    waiting = list(Job.select().where((Job.kind == RETRAIN) & (Job.state == "queued")))
+    for job in waiting:
+        enqueue(job.id)
     stale = list(Job.select().where((Job.kind == RETRAIN) & (Job.state == "running")))
     for job in stale:
         _update(job.id, state="failed", stage="interrupted",
                 error="the worker stopped during this retrain; a new one was queued", finished_at=utcnow())
         request_retrain(Dataset.get_by_id(job.dataset_id), "retry after an interrupted retrain", enqueue)
-    for job in Job.select().where((Job.kind == RETRAIN) & (Job.state == "queued")):
-        enqueue(job.id)
     return len(stale)
