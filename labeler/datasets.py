@@ -1,7 +1,7 @@
 """Dataset queries for pages and the CLI: summaries, paged items, statistics."""
-from peewee import fn
+from peewee import JOIN, fn
 
-from labeler.db import Dataset, GroundTruth, Item, Label
+from labeler.db import Dataset, GroundTruth, Item, Label, User
 
 
 class DatasetNotFound(LookupError):
@@ -27,6 +27,25 @@ def label_counts(dataset, sources=("human",)):
     return {row.value: row.n for row in query}
 
 
+def standing_labels(dataset, include_machine=False, item_ids=None):
+    """{item id: Label} of the labels that stand for ``dataset`` (only ``item_ids`` if given), each with an
+    ``annotator_name`` (None for machine labels). A human label wins; with ``include_machine`` items without
+    one get their latest pseudo or model label."""
+    groups = [("human",), ("pseudo", "model")] if include_machine else [("human",)]
+    standing = {}
+    for sources in groups:
+        query = (
+            Label.effective(dataset, sources)
+            .select(Label, User.name.alias("annotator_name"))
+            .join(User, JOIN.LEFT_OUTER, on=(Label.annotator == User.id))
+        )
+        if item_ids is not None:
+            query = query.where(Label.item.in_(item_ids))
+        for label in query.objects():
+            standing.setdefault(label.item_id, label)
+    return standing
+
+
 def summaries():
     """One dict per dataset: the dataset, its row count, its human label count."""
     rows = dict(
@@ -50,10 +69,7 @@ def item_page(dataset, page, per_page):
         .where((Item.row_number >= start) & (Item.row_number < start + per_page))
         .order_by(Item.row_number)
     )
-    current = {}
-    if items:
-        effective = Label.effective(dataset, ("human", "pseudo")).where(Label.item.in_([i.id for i in items]))
-        current = {label.item_id: label for label in effective}
+    current = standing_labels(dataset, include_machine=True, item_ids=[i.id for i in items]) if items else {}
     for item in items:
         item.current_label = current.get(item.id)
     return items, pages, page, total

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from peewee import PostgresqlDatabase, fn
 
 from labeler.db import Dataset, GroundTruth, Item, database
 
 DEFAULT_CHUNK_ROWS = 50_000
 BINARY_TRUTH = {"0": "genuine", "1": "fraud"}
 INSERT_BATCH = 5_000
+PG_ROWS_PER_STATEMENT = 1_000
 
 
 class ImportFailed(ValueError):
@@ -131,7 +133,8 @@ def _feature_matrix(frame, feature_columns, name, first_row):
         value = matrix[row, col]
         what = "is missing" if np.isnan(value) else f"is {value} (infinite)"
         raise ImportFailed(f"{name}: line {_header_line(first_row + int(row))}, column {feature_columns[col]!r}: value {what}")
-    as32 = matrix.astype(np.float32)
+    with np.errstate(over="ignore"):
+        as32 = matrix.astype(np.float32)
     if not np.isfinite(as32).all():
         row, col = np.argwhere(~np.isfinite(as32))[0]
         raise ImportFailed(
@@ -167,7 +170,7 @@ def _infer_schema(frame, name, label_column, id_column, exclude):
             continue
         present = values.dropna()
         parsed = pd.to_numeric(present, errors="coerce").notna()
-        if len(present) and parsed.mean() >= 0.5:
+        if len(present) and parsed.mean() >= 0.5 and (column not in exclude or parsed.all()):
             numeric.append(column)  # mostly numbers: the stray values are errors, reported with their line
     features = [c for c in numeric if c not in exclude]
     if not features:
@@ -220,14 +223,52 @@ def _check_truth(values, allowed, name, first_row, label_column):
             )
 
 
+def _is_postgres():
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
 def _bulk_insert(model, fields, rows):
-    """executemany through peewee's connection: the fast path that works on SQLite and PostgreSQL."""
+    """Insert ``rows`` (tuples in ``fields`` order) through the driver's cursor, skipping peewee's per-row work.
+
+    SQLite: executemany, a loop in C. PostgreSQL drivers send executemany row by row, so there each statement
+    carries PG_ROWS_PER_STATEMENT rows in one multi-row VALUES.
+    """
     table = model._meta.table_name
-    placeholders = ", ".join([database.param] * len(fields))
-    sql = f'INSERT INTO "{table}" ({", ".join(f"{chr(34)}{f}{chr(34)}" for f in fields)}) VALUES ({placeholders})'
+    columns = ", ".join(f'"{field}"' for field in fields)
+    row_placeholders = "(" + ", ".join([database.param] * len(fields)) + ")"
     cursor = database.cursor()
+    if _is_postgres():
+        for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
+            batch = rows[start:start + PG_ROWS_PER_STATEMENT]
+            cursor.execute(f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row_placeholders] * len(batch))}',
+                           [value for row in batch for value in row])
+        return
     for start in range(0, len(rows), INSERT_BATCH):
-        cursor.executemany(sql, rows[start:start + INSERT_BATCH])
+        cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES {row_placeholders}',
+                           rows[start:start + INSERT_BATCH])
+
+
+def _insert_ground_truth(dataset, truths):
+    """GroundTruth rows for ``truths``, (row number, stored value) pairs of ``dataset``'s items."""
+    param = database.param
+    truth_table, item_table = GroundTruth._meta.table_name, Item._meta.table_name
+    cursor = database.cursor()
+    if _is_postgres():
+        for start in range(0, len(truths), PG_ROWS_PER_STATEMENT):
+            batch = truths[start:start + PG_ROWS_PER_STATEMENT]
+            values = ", ".join([f"({param}, {param})"] * len(batch))
+            cursor.execute(
+                f'INSERT INTO "{truth_table}" ("item_id", "value") SELECT i."id", t.value FROM "{item_table}" i '
+                f'JOIN (VALUES {values}) AS t (row_number, value) ON i."row_number" = t.row_number '
+                f'WHERE i."dataset_id" = {param}',
+                [value for pair in batch for value in pair] + [dataset.id],
+            )
+        return
+    cursor.executemany(
+        f'INSERT INTO "{truth_table}" ("item_id", "value") SELECT "id", {param} FROM "{item_table}" '
+        f'WHERE "dataset_id" = {param} AND "row_number" = {param}',
+        [(value, dataset.id, row) for row, value in truths],
+    )
 
 
 def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(), labels=None,
@@ -261,13 +302,15 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         next_row = 0
         if existing is not None:
             known_ids = {row[0] for row in Item.select(Item.external_id).where(Item.dataset == existing).tuples()}
-            next_row = (Item.select(Item.row_number).where(Item.dataset == existing)
-                        .order_by(Item.row_number.desc()).limit(1).scalar() or -1) + 1
+            last_row = Item.select(fn.MAX(Item.row_number)).where(Item.dataset == existing).scalar()
+            next_row = 0 if last_row is None else last_row + 1
         seen = set()
         truth_seen = set()
         pending_truth = []
         rows_read = rows_added = 0
         for frame in _chunks(path, chunk_rows, string_columns, progress):
+            if frame.empty:
+                continue  # a header-only CSV still yields one empty chunk
             first_row = rows_read
             if dataset is None:
                 columns, text_columns, features = _infer_schema(frame, name, label_column, id_column, exclude)
@@ -321,35 +364,32 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         if dataset is None:
             raise ImportFailed(f"{name}: the file has a header but no data rows")
         if created:
-            _settle_label_set(dataset, truth_seen, labels)
+            _settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}")
         if pending_truth:
             truth_map = dataset.settings.get("truth_map", {})
-            cursor = database.cursor()
-            param = database.param
-            cursor.executemany(
-                f'INSERT INTO "{GroundTruth._meta.table_name}" ("item_id", "value") '
-                f'SELECT "id", {param} FROM "{Item._meta.table_name}" '
-                f'WHERE "dataset_id" = {param} AND "row_number" = {param}',
-                [(truth_map[value], dataset.id, row) for row, value in pending_truth],
-            )
+            _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
     return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added)
 
 
-def _settle_label_set(dataset, truth_values, labels):
-    """Fix a new dataset's label set, positive label and the ground-truth mapping. Raises ImportFailed."""
+def _settle_label_set(dataset, truth_values, labels, where):
+    """Fix a new dataset's label set, positive label and the ground-truth mapping.
+
+    Raises ImportFailed, its message starting with ``where`` (file and label column).
+    """
     if truth_values and truth_values <= set(BINARY_TRUTH):
         truth_map = {value: BINARY_TRUTH[value] for value in BINARY_TRUTH}
         names = list(labels) if labels else ["genuine", "fraud"]
         if labels:
             if len(labels) != 2:
-                raise ImportFailed(f"the label column holds 0/1 but {len(labels)} label names were given")
+                raise ImportFailed(f"{where}: holds 0/1 but {len(labels)} label names were given")
             truth_map = {"0": labels[0], "1": labels[1]}
     elif truth_values:
         truth_map = {value: value for value in truth_values}
         names = list(labels) if labels else sorted(truth_values)
         unknown = set(truth_map.values()) - set(names)
         if unknown:
-            raise ImportFailed(f"label column values {', '.join(sorted(unknown))} are not in the label set {names}")
+            raise ImportFailed(
+                f"{where}: values {', '.join(sorted(unknown))} are not in the label set {', '.join(names)}")
     else:
         truth_map = {}
         names = list(labels) if labels else ["genuine", "fraud"]

@@ -1,13 +1,51 @@
 #!/usr/bin/env bash
-# Install everything (Debian's chromium, a virtualenv with labeler and its test extras) and run every test.
+# Install everything (Debian's chromium and postgresql, a virtualenv with labeler and its test extras), start a
+# throwaway PostgreSQL server for tests/test_postgres.py, and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
+
+# A throwaway PostgreSQL cluster in a temporary folder on a free loopback port, removed on exit.
+# initdb refuses to run as root, so as root the server runs as Debian's postgres user.
+PG_DIR=""
+PG_BIN=""
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+stop_postgres() {
+  if [ -n "$PG_DIR" ]; then
+    [ -f "$PG_DIR/data/postmaster.pid" ] && as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1
+    rm -rf "$PG_DIR"
+  fi
+  return 0
+}
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || return 1
+  PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/labeler-pg.XXXXXX") || return 1
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR" || return 1; fi
+  local port
+  port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+  as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --no-sync \
+    >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/data/server.log" -w -t 60 \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+    || { cat "$PG_DIR/data/server.log" >&2; return 1; }
+  export LABELER_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+}
+trap stop_postgres EXIT
+if ! start_postgres; then
+  echo "warning: could not start a PostgreSQL server; tests/test_postgres.py will be skipped" >&2
+fi
+
+.venv/bin/python -m pytest "$@"

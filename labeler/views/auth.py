@@ -10,9 +10,12 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target):
-    """Only same-site paths are followed after login."""
-    parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc or not (target or "").startswith("/"):
+    """Only same-site paths are followed after login: not '//host', nor '/\\host' or control characters,
+    which browsers read as '//host'."""
+    target = target or ""
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or any(ord(char) < 32 for char in target)):
         return url_for("datasets.index")
     return target
 

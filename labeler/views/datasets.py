@@ -1,5 +1,5 @@
 """The datasets list and one dataset's paged table of items."""
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, make_response, render_template, request
 from flask_login import login_required
 
 from labeler import datasets as datasets_service
@@ -23,6 +23,8 @@ def show(name):
     page = request.args.get("page", 1, type=int)
     items, pages, page, total = datasets_service.item_page(dataset, page, current_app.config["ITEMS_PER_PAGE"])
     context = dict(dataset=dataset, items=items, page=page, pages=pages, total=total)
-    if request.headers.get("HX-Request"):
-        return render_template("_items.html", **context)
-    return render_template("dataset.html", **context)
+    # htmx restoring its history after a cache miss wants the whole page
+    partial = request.headers.get("HX-Request") and not request.headers.get("HX-History-Restore-Request")
+    response = make_response(render_template("_items.html" if partial else "dataset.html", **context))
+    response.vary.add("HX-Request")
+    return response

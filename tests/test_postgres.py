@@ -1,0 +1,116 @@
+"""The store on a real PostgreSQL server: import (the raw executemany path), labels, undo, export, pages, and a
+failed import that must leave nothing behind.
+
+Runs when LABELER_TEST_POSTGRES_URL names a server whose role may create databases (scripts/test.sh starts a
+throwaway one); every test works in a scratch database of its own, dropped afterwards.
+"""
+import csv
+import os
+import uuid
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from peewee import IntegrityError, PostgresqlDatabase
+
+from labeler import create_app
+from labeler.db import Dataset, GroundTruth, Item, Label, database
+from labeler.importer import ImportFailed, import_file
+from labeler.users import create_user
+from tests.conftest import PASSWORD, login
+from tests.test_import import store_snapshot
+
+HEADER = '"tx","merchant","V1","V2","Class"\n'
+
+
+def _rows(n, start=0):
+    return "".join(f'T{i},"shop {i % 3}",{i}.5,{-i * 2},"{int(i % 7 == 0)}"\n' for i in range(start, start + n))
+
+
+@pytest.fixture
+def pg_app():
+    url = os.environ.get("LABELER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LABELER_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL server)")
+    import psycopg2
+
+    name = f"labeler_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
+                          "DATABASE": urlsplit(url)._replace(path=f"/{name}").geturl()})
+        database.connect(reuse_if_open=True)
+        yield app
+    finally:
+        if not database.is_closed():
+            database.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_the_store_is_postgresql(pg_app):
+    assert isinstance(database.obj, PostgresqlDatabase)
+    assert database.param == "%s"
+
+
+def test_import_label_undo_and_export(pg_app, tmp_path, monkeypatch):
+    monkeypatch.setattr("labeler.importer.PG_ROWS_PER_STATEMENT", 4)  # several multi-row statements per chunk
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(30), encoding="utf-8")
+    result = import_file(str(path), "cc", label_column="Class", id_column="tx", chunk_rows=7)
+    dataset = result.dataset
+    assert (result.created, result.rows_added) == (True, 30)
+    assert (dataset.columns, dataset.text_columns, dataset.feature_columns) == (
+        ["merchant", "V1", "V2"], ["merchant"], ["V1", "V2"])
+    items = list(dataset.items().order_by(Item.row_number))
+    assert [i.external_id for i in items] == [f"T{n}" for n in range(30)]
+    assert np.array_equal(np.stack([i.feature_vector for i in items]),
+                          np.array([[n + 0.5, -2 * n] for n in range(30)], dtype=np.float32))
+    assert items[4].display_values(dataset) == ["shop 1", "4.5", "-8"]
+    truth = dict(GroundTruth.select(Item.external_id, GroundTruth.value).join(Item).tuples())
+    assert len(truth) == 30 and sorted(k for k, v in truth.items() if v == "fraud") == ["T0", "T14", "T21", "T28", "T7"]
+
+    assert import_file(str(path), "cc").rows_added == 0
+    path.write_text(HEADER + _rows(35), encoding="utf-8")
+    assert import_file(str(path), "cc", chunk_rows=7).rows_added == 5
+    assert [i.row_number for i in dataset.items().order_by(Item.row_number)] == list(range(35))
+
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            Item.create(dataset=dataset, external_id="T1", row_number=99, numbers=b"", features=b"")
+
+    ana = create_user("ana", PASSWORD, "analyst")
+    Label.create(item=items[1], value="fraud", annotator=ana)
+    mistake = Label.create(item=items[2], value="fraud", annotator=ana)
+    Label.create(item=items[2], kind="undo", retracts=mistake, annotator=ana)
+    Label.create(item=items[3], value="genuine", source="pseudo")
+
+    runner = pg_app.test_cli_runner()
+    out = tmp_path / "labels.csv"
+    exported = runner.invoke(args=["export", "--dataset", "cc", "--out", str(out), "--include-pseudo"])
+    assert exported.exit_code == 0, exported.output
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["id"], r["merchant"], r["V1"], r["label"], r["annotator"], r["source"]) for r in rows] == [
+        ("T1", "shop 1", "1.5", "fraud", "ana", "human"), ("T3", "shop 0", "3.5", "genuine", "", "pseudo")]
+
+    client = pg_app.test_client()
+    login(client, "ana")
+    html = client.get("/datasets/cc").get_data(as_text=True)
+    assert "shop 2" in html and "Class" not in html
+
+
+def test_failed_import_leaves_postgres_unchanged(pg_app, tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(10), encoding="utf-8")
+    import_file(str(path), "cc", label_column="Class", id_column="tx")
+    before = store_snapshot()
+    path.write_text(HEADER + _rows(20, start=10) + 'T30,"x",1,oops,"0"\n', encoding="utf-8")
+    with pytest.raises(ImportFailed, match="line 22, column 'V2': 'oops' is not a number"):
+        import_file(str(path), "cc", chunk_rows=5)
+    assert store_snapshot() == before
+    assert Dataset.select().count() == 1 and Item.select().count() == 10

@@ -1,0 +1,102 @@
+"""The label store on a real SQLite file: pragmas, schema versions, the label log's undo, uniqueness."""
+import numpy as np
+import pytest
+from peewee import IntegrityError
+
+from labeler.db import TABLES, Dataset, Item, Label, SchemaVersion, database
+from labeler.migrations import MIGRATIONS, current_version, latest_version, upgrade
+from tests.test_import import store_snapshot
+
+
+def _dataset(name="d"):
+    return Dataset.create(name=name, columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"])
+
+
+def _item(dataset, external_id, row_number):
+    blob = np.array([float(row_number)]).tobytes()
+    return Item.create(dataset=dataset, external_id=external_id, row_number=row_number, numbers=blob,
+                       features=np.array([row_number], dtype=np.float32).tobytes())
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(app):
+    assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert database.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 10000
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            _item(Dataset(id=999), "x", 0)
+
+
+def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
+    dataset = _dataset()
+    item = _item(dataset, "x", 0)
+    Label.create(item=item, value="fraud", annotator=analyst)
+    dataset.delete_instance()
+    assert (Item.select().count(), Label.select().count()) == (0, 0)
+
+
+def test_fresh_store_is_at_the_latest_schema_version(app):
+    assert current_version() == latest_version() == max(v for v, _ in MIGRATIONS)
+    applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
+    assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
+    tables = set(database.get_tables())
+    assert {model._meta.table_name for model in [SchemaVersion, *TABLES]} <= tables
+
+
+def test_upgrade_of_an_up_to_date_store_applies_nothing(app):
+    before = store_snapshot()
+    assert upgrade() == []
+    assert store_snapshot() == before
+
+
+def test_external_id_is_unique_per_dataset_in_the_database(app):
+    first, second = _dataset("one"), _dataset("two")
+    _item(first, "T1", 0)
+    _item(second, "T1", 0)  # the same id in another dataset is fine
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            _item(first, "T1", 1)
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            _item(first, "T2", 0)  # row numbers are unique per dataset too
+    assert Item.select().count() == 2
+
+
+def _standing(dataset, sources=("human",)):
+    return {label.item_id: label.value for label in Label.effective(dataset, sources)}
+
+
+def test_effective_labels_follow_undo(app, analyst):
+    dataset = _dataset()
+    a, b, c, d = (_item(dataset, str(n), n) for n in range(4))
+    Label.create(item=a, value="genuine", annotator=analyst)
+    first_b = Label.create(item=b, value="genuine", annotator=analyst)
+    second_b = Label.create(item=b, value="fraud", annotator=analyst)
+    only_c = Label.create(item=c, value="fraud", annotator=analyst)
+    assert _standing(dataset) == {a.id: "genuine", b.id: "fraud", c.id: "fraud"}
+
+    Label.create(item=b, kind="undo", retracts=second_b, annotator=analyst)
+    Label.create(item=c, kind="undo", retracts=only_c, annotator=analyst)
+    # the retracted label no longer stands; b's earlier label stands again; c has none left
+    assert _standing(dataset) == {a.id: "genuine", b.id: "genuine"}
+    assert Label.effective(dataset).where(Label.item == b).get().id == first_b.id
+
+    Label.create(item=b, kind="undo", retracts=first_b, annotator=analyst)
+    assert _standing(dataset) == {a.id: "genuine"}
+    Label.create(item=c, value="genuine", annotator=analyst)  # labeling again after an undo
+    assert _standing(dataset) == {a.id: "genuine", c.id: "genuine"}
+    assert d.id not in _standing(dataset, ("human", "pseudo", "model"))
+
+
+def test_effective_labels_by_source(app, analyst):
+    dataset = _dataset()
+    other = _dataset("other")
+    a, b = _item(dataset, "a", 0), _item(dataset, "b", 1)
+    elsewhere = _item(other, "a", 0)
+    Label.create(item=a, value="fraud", annotator=analyst)
+    Label.create(item=b, value="genuine", source="pseudo")
+    Label.create(item=elsewhere, value="fraud", annotator=analyst)
+    assert _standing(dataset) == {a.id: "fraud"}
+    assert _standing(dataset, ("pseudo",)) == {b.id: "genuine"}
+    assert _standing(dataset, ("human", "pseudo")) == {a.id: "fraud", b.id: "genuine"}
+    assert _standing(other) == {elsewhere.id: "fraud"}
