@@ -1,7 +1,7 @@
 """labeler: a keyboard-driven web tool for labeling card transactions with active learning."""
 import os
 
-from flask import Flask, render_template
+from flask import Flask, g, render_template
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -49,11 +49,11 @@ def create_app(test_config=None):
 
     @app.before_request
     def _connect():
-        database.connect(reuse_if_open=True)
+        g.opened_database = database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(exc):
-        if not database.is_closed():
+        if g.pop("opened_database", False) and not database.is_closed():
             database.close()
 
     @app.errorhandler(CSRFError)
@@ -69,10 +69,12 @@ def create_app(test_config=None):
     def _forbidden(error):
         return render_template("error.html", message="Your role does not allow this."), 403
 
-    from labeler.views import auth, datasets
+    from labeler.views import admin, auth, datasets, label
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(datasets.bp)
+    app.register_blueprint(label.bp)
+    app.register_blueprint(admin.bp)
 
     from labeler.cli import register_commands
 

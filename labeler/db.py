@@ -3,9 +3,11 @@
 SQLite (WAL, foreign keys on) by default; any URL peewee's ``db_url`` understands, e.g.
 ``postgresql://user:pass@host/db``, for teams that outgrow one machine.
 """
+import contextlib
 import datetime
 import json
 import os
+import threading
 
 import numpy as np
 from peewee import (
@@ -54,6 +56,26 @@ def open_database(target):
     db = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     database.initialize(db)
     return db
+
+
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction():
+    """``database.atomic()`` for a read-then-write transaction; on SQLite it takes the write lock at once.
+
+    A deferred SQLite transaction that reads and then writes fails with "database is locked" when another
+    connection commits in between; BEGIN IMMEDIATE waits instead. Threads of this process also queue on a lock
+    first, because SQLite's busy handler waits by sleeping in growing steps (long tails under contention).
+    Other processes still wait in the busy handler. PostgreSQL needs neither.
+    """
+    if isinstance(database.obj, SqliteDatabase) and database.transaction_depth() == 0:
+        with _sqlite_writer, database.atomic(lock_type="IMMEDIATE") as transaction:
+            yield transaction
+    else:
+        with database.atomic() as transaction:
+            yield transaction
 
 
 def utcnow():
@@ -187,6 +209,7 @@ class Label(BaseModel):
     reason = CharField(null=True, max_length=80)
     seconds_on_screen = FloatField(null=True)
     created_at = DateTimeField(default=utcnow, index=True)
+    suggestion_shown = BooleanField(null=True)  # None: no suggestion existed (or a row older than schema 2)
 
     class Meta:
         indexes = ((("item", "id"), False),)
@@ -253,9 +276,38 @@ class Job(BaseModel):
     finished_at = DateTimeField(null=True)
 
 
+class Lease(BaseModel):
+    """Who holds an item of the labeling queue now; ``item`` is unique, so one holder at a time.
+
+    state 'active': on the holder's screen until ``expires_at`` (after that anyone may take it over);
+    'deferred': skipped, or rejected in multi-class requeue mode, and held back from everyone until ``expires_at``;
+    'second': labeled by ``user`` and waiting for a blind second look by another analyst.
+    The suggestion is copied from the queue when the lease is taken, so a queue refresh cannot change it.
+    """
+
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE")
+    item = ForeignKeyField(Item, unique=True, on_delete="CASCADE")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    state = CharField(max_length=8, default="active",
+                      constraints=[SQL("CHECK (state IN ('active', 'deferred', 'second'))")])
+    expires_at = DateTimeField()
+    offered_at = DateTimeField(default=utcnow)  # when the holder first saw it
+    strategy = CharField(max_length=40)
+    suggested = CharField(null=True, max_length=80)
+    probability = FloatField(null=True)
+    probabilities = JSONField(default=dict)
+    model_version = ForeignKeyField(ModelVersion, null=True, on_delete="SET NULL")
+    show_suggestion = BooleanField(default=True)
+    second_look = BooleanField(default=False)  # deliberately given to a second analyst, blind to the first
+    rejected = JSONField(default=list)  # suggestions already rejected (multi-class requeue mode)
+
+    class Meta:
+        indexes = ((("dataset", "user", "state"), False), (("dataset", "expires_at"), False))
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
 
 
-TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job]
+TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease]

@@ -3,11 +3,19 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
-from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+from peewee import BooleanField
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.db import TABLES, SchemaVersion, database
+from labeler.db import TABLES, Lease, SchemaVersion, database
 
-MIGRATIONS = []
+
+def _leases_and_suggestion_shown(migrator):
+    """2: the Lease table of the labeling screen; Label.suggestion_shown (was the suggestion on screen)."""
+    Lease.create_table(safe=True)
+    migrate(migrator.add_column("label", "suggestion_shown", BooleanField(null=True)))
+
+
+MIGRATIONS = [(2, _leases_and_suggestion_shown)]
 
 
 def current_version():

@@ -1,0 +1,255 @@
+"""Benchmark: "post a label and get the next item" with several analysts at once over loopback HTTP.
+
+Imports a transaction file into a temporary store, starts the real server (``manage.py serve``, waitress), logs in
+N analysts (threads, each with its own keep-alive connection and session cookie) and lets them post decisions as
+fast as they can for a while. Prints client and server-side (Server-Timing) latency percentiles, requests per
+second, and then counts the Label rows in the store: every acknowledged label must be there exactly once, and no
+item may carry two labels (no overlap is configured).
+
+    python bench/label_latency.py                      # the full credit-card file, 8 analysts, 30 s
+    python bench/label_latency.py --data data/creditcard_sample.csv.gz --seconds 5
+"""
+import argparse
+import http.client
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PASSWORD = "benchmark password"
+ITEM = re.compile(r'data-item-id="(\d+)"')
+OUTCOME = re.compile(r'data-outcome="(\w+)"')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TIMING = re.compile(r"app;dur=([\d.]+)")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+class Analyst:
+    """One analyst: a keep-alive HTTP connection, a session cookie, the item on screen."""
+
+    def __init__(self, name, port, dataset, reject_share, seed):
+        self.name, self.dataset = name, dataset
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookie = ""
+        self.rng = random.Random(seed)
+        self.reject_share = reject_share
+        self.item = None
+        self.token = None
+        self.recorded = []  # item ids whose label the server acknowledged
+        self.outcomes = {}
+        self.client_ms, self.server_ms = [], []
+        self.errors = []
+
+    def request(self, method, path, form=None, htmx=False):
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if htmx:
+            headers["HX-Request"] = "true"
+        started = time.perf_counter()
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        text = response.read().decode()
+        elapsed = (time.perf_counter() - started) * 1000
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie" and value.startswith("session="):
+                self.cookie = value.split(";", 1)[0]
+        return response, text, elapsed
+
+    def log_in(self):
+        _, page, _ = self.request("GET", "/login")
+        self.request("POST", "/login", {"name": self.name, "password": PASSWORD, "csrf_token": CSRF.search(page)[1]})
+        self.open_screen()
+
+    def open_screen(self):
+        _, page, _ = self.request("GET", f"/datasets/{self.dataset}/label")
+        self.token = CSRF.search(page)[1]
+        found = ITEM.search(page)
+        self.item = found[1] if found else None
+
+    def decide(self, timed):
+        if self.item is None:
+            time.sleep(0.05)
+            self.open_screen()
+            return
+        decision = "reject" if self.rng.random() < self.reject_share else "accept"
+        response, text, elapsed = self.request(
+            "POST", f"/datasets/{self.dataset}/label/{self.item}",
+            {"decision": decision, "csrf_token": self.token}, htmx=True)
+        outcome = OUTCOME.search(text)
+        outcome = outcome[1] if outcome else f"http {response.status}"
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome == "recorded":
+            self.recorded.append(int(self.item))
+        elif response.status >= 500:
+            self.errors.append(text[:200])
+        if timed:
+            self.client_ms.append(elapsed)
+            server = TIMING.search(response.getheader("Server-Timing") or "")
+            if server:
+                self.server_ms.append(float(server[1]))
+        found = ITEM.search(text)
+        self.item = found[1] if found else None
+
+
+def run(args):
+    from labeler.db import Dataset, Label, database, open_database
+    from labeler.features_view import feature_stats
+    from labeler.labeling import update_labeling_settings
+    from labeler.migrations import upgrade
+    from labeler.queue import refresh_queue
+
+    workdir = tempfile.mkdtemp(prefix="label-bench-")
+    store = os.path.join(workdir, "labeler.sqlite3")
+    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret",
+           "LABELER_INSTANCE": workdir}
+    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    started = time.perf_counter()
+    subprocess.run(manage + ["import", args.data, "--dataset", "cc", "--label-column", "Class", "--exclude", "Time"],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    print(f"import of {os.path.basename(args.data)}: {time.perf_counter() - started:.1f} s")
+    names = [f"analyst{n}" for n in range(args.analysts)]
+    for name in names:
+        subprocess.run(manage + ["create-user", name, "--password-stdin"], input=PASSWORD + "\n", text=True,
+                       env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+
+    open_database(store)
+    with database.connection_context():
+        upgrade()
+        dataset = Dataset.get(Dataset.name == "cc")
+        rows = dataset.items().count()
+        update_labeling_settings(dataset, {"refill_below": args.refill_below})
+        started = time.perf_counter()
+        queued = refresh_queue(dataset, size=args.queue_size)
+        feature_stats(dataset)
+        print(f"{rows:,} items; queue of {queued:,} entries (labeler.queue.refresh_queue) and feature statistics "
+              f"prepared ahead in {time.perf_counter() - started:.1f} s; refill_below={args.refill_below}")
+    database.close()
+
+    port = free_port()
+    log = open(os.path.join(workdir, "server.log"), "w")
+    server = subprocess.Popen(manage + ["serve", "--port", str(port), "--threads", str(args.threads)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"server did not start; see {log.name}")
+                time.sleep(0.1)
+        analysts = [Analyst(name, port, "cc", args.reject_share, seed) for seed, name in enumerate(names)]
+        for analyst in analysts:
+            analyst.log_in()
+        ready = threading.Barrier(len(analysts) + 1)
+        stop = threading.Event()
+
+        def work(analyst):
+            for _ in range(args.warmup):
+                analyst.decide(timed=False)
+            ready.wait()
+            while not stop.is_set():
+                analyst.decide(timed=True)
+
+        threads = [threading.Thread(target=work, args=(a,)) for a in analysts]
+        for thread in threads:
+            thread.start()
+        ready.wait()
+        started = time.perf_counter()
+        time.sleep(args.seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+    client = [ms for a in analysts for ms in a.client_ms]
+    server_side = [ms for a in analysts for ms in a.server_ms]
+    outcomes = {}
+    for analyst in analysts:
+        for kind, count in analyst.outcomes.items():
+            outcomes[kind] = outcomes.get(kind, 0) + count
+    print(f"{len(analysts)} analysts, {args.threads} server threads, {elapsed:.1f} s timed "
+          f"(+{args.warmup} untimed warm-up decisions each); reject share {args.reject_share}")
+    print(f"decisions posted in the timed window: {len(client):,} = {len(client) / elapsed:.1f} requests/s; "
+          f"outcomes (all): {outcomes}")
+    for label, values in (("client (loopback HTTP, incl. queueing)", client), ("server (Server-Timing)", server_side)):
+        print(f"{label:40s} p50 {percentile(values, .5):6.1f} ms   p90 {percentile(values, .9):6.1f} ms   "
+              f"p99 {percentile(values, .99):6.1f} ms   max {max(values, default=float('nan')):6.1f} ms")
+
+    open_database(store)
+    with database.connection_context():
+        rows = list(Label.select(Label.item, Label.annotator).where((Label.kind == "label") & (Label.source == "human"))
+                    .tuples())
+    acknowledged = [(item, analyst.name) for analyst in analysts for item in analyst.recorded]
+    from labeler.db import User
+    with database.connection_context():
+        user_names = dict(User.select(User.id, User.name).tuples())
+    stored = [(item, user_names[user]) for item, user in rows]
+    per_item = {}
+    for item, _ in stored:
+        per_item[item] = per_item.get(item, 0) + 1
+    lost = set(acknowledged) - set(stored)
+    unacknowledged = set(stored) - set(acknowledged)
+    duplicated = sum(count - 1 for count in per_item.values() if count > 1)
+    print(f"store: {len(stored):,} label rows for {len(per_item):,} items; acknowledged {len(acknowledged):,}; "
+          f"lost {len(lost)}; stored but not acknowledged {len(unacknowledged)}; duplicated {duplicated}; "
+          f"server errors {sum(len(a.errors) for a in analysts)}")
+    if args.keep:
+        print(f"store kept at {store}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if lost or duplicated or unacknowledged else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="/work/shared/data/creditcard.csv.gz", help="transactions to import")
+    parser.add_argument("--analysts", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed decisions per analyst first")
+    parser.add_argument("--reject-share", type=float, default=0.1)
+    parser.add_argument("--queue-size", type=int, default=4000,
+                        help="queue entries prepared before the run: more than the run labels")
+    parser.add_argument("--refill-below", type=int, default=0,
+                        help="the dataset's refill threshold; 0: no queue refresh in the server during the run "
+                             "(a cold-start refresh of the full file takes seconds to minutes of CPU)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store")
+    sys.exit(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

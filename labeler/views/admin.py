@@ -1,0 +1,42 @@
+"""Admin pages: agreement between analysts and with the model, and a dataset's labeling settings."""
+from flask import Blueprint, abort, render_template, request
+
+from labeler import agreement
+from labeler import datasets as datasets_service
+from labeler import labeling
+from labeler.views.access import admin_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+SETTING_FIELDS = ("overlap_share", "hide_suggestion_share", "reject_mode", "reason_codes", "lease_minutes",
+                  "skip_minutes", "refill_below")
+
+
+def _dataset(name):
+    try:
+        return datasets_service.get_dataset(name)
+    except datasets_service.DatasetNotFound:
+        abort(404)
+
+
+def _page(dataset, message=None, error=None, status=200):
+    return render_template("agreement.html", dataset=dataset, report=agreement.report(dataset),
+                           settings=labeling.labeling_settings(dataset), message=message, error=error), status
+
+
+@bp.route("/datasets/<name>/agreement")
+@admin_required
+def agreement_page(name):
+    return _page(_dataset(name))
+
+
+@bp.route("/datasets/<name>/labeling-settings", methods=("POST",))
+@admin_required
+def labeling_settings(name):
+    dataset = _dataset(name)
+    changes = {key: request.form[key] for key in SETTING_FIELDS if key in request.form}
+    try:
+        labeling.update_labeling_settings(dataset, changes)
+    except labeling.SettingsError as error:
+        return _page(dataset, error=str(error), status=400)
+    return _page(dataset, message="Labeling settings saved.")

@@ -1,0 +1,154 @@
+"""The labeling screen in real headless Chromium against the real server: keyboard only, two analysts at once."""
+import os
+
+from labeler.db import Dataset, Label, Lease, User, database, open_database
+from tests.browser.conftest import log_in
+from tests.conftest import ROOT
+
+
+def on_screen(page):
+    """(item id, suggested label) on screen; item id None when nothing is left."""
+    workspace = page.locator("#labeling")
+    item = workspace.get_attribute("data-item-id")
+    return (int(item) if item else None), workspace.get_attribute("data-suggested")
+
+
+def press_and_wait(page, *keys):
+    """Press ``keys`` in turn and wait until the server's reply has replaced the workspace."""
+    page.evaluate("document.getElementById('labeling').setAttribute('data-stale', '')")
+    for key in keys:
+        page.keyboard.press(key)
+    page.wait_for_selector("#labeling:not([data-stale])")
+
+
+def open_screen(browser, server, name):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, server, name)
+    page.goto(server.url + "/datasets/cc/label")
+    page.wait_for_selector("#labeling[data-item-id]")
+    return page
+
+
+def read_store(server, name):
+    """(standing labels of ``name`` as {item id: (value, reason, note)}, undo rows, deferred leases) in the store."""
+    open_database(server.store)
+    with database.connection_context():
+        dataset = Dataset.get(Dataset.name == "cc")
+        user = User.get(User.name == name)
+        standing = {l.item_id: (l.value, l.reason, l.note)
+                    for l in Label.effective(dataset).where(Label.annotator == user)}
+        undos = Label.select().where((Label.kind == "undo") & (Label.annotator == user)).count()
+        deferred = {lease.item_id for lease in Lease.select().where((Lease.state == "deferred") & (Lease.user == user))}
+    return standing, undos, deferred
+
+
+def test_label_twenty_items_with_the_keyboard_only(browser, live_server):
+    page = open_screen(browser, live_server, "ana")
+    expected = {}  # item id -> (value, reason, note)
+    history = []  # item ids labeled, in order, for undo
+    skipped = set()
+    reasons_used = iter(["1", "Enter"] * 20)
+    reason_names = {"1": "card not present", "Enter": None}
+    plan = ["a", "x", "1", "2", "Space", "a", "z", "a", "1", "Backspace", "2", "x", "a", "Space", "1", "note",
+            "a", "x", "2", "1", "a", "x", "1", "a", "1", "2"]
+    for step in plan:
+        item, suggested = on_screen(page)
+        other = "genuine" if suggested == "fraud" else "fraud"
+        if step in ("z", "Backspace"):
+            press_and_wait(page, step)
+            undone = history.pop()
+            del expected[undone]
+            assert on_screen(page)[0] == undone  # the undone item is back in front
+            continue
+        if step == "Space":
+            press_and_wait(page, step)
+            skipped.add(item)
+            assert on_screen(page)[0] not in (None, item)
+            continue
+        note = None
+        if step == "note":
+            note = "a x 1 z: typed, not keys"
+            page.focus("textarea[name=note]")
+            page.keyboard.type(note)
+            assert page.locator("#labeling[data-stale]").count() == 0  # nothing was sent while typing
+            page.keyboard.press("Escape")
+            step = "1"
+        value = {"a": suggested, "x": other, "1": "genuine", "2": "fraud"}[step]
+        page.evaluate("document.getElementById('labeling').setAttribute('data-stale', '')")
+        page.keyboard.press(step)
+        reason = None
+        if value == "fraud":
+            page.wait_for_selector("#reasons:not([hidden])")
+            key = next(reasons_used)
+            reason = reason_names[key]
+            page.keyboard.press(key)
+        page.wait_for_selector("#labeling:not([data-stale])")
+        assert page.locator("[data-outcome=recorded]").count() == 1
+        expected[item] = (value, reason, note)
+        history.append(item)
+    assert len(expected) == 20
+
+    page.keyboard.press("?")
+    page.wait_for_selector("#label-help:not([hidden])")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#label-help", state="hidden")
+
+    assert page.locator(".recent li").count() == 10
+    assert "20 labels this session" in page.inner_text("#session-stats")
+    assert not page.locator("#reasons").is_visible()
+    # the header's totals poll the server (every 5 s) and catch up without a reload
+    page.wait_for_function("document.getElementById('label-status').innerText.includes('20 labeled in total')",
+                           timeout=15000)
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    page.screenshot(path=os.path.join(ROOT, "docs", "labeling.png"), full_page=True)
+
+    standing, undos, deferred = read_store(live_server, "ana")
+    assert standing == expected
+    assert undos == 2
+    assert skipped <= deferred
+    assert any(reason == "card not present" for _, reason, _ in standing.values())
+    page.close()
+
+
+def test_two_analysts_at_once_never_see_the_same_item(browser, live_server):
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    pages = []
+    for context, name in zip(contexts, ("ana", "bob")):
+        page = context.new_page()
+        log_in(page, live_server, name)
+        page.goto(live_server.url + "/datasets/cc/label")
+        page.wait_for_selector("#labeling[data-item-id]")
+        pages.append(page)
+    seen = [set(), set()]
+    for _ in range(12):
+        for index, page in enumerate(pages):
+            item, suggested = on_screen(page)
+            seen[index].add(item)
+            assert item != on_screen(pages[1 - index])[0]
+            key = "1" if suggested == "fraud" else "a"  # stay clear of the reason panel here
+            press_and_wait(page, key)
+    assert len(seen[0]) == 12 and len(seen[1]) == 12
+    assert not seen[0] & seen[1]
+    ana, _, _ = read_store(live_server, "ana")
+    bob, _, _ = read_store(live_server, "bob")
+    assert set(ana) == seen[0] and set(bob) == seen[1]
+    for context in contexts:
+        context.close()
+
+
+def test_the_mouse_works_too_and_a_changed_mind_drops_the_pending_reason(browser, live_server):
+    page = open_screen(browser, live_server, "ana")
+    first, _ = on_screen(page)
+    page.click(".keys button[data-key='2']")  # fraud: asks for a reason first
+    page.wait_for_selector("#reasons:not([hidden])")
+    page.evaluate("document.getElementById('labeling').setAttribute('data-stale', '')")
+    page.click(".keys button[data-key='1']")  # changed mind: genuine
+    page.wait_for_selector("#labeling:not([data-stale])")
+    second, _ = on_screen(page)
+    page.click(".keys button[data-key='2']")
+    page.evaluate("document.getElementById('labeling').setAttribute('data-stale', '')")
+    page.click("#reasons button:has-text('account takeover')")
+    page.wait_for_selector("#labeling:not([data-stale])")
+    standing, _, _ = read_store(live_server, "ana")
+    assert standing == {first: ("genuine", None, None), second: ("fraud", "account takeover", None)}
+    page.close()

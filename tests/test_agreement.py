@@ -1,0 +1,122 @@
+"""The admin agreement page: Cohen's kappa per pair of analysts, the disagreements, following the model."""
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from labeler import agreement, labeling
+from labeler.db import Dataset, Item
+from labeler.users import create_user
+from tests.conftest import PASSWORD, csrf_token_of, login
+
+
+def label_through_screen(dataset, user, values):
+    """``user`` labels the items the screen gives them with ``values`` in turn; returns the item ids."""
+    lease = labeling.next_item(dataset, user)
+    done = []
+    for value in values:
+        outcome, following = labeling.decide(dataset, user, lease.item_id, f"label:{value}")
+        assert outcome.kind == "recorded"
+        done.append(lease.item_id)
+        lease = following
+    return done
+
+
+@pytest.fixture
+def double_labeled(dataset, analyst, admin):
+    """ana labels 12 items, every one of which goes to bob for a blind second look; then bob undoes one."""
+    bob = create_user("bob", PASSWORD, "analyst")
+    labeling.ensure_queue(dataset)
+    labeling.update_labeling_settings(dataset, {"overlap_share": 1.0})
+    ana_values = ["genuine"] * 8 + ["fraud"] * 4
+    ana_items = label_through_screen(dataset, analyst, ana_values)
+    labeling.update_labeling_settings(dataset, {"overlap_share": 0.0})
+    bob_values = ["genuine"] * 6 + ["fraud"] * 2 + ["fraud"] * 3 + ["genuine"]
+    bob_items = label_through_screen(dataset, bob, bob_values)
+    assert bob_items == ana_items  # second looks come first, oldest first
+    return {"ana": dict(zip(ana_items, ana_values)), "bob": dict(zip(bob_items, bob_values)), "bob_user": bob}
+
+
+def test_kappa_and_disagreements(dataset, double_labeled):
+    report = agreement.report(dataset)
+    ana, bob = double_labeled["ana"], double_labeled["bob"]
+    items = list(ana)
+    expected = cohen_kappa_score([ana[i] for i in items], [bob[i] for i in items], labels=dataset.labels)
+    [pair] = report["pairs"]
+    assert (pair["first"], pair["second"], pair["items"]) == ("ana", "bob", 12)
+    assert pair["kappa"] == pytest.approx(expected)
+    assert pair["agreement"] == pytest.approx(9 / 12)
+    external = dict(Item.select(Item.id, Item.external_id).tuples())
+    differing = {external[i] for i in items if ana[i] != bob[i]}
+    assert report["disagreement_count"] == 3
+    assert {row["external_id"] for row in report["disagreements"]} == differing
+    assert report["double_labeled"] == 12
+
+
+def test_an_undone_label_leaves_the_comparison(dataset, double_labeled):
+    bob = double_labeled["bob_user"]
+    outcome, _ = labeling.undo(dataset, bob)  # bob's last: the item ana called fraud and bob genuine
+    assert outcome.kind == "undone"
+    report = agreement.report(dataset)
+    assert report["pairs"][0]["items"] == 11 and report["disagreement_count"] == 2
+
+
+def test_follow_the_model_rates(dataset, analyst):
+    labeling.ensure_queue(dataset)
+    labeling.update_labeling_settings(dataset, {"hide_suggestion_share": 1.0})
+    lease = labeling.next_item(dataset, analyst)
+    for _ in range(4):  # suggestion hidden: ana answers the opposite of the (unseen) suggestion
+        other = next(v for v in dataset.labels if v != lease.suggested)
+        _, lease = labeling.decide(dataset, analyst, lease.item_id, f"label:{other}")
+    labeling.update_labeling_settings(dataset, {"hide_suggestion_share": 0.0})
+    _, lease = labeling.decide(dataset, analyst, lease.item_id, f"label:{lease.suggested}")  # leased while hidden
+    for _ in range(3):
+        _, lease = labeling.decide(dataset, analyst, lease.item_id, "accept")
+    report = agreement.report(dataset)
+    [(name, figures)] = report["follow"]
+    assert name == "ana"
+    assert figures == {"shown": 3, "shown_agree": 3, "hidden": 5, "hidden_agree": 1}
+    assert report["overall"] == figures
+
+
+def test_agreement_page_is_for_admins_only(client, dataset, analyst, admin):
+    login(client, "ana")
+    assert client.get("/admin/datasets/cc/agreement").status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token_of(client.get("/").get_data(as_text=True))})
+    login(client, "root")
+    response = client.get("/admin/datasets/cc/agreement")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "No item has been labeled by two analysts yet" in html and "Labeling settings" in html
+    assert client.get("/admin/datasets/nope/agreement").status_code == 404
+
+
+def test_agreement_page_lists_pairs_and_disagreements(client, dataset, double_labeled):
+    login(client, "root")
+    html = client.get("/admin/datasets/cc/agreement").get_data(as_text=True)
+    kappa = agreement.report(dataset)["pairs"][0]["kappa"]
+    assert "ana · bob" in html and f"{kappa:.3f}" in html and "75.0%" in html
+    assert "Disagreements (3)" in html and html.count("ana: <b>") == 3
+
+
+def test_settings_form_saves_and_refuses_bad_values(client, dataset, admin, analyst):
+    login(client, "root")
+    page = client.get("/admin/datasets/cc/agreement").get_data(as_text=True)
+    token = csrf_token_of(page)
+    form = {"csrf_token": token, "overlap_share": "0.2", "hide_suggestion_share": "0.1", "reject_mode": "requeue",
+            "reason_codes": "card not present, <b>skimming</b>", "lease_minutes": "5", "skip_minutes": "2",
+            "refill_below": "50"}
+    response = client.post("/admin/datasets/cc/labeling-settings", data=form)
+    assert response.status_code == 200 and "Labeling settings saved." in response.get_data(as_text=True)
+    settings = labeling.labeling_settings(Dataset.get_by_id(dataset.id))
+    assert settings["overlap_share"] == 0.2 and settings["reason_codes"] == ["card not present", "<b>skimming</b>"]
+    assert "&lt;b&gt;skimming&lt;/b&gt;" in response.get_data(as_text=True)
+    response = client.post("/admin/datasets/cc/labeling-settings", data={**form, "overlap_share": "2"})
+    assert response.status_code == 400 and "overlap_share must lie between 0 and 1" in response.get_data(as_text=True)
+    assert labeling.labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
+    response = client.post("/admin/datasets/cc/labeling-settings", data={"overlap_share": "0.5"})
+    assert response.status_code == 400  # no CSRF token
+    assert labeling.labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
+    client.post("/logout", data={"csrf_token": token})
+    login(client, "ana")
+    assert client.post("/admin/datasets/cc/labeling-settings",
+                       data={**form, "csrf_token": csrf_token_of(client.get("/").get_data(as_text=True))}
+                       ).status_code == 403

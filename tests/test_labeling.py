@@ -1,0 +1,579 @@
+"""The labeling screen: every key's effect on the store, leases between analysts, undo, skip, edits, stale forms,
+CSRF and escaping, on a real SQLite file with the real credit-card sample."""
+import datetime
+import multiprocessing
+import re
+import threading
+
+import numpy as np
+import pytest
+from peewee import IntegrityError, fn
+from playhouse.migrate import SqliteMigrator, migrate
+
+from labeler import features_view, labeling
+from labeler.db import (
+    Dataset,
+    Item,
+    Job,
+    Label,
+    Lease,
+    ModelVersion,
+    QueueEntry,
+    SchemaVersion,
+    database,
+    open_database,
+    utcnow,
+)
+from labeler.importer import import_file
+from labeler.migrations import upgrade
+from labeler.pool import load_pool
+from labeler.users import create_user
+from tests.conftest import PASSWORD, csrf_token_of, login
+
+HX = {"HX-Request": "true"}
+
+
+def item_on_screen(html):
+    found = re.search(r'data-item-id="(\d+)"', html)
+    return int(found[1]) if found else None
+
+
+def outcome_of(html):
+    found = re.search(r'data-outcome="(\w+)"', html)
+    return found[1] if found else None
+
+
+class Screen:
+    """One analyst's browser: a logged-in test client, the CSRF token and the item on screen."""
+
+    def __init__(self, app, name):
+        self.client = app.test_client()
+        login(self.client, name)
+        page = self.client.get("/datasets/cc/label")
+        assert page.status_code == 200
+        self.html = page.get_data(as_text=True)
+        self.token = csrf_token_of(self.html)
+        self.item = item_on_screen(self.html)
+
+    def post(self, path, **form):
+        response = self.client.post(path, data={"csrf_token": self.token, **form}, headers=HX)
+        self.html = response.get_data(as_text=True)
+        self.item = item_on_screen(self.html)
+        return response
+
+    def decide(self, decision, item=None, **form):
+        return self.post(f"/datasets/cc/label/{item or self.item}", decision=decision, **form)
+
+    def skip(self, item=None):
+        return self.post(f"/datasets/cc/label/{item or self.item}/skip")
+
+    def undo(self):
+        return self.post("/datasets/cc/label/undo")
+
+
+def human_labels(**where):
+    query = Label.select().where((Label.source == "human") & (Label.kind == "label"))
+    for field, value in where.items():
+        query = query.where(getattr(Label, field) == value)
+    return list(query.order_by(Label.id))
+
+
+@pytest.fixture
+def ana(app, dataset, analyst):
+    return Screen(app, "ana")
+
+
+@pytest.fixture
+def bob_user(app):
+    return create_user("bob", PASSWORD, "analyst")
+
+
+def set_settings(dataset, **changes):
+    labeling.update_labeling_settings(dataset, changes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The screen
+
+
+def test_screen_shows_item_features_suggestion_and_keys(ana, dataset):
+    html = ana.html
+    lease = Lease.get(Lease.item == ana.item)
+    item = Item.get_by_id(ana.item)
+    assert QueueEntry.select().where(QueueEntry.dataset == dataset).count() > 0  # filled before labeling
+    assert lease.user.name == "ana" and lease.state == "active"
+    assert f"<dd>{item.external_id}</dd>" in html
+    values = dict(zip(dataset.columns, item.display_values(dataset)))
+    assert f"<dt>Amount</dt><dd>{values['Amount']}</dd>" in html
+    assert f"<dt>Time</dt><dd>{values['Time']}</dd>" in html
+    assert html.count('<g class="bar') == len(dataset.feature_columns)
+    assert "★" in html  # the most unusual features are marked
+    assert "Suggested <strong" in html and lease.suggested in html and lease.strategy in html
+    for key in ("a", "x", "1", "2", "space", "?"):
+        assert f'data-key="{key}"' in html
+    assert 'data-key="backspace z"' not in html  # nothing to undo yet
+    assert "no model yet — cold start" in html and "retrain:" in html and "idle" in html
+
+
+def test_label_page_needs_login_and_a_known_dataset(client, dataset, analyst):
+    assert client.get("/datasets/cc/label").status_code == 302
+    login(client, "ana")
+    assert client.get("/datasets/nope/label").status_code == 404
+
+
+def test_accept_records_the_suggestion_and_returns_the_next_item_in_one_reply(ana, dataset):
+    first = ana.item
+    lease = Lease.get(Lease.item == first)
+    response = ana.decide("accept")
+    assert response.status_code == 200
+    assert outcome_of(ana.html) == "recorded"
+    [label] = human_labels()
+    assert (label.item_id, label.value, label.accepted, label.annotator.name) == (first, lease.suggested, True, "ana")
+    assert label.suggested == lease.suggested and label.suggested_probability == pytest.approx(lease.probability)
+    assert label.suggestion_shown is True and label.seconds_on_screen >= 0
+    assert Lease.get_or_none(Lease.item == first) is None
+    assert ana.item is not None and ana.item != first
+    assert Lease.get(Lease.item == ana.item).user.name == "ana"
+    assert 'id="session-stats" class="stats" hx-swap-oob="true"' in ana.html
+    assert "<b>1</b> labels this session" in ana.html
+    assert 'data-key="backspace z"' in ana.html  # the side list offers undo now
+
+
+def test_reject_with_two_labels_records_the_other_label(ana, dataset):
+    suggested = Lease.get(Lease.item == ana.item).suggested
+    first = ana.item
+    ana.decide("reject")
+    [label] = human_labels()
+    other = next(v for v in dataset.labels if v != suggested)
+    assert (label.item_id, label.value, label.accepted) == (first, other, False)
+
+
+def test_digit_keys_label_directly_and_fraud_takes_a_reason_code(ana, dataset):
+    first = ana.item
+    ana.decide("label:fraud", reason="card testing", note="three small charges")
+    second = ana.item
+    ana.decide("label:genuine")
+    labels = human_labels()
+    assert [(l.item_id, l.value, l.reason, l.note) for l in labels] == [
+        (first, "fraud", "card testing", "three small charges"), (second, "genuine", None, None)]
+
+
+def test_bad_input_is_refused_with_one_line_and_the_store_unchanged(ana, dataset):
+    current = ana.item
+    for form, message in (
+        ({"decision": "label:genuine", "reason": "card testing"}, "reason: a reason code goes with"),
+        ({"decision": "label:fraud", "reason": "aliens"}, "reason: &#39;aliens&#39; is not one of"),
+        ({"decision": "label:maybe"}, "decision: &#39;maybe&#39; is not a label"),
+        ({"decision": "launch"}, "decision: &#39;launch&#39; is not one of"),
+        ({"decision": "accept", "note": "x" * 2001}, "note: at most 2000 characters"),
+    ):
+        response = ana.decide(form.pop("decision"), item=current, **form)
+        assert response.status_code == 400
+        assert message in ana.html
+        assert ana.item == current  # the same item stays on screen
+    assert human_labels() == []
+    assert ana.decide("accept", item=999999).status_code == 400 and "has no item 999999" in ana.html
+
+
+def test_skip_holds_the_item_back_and_it_comes_back_later(app, ana, dataset, bob_user):
+    skipped = ana.item
+    response = ana.skip()
+    assert response.status_code == 200 and outcome_of(ana.html) == "skipped"
+    assert ana.item not in (None, skipped)
+    lease = Lease.get(Lease.item == skipped)
+    assert lease.state == "deferred" and lease.expires_at > utcnow()
+    assert human_labels() == []
+    bob = Screen(app, "bob")
+    assert bob.item != skipped
+    # once the skip time is over, the item is offered again (it is near the front of the queue)
+    Lease.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(Lease.id == lease.id).execute()
+    offered = []
+    for _ in range(3):
+        offered.append(bob.item)
+        bob.decide("label:genuine")
+    assert skipped in offered + [bob.item]
+
+
+def test_a_skipped_item_comes_back_when_nothing_else_is_free(app, dataset, analyst):
+    labeling.ensure_queue(dataset)
+    kept = QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority).limit(2)
+    keep = [e.id for e in kept]
+    QueueEntry.delete().where(QueueEntry.id.not_in(keep)).execute()
+    set_settings(dataset, refill_below=0)
+    screen = Screen(app, "ana")
+    first = screen.item
+    screen.skip()
+    second = screen.item
+    assert second not in (None, first)
+    screen.skip()
+    assert screen.item == first  # nothing else free: the item skipped longest ago returns early
+
+
+def test_undo_retracts_the_last_label_and_puts_the_item_back_in_front(ana, dataset):
+    first = ana.item
+    ana.decide("label:genuine")
+    second = ana.item
+    ana.decide("label:fraud")
+    third = ana.item
+    response = ana.undo()
+    assert response.status_code == 200 and outcome_of(ana.html) == "undone"
+    assert ana.item == second
+    undo_row = Label.get(Label.kind == "undo")
+    assert undo_row.retracts.item_id == second and undo_row.annotator.name == "ana"
+    assert {l.item_id: l.value for l in Label.effective(dataset)} == {first: "genuine"}
+    ana.decide("label:genuine")
+    assert ana.item == third  # the item that was on screen before the undo
+    assert {l.item_id: l.value for l in Label.effective(dataset)} == {first: "genuine", second: "genuine"}
+    assert Label.select().count() == 4  # nothing deleted: three labels and one undo
+
+
+def test_undo_twice_walks_back_and_with_nothing_left_says_so(ana, dataset):
+    first = ana.item
+    ana.decide("label:genuine")
+    ana.undo()
+    assert ana.item == first
+    ana.undo()
+    assert outcome_of(ana.html) == "nothing" and "Nothing to undo." in ana.html
+    assert ana.item == first
+    assert list(Label.effective(dataset)) == []
+
+
+def test_recent_decisions_list_the_last_ten_and_edit_supersedes(ana, dataset):
+    labeled = []
+    for _ in range(12):
+        labeled.append(ana.item)
+        ana.decide("label:genuine")
+    listed = re.findall(r'<span class="id">([^<]+)</span>', ana.html)
+    external = dict(Item.select(Item.id, Item.external_id).where(Item.id.in_(labeled)).tuples())
+    assert listed == [external[i] for i in reversed(labeled)][:10]
+    target = labeled[-3]
+    on_screen = ana.item
+    response = ana.post(f"/datasets/cc/label/{target}/edit", value="fraud")
+    assert response.status_code == 200 and outcome_of(ana.html) == "edited"
+    assert ana.item == on_screen
+    standing = {l.item_id: l.value for l in Label.effective(dataset)}
+    assert standing[target] == "fraud" and len(standing) == 12
+    rows = list(Label.select().where(Label.item == target).order_by(Label.id))
+    assert [(r.kind, r.value) for r in rows] == [("label", "genuine"), ("undo", None), ("label", "fraud")]
+    assert rows[1].retracts_id == rows[0].id
+    assert ana.post(f"/datasets/cc/label/{on_screen}/edit", value="fraud").status_code == 409
+
+
+def test_without_htmx_a_decision_returns_the_whole_page(ana, dataset):
+    first = ana.item
+    response = ana.client.post(f"/datasets/cc/label/{first}", data={"csrf_token": ana.token, "decision": "accept"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and html.startswith("<!doctype html>")
+    assert item_on_screen(html) not in (None, first) and 'hx-swap-oob' not in html
+    assert [label.item_id for label in human_labels()] == [first]
+
+
+def test_double_submit_records_once(ana, dataset):
+    first = ana.item
+    ana.decide("accept")
+    response = ana.decide("accept", item=first)
+    assert response.status_code == 409 and outcome_of(ana.html) == "duplicate"
+    assert "nothing was recorded twice" in ana.html
+    assert len(human_labels(item=first)) == 1
+    assert ana.item is not None and ana.item != first
+
+
+def test_csrf_is_required_and_a_refused_post_changes_nothing(ana, dataset):
+    response = ana.client.post(f"/datasets/cc/label/{ana.item}", data={"decision": "accept"}, headers=HX)
+    assert response.status_code == 400 and "form has expired" in response.get_data(as_text=True)
+    response = ana.client.post("/datasets/cc/label/undo", data={}, headers=HX)
+    assert response.status_code == 400
+    assert human_labels() == [] and Label.select().count() == 0
+    assert Lease.get(Lease.item == ana.item).state == "active"
+
+
+def test_fields_holding_markup_are_escaped(app, tmp_path, analyst):
+    path = tmp_path / "shop.csv"
+    rows = ["merchant,Amount,V1,V2"] + [f"shop {n},{n}.5,{n % 7}.25,{n % 3}.5" for n in range(1, 20)]
+    rows.insert(1, '"<script>alert(1)</script>",99999.5,40.0,-30.0')
+    path.write_text("\n".join(rows) + "\n")
+    dataset = import_file(str(path), "cc").dataset
+    set_settings(dataset, refill_below=0)
+    screen = Screen(app, "ana")
+    for _ in range(25):
+        if "alert(1)" in screen.html:
+            break
+        screen.decide("label:genuine")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in screen.html
+    assert "<script>alert" not in screen.html
+    screen.decide("label:genuine", note="<script>alert(2)</script>")
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in screen.html  # the note, in the recent decisions
+    assert "<script>alert" not in screen.html
+
+
+def test_feature_bars_are_z_scores_against_the_whole_pool(ana, dataset):
+    _, features = load_pool(dataset)
+    mean, std = features.mean(axis=0, dtype=np.float64), features.std(axis=0, dtype=np.float64)
+    item = Item.get_by_id(ana.item)
+    bars = features_view.feature_bars(item.feature_vector, features_view.feature_stats(dataset),
+                                      dataset.feature_columns)
+    z = (item.feature_vector - mean) / std
+    assert [b["z"] for b in bars] == pytest.approx(z.tolist(), rel=1e-5)
+    top = set(np.argsort(-np.abs(z))[:3].tolist())
+    assert {i for i, b in enumerate(bars) if b["marked"]} == {i for i in top if abs(z[i]) >= 2}
+    assert Dataset.get_by_id(dataset.id).settings["feature_stats"]["rows"] == len(features)
+
+
+def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, dataset):
+    labeled = []
+    for _ in range(8):
+        labeled.append(ana.item)
+        ana.decide("label:genuine")
+    ids, features = load_pool(dataset)
+    mean, std = features.mean(axis=0, dtype=np.float64), features.std(axis=0, dtype=np.float64)
+    standardized = dict(zip(ids.tolist(), (features - mean) / std))
+    current = Item.get_by_id(ana.item)
+
+    def expected(candidates):
+        return sorted(candidates, key=lambda i: np.sqrt(((standardized[i] - standardized[current.id]) ** 2).mean()))
+
+    stats = features_view.feature_stats(dataset)
+    found = features_view.similar_labeled(dataset, current.id, current.feature_vector, stats, k=5)
+    assert [f["item_id"] for f in found] == expected(labeled)[:5]
+    external = dict(Item.select(Item.id, Item.external_id).tuples())
+    assert [f["external_id"] for f in found] == [external[i] for i in expected(labeled)[:5]]
+    for row in found:
+        assert f"<tr><td>{row['external_id']}</td>" in ana.html
+    ana.undo()
+    found = features_view.similar_labeled(dataset, current.id, current.feature_vector, stats, k=10)
+    assert [f["item_id"] for f in found] == expected(labeled[:-1])
+    found = features_view.similar_labeled(dataset, labeled[0], Item.get_by_id(labeled[0]).feature_vector, stats)
+    assert labeled[0] not in [f["item_id"] for f in found]  # never the item itself
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several analysts
+
+
+def test_two_analysts_never_hold_the_same_item(app, ana, dataset, bob_user):
+    bob = Screen(app, "bob")
+    seen_ana, seen_bob = [ana.item], [bob.item]
+    for step in range(15):
+        ana.decide("accept")
+        bob.decide("reject" if step % 3 else "accept")
+        seen_ana.append(ana.item)
+        seen_bob.append(bob.item)
+    assert not set(seen_ana) & set(seen_bob)
+    per_item = {}
+    for label in human_labels():
+        per_item[label.item_id] = per_item.get(label.item_id, 0) + 1
+    assert len(per_item) == 30 and set(per_item.values()) == {1}
+
+
+def test_an_expired_lease_goes_to_another_analyst_and_the_old_form_is_refused(app, ana, dataset, bob_user):
+    held = ana.item
+    Lease.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(Lease.item == held).execute()
+    bob = Screen(app, "bob")
+    assert bob.item == held
+    response = ana.decide("accept", item=held)
+    assert response.status_code == 409 and outcome_of(ana.html) == "stale"
+    assert "went to another analyst after your lease ran out" in ana.html
+    assert ana.item not in (None, held)  # and ana gets a next item at once
+    bob.decide("label:genuine")
+    assert [(l.item_id, l.annotator.name) for l in human_labels()] == [(held, "bob")]
+    ana.decide("accept", item=held)
+    assert outcome_of(ana.html) == "stale" and "labeled by another analyst" in ana.html
+    assert len(human_labels()) == 1
+
+
+def _label_in_thread(user_name, count, results, errors, start):
+    from labeler.db import Dataset, User
+
+    try:
+        with database.connection_context():
+            user = User.get(User.name == user_name)
+            dataset = Dataset.get(Dataset.name == "cc")
+            done = []
+            start.wait(timeout=120)  # all workers begin together, so that their requests really overlap
+            lease = labeling.next_item(dataset, user)
+            while len(done) < count and lease is not None:
+                outcome, following = labeling.decide(dataset, user, lease.item_id, "accept")
+                assert outcome.kind == "recorded", outcome.message
+                done.append(lease.item_id)
+                lease = following
+            results[user_name] = done
+    except Exception as error:  # reported to the test thread
+        errors.append(repr(error))
+
+
+def test_concurrent_threads_lease_distinct_items(app, dataset):
+    names = [f"t{n}" for n in range(4)]
+    for name in names:
+        create_user(name, PASSWORD)
+    labeling.ensure_queue(dataset)
+    results, errors = {}, []
+    start = threading.Barrier(len(names))
+    threads = [threading.Thread(target=_label_in_thread, args=(name, 15, results, errors, start)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    everything = [item for done in results.values() for item in done]
+    assert len(everything) == 60 and len(set(everything)) == 60
+    assert len(human_labels()) == 60
+
+
+def _label_in_process(store, user_name, count, queue, start):
+    open_database(store)
+    results, errors = {}, []
+    _label_in_thread(user_name, count, results, errors, start)
+    queue.put((user_name, results.get(user_name), errors))
+
+
+def test_concurrent_processes_lease_distinct_items(app, dataset):
+    store = app.config["DATABASE"]
+    names = ("p0", "p1")
+    for name in names:
+        create_user(name, PASSWORD)
+    labeling.ensure_queue(dataset)
+    context = multiprocessing.get_context("spawn")
+    queue, start = context.Queue(), context.Barrier(len(names))
+    processes = [context.Process(target=_label_in_process, args=(store, name, 20, queue, start)) for name in names]
+    for process in processes:
+        process.start()
+    reports = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert [errors for _, _, errors in reports] == [[], []]
+    everything = [item for _, done, _ in reports for item in done]
+    assert len(everything) == 40 and len(set(everything)) == 40
+    assert len(human_labels()) == 40
+
+
+def test_the_database_refuses_a_second_lease_on_one_item(ana, dataset, bob_user):
+    lease = Lease.get(Lease.item == ana.item)
+    with pytest.raises(IntegrityError):
+        with database.atomic():
+            Lease.create(dataset=dataset, item=lease.item_id, user=bob_user, expires_at=utcnow(), strategy="test")
+
+
+def test_overlap_gives_a_labeled_item_to_a_second_analyst_blind(app, dataset, analyst, bob_user):
+    set_settings(dataset, overlap_share=1.0)
+    create_user("cy", PASSWORD)
+    ana = Screen(app, "ana")
+    first = ana.item
+    ana.decide("label:fraud", reason="other", note="ana thinks fraud")
+    pending = Lease.get(Lease.item == first)
+    assert (pending.state, pending.user.name, pending.second_look) == ("second", "ana", True)
+    assert ana.item != first  # never to the first analyst again
+    bob = Screen(app, "bob")
+    assert bob.item == first
+    assert "ana thinks fraud" not in bob.html and "second look" in bob.html
+    bob.decide("label:genuine")
+    assert Lease.get_or_none(Lease.item == first) is None
+    looks = sorted((label.annotator.name, label.value) for label in human_labels(item=first))
+    assert looks == [("ana", "fraud"), ("bob", "genuine")]
+    cy = Screen(app, "cy")
+    assert cy.item != first  # two looks are enough
+
+
+def test_hidden_suggestion_records_that_it_was_hidden(app, dataset, analyst):
+    set_settings(dataset, hide_suggestion_share=1.0)
+    screen = Screen(app, "ana")
+    lease = Lease.get(Lease.item == screen.item)
+    assert not lease.show_suggestion
+    assert 'data-key="a"' not in screen.html and "Suggested <strong" not in screen.html
+    assert lease.strategy not in screen.html.split('id="labeling"')[1]  # not even why it was picked
+    assert screen.decide("accept").status_code == 400 and human_labels() == []
+    screen.decide("label:genuine")
+    [label] = human_labels()
+    assert (label.suggestion_shown, label.accepted, label.suggested) == (False, None, lease.suggested)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# More than two labels
+
+
+@pytest.fixture
+def three_labels(app, small_csv, analyst):
+    dataset = import_file(small_csv, "cc", labels=["genuine", "fraud", "unsure"]).dataset
+    labeling.ensure_queue(dataset)
+    probabilities = {"genuine": 0.2, "fraud": 0.5, "unsure": 0.3}
+    QueueEntry.update(suggested="fraud", probability=0.5, probabilities=probabilities).execute()
+    return dataset
+
+
+def test_multi_class_reject_offers_the_alternatives_by_probability(app, three_labels):
+    screen = Screen(app, "ana")
+    alternatives = re.findall(r'value="reject:(\w+)"', screen.html)
+    assert alternatives == ["unsure", "genuine"]
+    assert 'data-opens="alternatives"' in screen.html
+    first = screen.item
+    assert screen.decide("reject").status_code == 400 and "choose which label" in screen.html
+    screen.decide("reject:unsure", item=first)
+    [label] = human_labels()
+    assert (label.item_id, label.value, label.accepted, label.suggested) == (first, "unsure", False, "fraud")
+
+
+def test_multi_class_reject_in_requeue_mode_brings_the_item_back_with_the_next_guess(app, three_labels):
+    set_settings(three_labels, reject_mode="requeue", refill_below=0)
+    screen = Screen(app, "ana")
+    first = screen.item
+    screen.decide("reject")
+    assert outcome_of(screen.html) == "deferred" and human_labels() == []
+    lease = Lease.get(Lease.item == first)
+    assert (lease.state, lease.rejected) == ("deferred", ["fraud"])
+    Lease.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(Lease.id == lease.id).execute()
+    screen.decide("label:genuine")  # the item on screen now; the deferred one is at the front of the queue next
+    assert screen.item == first
+    again = Lease.get(Lease.item == first)
+    assert (again.suggested, again.probability, again.rejected) == ("unsure", 0.3, ["fraud"])
+    screen.decide("accept")
+    assert human_labels(item=first)[0].value == "unsure"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Header, queue refills, schema
+
+
+def test_status_partial_shows_model_quality_and_the_last_job(ana, dataset):
+    response = ana.client.get("/datasets/cc/label/status", headers=HX)
+    html = response.get_data(as_text=True)
+    assert 'hx-trigger="every 5s"' in html and "no model yet — cold start" in html and "idle" in html
+    ModelVersion.create(dataset=dataset, kind="mlp", metrics={"auprc": 0.8123}, labels_used=120, serving=True)
+    Job.create(dataset=dataset, kind="train", state="running", stage="fitting", percent=40.0)
+    html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
+    assert "auprc 0.812" in html and "120 labels" in html and "train running, fitting 40%" in html
+    ana.decide("label:fraud")
+    html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
+    assert "<b>1</b> labeled in total" in html and "<b>1</b> fraud in total" in html
+
+
+def test_queue_refills_in_the_background_when_it_runs_low(ana, dataset, monkeypatch):
+    monkeypatch.setattr(labeling, "REFILL_CHECK_SECONDS", 0.0)  # count free entries on every decision
+    written_before = QueueEntry.select(fn.MAX(QueueEntry.created_at)).where(QueueEntry.dataset == dataset).scalar()
+    set_settings(dataset, refill_below=10000)  # more than the queue holds: low at once
+    labeled = ana.item
+    ana.decide("label:genuine")
+    labeling.refiller.wait(timeout=120)
+    after = QueueEntry.select().where(QueueEntry.dataset == dataset)
+    assert after.count() > 0
+    assert min(entry.created_at for entry in after) > written_before  # rewritten by labeler.queue
+    assert labeled not in {entry.item_id for entry in after}
+
+
+def test_settings_are_validated(dataset):
+    for changes, message in (({"overlap_share": "1.5"}, "between 0 and 1"), ({"reject_mode": "guess"}, "reject_mode"),
+                             ({"lease_minutes": "soon"}, "must be a number"), ({"colour": "red"}, "unknown")):
+        with pytest.raises(labeling.SettingsError, match=message):
+            labeling.update_labeling_settings(dataset, changes)
+    assert labeling.labeling_settings(dataset) == labeling.DEFAULT_SETTINGS
+
+
+def test_migration_2_upgrades_a_version_1_store(tmp_path):
+    open_database(str(tmp_path / "old.sqlite3"))
+    with database.connection_context():
+        upgrade()
+        database.drop_tables([Lease])
+        migrate(SqliteMigrator(database.obj).drop_column("label", "suggestion_shown"))
+        SchemaVersion.delete().where(SchemaVersion.version == 2).execute()
+        assert upgrade() == [2]
+        assert Lease.table_exists()
+        assert "suggestion_shown" in {c.name for c in database.get_columns("label")}
+        assert upgrade() == []
