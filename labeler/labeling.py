@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN, SQL, IntegrityError, fn
 
-from labeler import features_view
+from labeler import features_view, retraining
 from labeler.datasets import label_counts
 from labeler.db import (
     Dataset,
@@ -30,6 +30,7 @@ from labeler.db import (
     write_transaction,
 )
 from labeler.queue import refresh_queue
+from labeler.tasks import enqueue_retrain
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +509,14 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
                                   _clean_reason(dataset, settings, value, reason), note, now)
         following, available = _next_lease(dataset, user, settings, now)
     _refill_if_low(dataset, available)
+    _retrain_if_due(dataset, outcome)
     return outcome, following
+
+
+def _retrain_if_due(dataset, outcome):
+    """Queue a retrain for the worker once enough new labels arrived (labeler.retraining debounces it)."""
+    if outcome.label is not None:
+        retraining.note_new_labels(dataset, enqueue_retrain)
 
 
 def _still_mine(lease, user):
@@ -653,6 +661,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
                               label)
         following, available = _next_lease(dataset, user, settings, now)
     _refill_if_low(dataset, available)
+    _retrain_if_due(dataset, outcome)
     return outcome, following
 
 

@@ -1,7 +1,11 @@
 """flaskr-style fixtures on a real SQLite file in a temporary folder."""
 import os
+import tempfile
 
 import pytest
+
+# Retrain jobs enqueued by labeling tests go to a throwaway queue file, never the repository's instance folder.
+os.environ.setdefault("LABELER_QUEUE", os.path.join(tempfile.mkdtemp(prefix="labeler-test-queue-"), "queue.sqlite3"))
 
 from labeler import create_app
 from labeler.db import database

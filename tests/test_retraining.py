@@ -69,3 +69,20 @@ def test_interrupted_job_is_failed_and_queued_again(dataset, analyst):
     assert Job.get_by_id(job.id).state == "failed"
     fresh = Job.get(Job.state == "queued")
     assert queued == [fresh.id]
+
+
+def test_labeling_screen_decisions_queue_a_retrain(dataset, analyst):
+    from labeler import labeling
+    from labeler.queue import refresh_queue
+
+    dataset.settings = {**dataset.settings, "retrain_every": 3}
+    dataset.save()
+    refresh_queue(dataset)
+    for _ in range(2):
+        lease = labeling.next_item(dataset, analyst)
+        labeling.decide(dataset, analyst, lease.item_id, "accept")
+    assert Job.select().count() == 0
+    lease = labeling.next_item(dataset, analyst)
+    labeling.decide(dataset, analyst, lease.item_id, "accept")
+    job = Job.get()
+    assert (job.kind, job.state, job.payload["reason"]) == ("retrain", "queued", "3 new labels")
