@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 
 from labeler import datasets as datasets_service
 from labeler import exporter
+from labeler.cli_engine import COMMANDS as ENGINE_COMMANDS
 from labeler.db import database
 from labeler.importer import ImportFailed, import_file
 from labeler.migrations import upgrade
@@ -29,14 +30,17 @@ def _fail(message):
 
 
 def _run_import(path, dataset, label_column, id_column, exclude, labels):
-    """Import with a progress bar on a terminal; returns the ImportResult. Raises ImportFailed."""
-    with click.progressbar(length=1000, label=f"Importing {os.path.basename(path)}", file=sys.stderr) as bar:
-        def progress(done, total):
-            bar.update(int(1000 * done / max(total, 1)) - bar.pos)
-
+    """Import with a progress bar when stderr is a terminal (silent otherwise, so an error stays one line);
+    returns the ImportResult. Raises ImportFailed."""
+    def run(progress=None):
         with database.connection_context():
             return import_file(path, dataset, label_column=label_column, id_column=id_column,
                                exclude=exclude, labels=labels, progress=progress)
+
+    if not sys.stderr.isatty():
+        return run()
+    with click.progressbar(length=1000, label=f"Importing {os.path.basename(path)}", file=sys.stderr) as bar:
+        return run(lambda done, total: bar.update(int(1000 * done / max(total, 1)) - bar.pos))
 
 
 def _serve(app, host, port, threads):
@@ -196,7 +200,7 @@ def demo_command(port, directory):
 
 
 COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
-            stats_command, demo_command]
+            stats_command, demo_command, *ENGINE_COMMANDS]
 
 
 def register_commands(app):

@@ -1,0 +1,97 @@
+"""Weak models trained on the analysts' labels: the candidates model selection chooses from.
+
+Every model is binary (the dataset's positive label against the rest) and gives P(positive) as a float64
+vector. Probabilities are calibrated after fitting by a Platt sigmoid fitted on out-of-fold predictions
+(see models.selection), which keeps the ranking unchanged.
+"""
+import numpy as np
+from scipy.special import expit
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+LOGISTIC = "logistic"
+BOOSTED = "boosted"
+BLEND = "blend"  # the mean of the logistic and boosted probabilities
+KINDS = (LOGISTIC, BOOSTED, BLEND)
+BLEND_PARTS = (LOGISTIC, BOOSTED)
+MIN_BOOSTED_PER_CLASS = 10  # boosting is a candidate once each class has this many labels
+
+
+def _make(kind, seed):
+    """An unfitted classifier of ``kind`` (logistic or boosted). Raises ValueError for another kind."""
+    if kind == LOGISTIC:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    if kind == BOOSTED:
+        return HistGradientBoostingClassifier(
+            # few shallow trees: rescoring 284,807 rows stays well under a second
+            early_stopping=False, max_iter=40, learning_rate=0.2, max_depth=4, max_leaf_nodes=None,
+            min_samples_leaf=20, l2_regularization=1.0, random_state=seed,
+        )
+    raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def candidate_kinds(y):
+    """The model kinds worth comparing for the binary labels ``y``: boosting once both classes are frequent."""
+    y = np.asarray(y)
+    per_class = min(int((y == 1).sum()), int((y == 0).sum()))
+    return [LOGISTIC, BOOSTED, BLEND] if per_class >= MIN_BOOSTED_PER_CLASS else [LOGISTIC]
+
+
+class WeakModel:
+    """A fitted binary model: ``predict(X)`` gives calibrated P(positive) for each row.
+
+    ``estimators`` holds one fitted scikit-learn classifier, or the parts of a blend (their mean is the model).
+    """
+
+    def __init__(self, kind, estimators, calibration=(1.0, 0.0)):
+        self.kind = kind
+        self.estimators = estimators
+        self.calibration = calibration
+
+    def raw(self, X):
+        """Uncalibrated P(positive) of each row of ``X``."""
+        X = np.asarray(X, dtype=np.float32)
+        return np.mean([estimator.predict_proba(X)[:, 1] for estimator in self.estimators], axis=0,
+                       dtype=np.float64)
+
+    def predict(self, X):
+        """Calibrated P(positive) of each row of ``X``."""
+        return platt(self.raw(X), *self.calibration)
+
+
+def fit(kind, X, y, seed=0):
+    """Fit a model of ``kind`` on ``X`` (float32) and binary ``y``; returns a WeakModel (not yet calibrated).
+
+    Raises ValueError for an unknown kind or when ``y`` holds a single class.
+    """
+    y = np.asarray(y, dtype=np.int8)
+    if len(np.unique(y)) < 2:
+        raise ValueError("both classes need at least one label to fit a model")
+    X = np.asarray(X, dtype=np.float32)
+    parts = BLEND_PARTS if kind == BLEND else (kind,)
+    return WeakModel(kind, [_make(part, seed).fit(X, y) for part in parts])
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return np.log(p) - np.log1p(-p)
+
+
+def platt(p, slope, intercept):
+    """sigmoid(slope * logit(p) + intercept)."""
+    return expit(slope * logit(p) + intercept)
+
+
+def fit_platt(p, y):
+    """(slope, intercept) of a Platt sigmoid mapping raw probabilities ``p`` to the binary outcomes ``y``;
+    the identity when ``y`` holds one class."""
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return 1.0, 0.0
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(logit(p).reshape(-1, 1), y)
+    slope = float(model.coef_[0, 0])
+    if slope <= 0:  # a sigmoid that reverses the ranking means the held-out scores carry no signal
+        return 1.0, 0.0
+    return slope, float(model.intercept_[0])

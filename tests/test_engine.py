@@ -1,0 +1,169 @@
+"""The engine on a real store: retrain, model versions, pseudo-labels, the queue (small real sample)."""
+import os
+
+import numpy as np
+import pytest
+
+from labeler import engine, exporter
+from labeler.db import GroundTruth, Item, Label, ModelVersion, QueueEntry
+from labeler.pool import load_pool
+from labeler.queue import refresh_queue
+from models import selection
+
+
+@pytest.fixture(autouse=True)
+def quick_selection(dataset):
+    """Model selection with 3 folds and 1 repeat, to keep the tests fast."""
+    dataset.settings = {**dataset.settings, "cv_folds": 3, "cv_repeats": 1}
+    dataset.save()
+
+
+def _truth(dataset):
+    """[(item id, ground-truth label)] of the dataset in item order."""
+    return list(GroundTruth.select(GroundTruth.item, GroundTruth.value).join(Item)
+                .where(Item.dataset == dataset).order_by(Item.id).tuples())
+
+
+def _label_from_truth(dataset, user, frauds, genuine, skip_frauds=0, skip_genuine=0):
+    """Label ``frauds`` fraud items and ``genuine`` genuine ones (after skipping as many of each) as the truth
+    says; returns their item ids."""
+    truth = _truth(dataset)
+    chosen = ([item for item, value in truth if value == "fraud"][skip_frauds:skip_frauds + frauds]
+              + [item for item, value in truth if value == "genuine"][skip_genuine:skip_genuine + genuine])
+    for item in chosen:
+        Label.create(item=item, value=dict(truth)[item], annotator=user, source="human")
+    return chosen
+
+
+def test_without_both_labels_the_queue_is_the_cold_start(dataset, analyst, tmp_path):
+    _label_from_truth(dataset, analyst, 0, 5)
+    summary = engine.retrain(dataset, folder=str(tmp_path))
+    assert summary["stage"].startswith("cold start")
+    assert ModelVersion.select().count() == 0
+    entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
+    assert len(entries) == 500
+    assert {entry.strategy for entry in entries} == {"cold start", "exploration"}
+    labeled = {label.item_id for label in Label.select()}
+    assert not labeled & {entry.item_id for entry in entries}
+    assert all(entry.model_version_id is None for entry in entries)
+    # the cold start ranks anomalies first: its picks hold many more frauds than the sample's 2.4%
+    truth = dict(_truth(dataset))
+    cold = [entry.item_id for entry in entries if entry.strategy == "cold start"][:50]
+    assert sum(truth[item] == "fraud" for item in cold) >= 5
+
+
+def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst, tmp_path):
+    _label_from_truth(dataset, analyst, 15, 85)
+    summary = engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
+    assert summary["model_version"] == version.id and version.labels_used == 100
+    assert version.kind in ("logistic", "boosted", "blend")
+    assert 0 < version.metrics["auprc"] <= 1
+    assert set(version.metrics["candidates"]) == {"logistic", "boosted", "blend"}
+    assert os.path.dirname(version.path) == str(tmp_path)
+    model = engine.load_model(version.path)
+    assert model.kind == version.kind
+
+    entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
+    assert len(entries) == 500
+    counts = {name: sum(entry.strategy == name for entry in entries) for name in ("high risk", "uncertain",
+                                                                                 "exploration")}
+    assert counts == {"high risk": 250, "uncertain": 200, "exploration": 50}
+    assert {entry.model_version_id for entry in entries} == {version.id}
+    labeled = {label.item_id for label in Label.select().where(Label.source == "human")}
+    assert not labeled & {entry.item_id for entry in entries}
+    for entry in entries:
+        assert sum(entry.probabilities.values()) == pytest.approx(1.0)
+        assert entry.probabilities[entry.suggested] == pytest.approx(entry.probability)
+        assert entry.probability >= 0.5
+    # the high-risk picks hold most of the unlabeled frauds: far above the 1.8% left in the pool
+    truth = dict(_truth(dataset))
+    high_risk = [entry.item_id for entry in entries if entry.strategy == "high risk"][:30]
+    assert sum(truth[item] == "fraud" for item in high_risk) >= 15
+
+    _label_from_truth(dataset, analyst, 10, 40, skip_frauds=15, skip_genuine=85)
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    versions = list(ModelVersion.select().order_by(ModelVersion.id))
+    assert [v.serving for v in versions] == [False, True]
+    assert versions[1].labels_used == 150
+
+
+def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst, tmp_path):
+    labeled = _label_from_truth(dataset, analyst, 15, 85)
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    pseudo = list(Label.effective(dataset, ("pseudo",)))
+    assert len(pseudo) > 1000
+    assert all(label.annotator_id is None and label.source == "pseudo" for label in pseudo)
+    assert not {label.item_id for label in pseudo} & set(labeled)
+
+    out = tmp_path / "labels.csv"
+    assert exporter.export(dataset, str(out)) == 100
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 100 and all(row.endswith(",human") for row in rows)
+    assert exporter.export(dataset, str(tmp_path / "all.csv"), include_pseudo=True) == 100 + len(pseudo)
+
+    # a human now labels an item that carried a pseudo-label: the next retrain retracts that pseudo-label
+    item = pseudo[0].item_id
+    Label.create(item=item, value=dict(_truth(dataset))[item], annotator=analyst, source="human")
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    standing = {label.item_id for label in Label.effective(dataset, ("pseudo",))}
+    assert item not in standing
+    assert Label.select().where((Label.kind == "undo") & (Label.source == "pseudo")).count() >= 1
+    # the serving model's metrics and label count come from the 101 human labels only
+    version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
+    assert version.labels_used == 101 and version.metrics["pseudo_labels"] > 1000
+
+
+def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):
+    dataset.settings = {**dataset.settings, "pseudo_labels": False, "queue_size": 40,
+                        "mix": {"high risk": 1.0, "uncertain": 0.0, "exploration": 0.0}}
+    dataset.save()
+    _label_from_truth(dataset, analyst, 15, 85)
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    assert Label.select().where(Label.source == "pseudo").count() == 0
+    entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset))
+    assert len(entries) == 40 and {entry.strategy for entry in entries} == {"high risk"}
+
+
+def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, analyst, tmp_path):
+    assert refresh_queue(dataset, size=30, seed=0) == 30
+    assert {entry.strategy for entry in QueueEntry.select()} <= {"cold start", "exploration"}
+    _label_from_truth(dataset, analyst, 15, 85)
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
+    assert refresh_queue(dataset, size=30, seed=0) == 30
+    entries = list(QueueEntry.select())
+    assert len(entries) == 30 and {entry.model_version_id for entry in entries} == {version.id}
+    assert {entry.strategy for entry in entries} == {"high risk", "uncertain", "exploration"}
+    os.remove(version.path)  # a lost model file: the queue falls back to the cold start until the next retrain
+    assert refresh_queue(dataset, size=30, seed=0) == 30
+    assert {entry.model_version_id for entry in QueueEntry.select()} == {None}
+
+
+def test_cross_validation_scores_human_labels_only(dataset, analyst):
+    ids, X = load_pool(dataset)
+    truth = np.array([value == "fraud" for _, value in _truth(dataset)], dtype=np.int8)
+    rng = np.random.default_rng(0)
+    human = np.concatenate([rng.choice(np.flatnonzero(truth == 1), 20, replace=False),
+                            rng.choice(np.flatnonzero(truth == 0), 80, replace=False)])
+    rest = np.setdiff1d(np.arange(len(ids)), human)
+    wrong = 1 - truth[rest]  # pseudo-labels that are all wrong still never reach a held-out fold
+    metrics, held_p, held_y = selection.cross_validate("logistic", X[human], truth[human], (X[rest], wrong),
+                                                       human_weight=5.0, folds=5, repeats=2)
+    assert len(held_y) == len(held_p) == 2 * len(human)
+    assert sorted(held_y.tolist()) == sorted(np.tile(truth[human], 2).tolist())
+    assert metrics["folds"] == 5 and metrics["repeats"] == 2
+
+
+def test_bad_settings_are_refused_in_one_line(dataset, analyst, tmp_path):
+    _label_from_truth(dataset, analyst, 15, 85)
+    for settings, message in (({"mix": {"hunch": 1.0}}, "mix: unknown strategy 'hunch'"),
+                              ({"uncertainty": "vibes"}, "uncertainty: 'vibes' is not one of"),
+                              ({"pseudo_confidence": 0.3}, "pseudo_confidence: must be above 0.5")):
+        dataset.settings = {**dataset.settings, **settings}
+        dataset.save()
+        with pytest.raises(engine.SettingsError, match=message):
+            engine.retrain(dataset, folder=str(tmp_path))
+        dataset.settings = {key: value for key, value in dataset.settings.items() if key not in settings}
+        dataset.save()
+    assert ModelVersion.select().count() == 0 and QueueEntry.select().count() == 0

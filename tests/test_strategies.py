@@ -1,0 +1,165 @@
+"""Query strategies, weak models, selection and pseudo-labels on the bundled real sample (numpy, no store)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import pseudo, selection, strategies, weak
+
+
+@pytest.fixture(scope="module")
+def sample(small_csv):
+    """(features float32 without Time, binary truth) of the small real sample: 2,049 rows, 49 frauds."""
+    frame = pd.read_csv(small_csv)
+    y = frame.pop("Class").to_numpy(dtype=np.int8)
+    return frame.drop(columns=["Time"]).to_numpy(dtype=np.float32), y
+
+
+@pytest.fixture(scope="module")
+def scored(sample):
+    """A logistic model fitted on 200 labeled rows (10 frauds among them) and P(fraud) of every row."""
+    X, y = sample
+    rng = np.random.default_rng(0)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(y == 1), 10, replace=False),
+                              rng.choice(np.flatnonzero(y == 0), 190, replace=False)])
+    model = weak.fit(weak.LOGISTIC, X[labeled], y[labeled])
+    p = model.predict(X)
+    unlabeled = np.setdiff1d(np.arange(len(y)), labeled)
+    return p, labeled, unlabeled
+
+
+def test_uncertainty_scores_rank_as_defined(scored):
+    p, _, unlabeled = scored
+    matrix = strategies.binary_matrix(p[unlabeled])
+    nearest_half = np.abs(p[unlabeled] - 0.5)
+    for name in ("least_confidence", "margin", "entropy"):
+        picks = strategies.uncertainty_batch(p, unlabeled, 10, name)
+        assert len(set(picks.tolist())) == 10 and set(picks.tolist()) <= set(unlabeled.tolist())
+        # the picks are the 10 unlabeled items nearest 0.5 (binary: all three scores rank alike)
+        assert np.abs(p[picks] - 0.5).max() <= np.sort(nearest_half)[9] + 1e-12
+    margin = strategies.margin(matrix)
+    assert np.allclose(margin, 1 - np.abs(2 * p[unlabeled] - 1))
+    three = np.array([[0.34, 0.33, 0.33], [0.9, 0.05, 0.05], [0.5, 0.5, 0.0]])
+    assert strategies.least_confidence(three).argmax() == 0
+    assert strategies.margin(three).argmax() == 2  # the two best labels tie
+    assert strategies.entropy(three).argmax() == 0
+    assert strategies.entropy(three).argmin() == 1
+
+
+def test_high_risk_picks_highest_probability_and_mix_is_recorded(sample, scored):
+    X, _ = sample
+    p, _, unlabeled = scored
+    z = strategies.RobustScale(X).transform(X)
+    picks = strategies.plan_batch(p, z, unlabeled, 10, {"high risk": 0.5, "uncertain": 0.4, "exploration": 0.1},
+                                  np.random.default_rng(1))
+    by_strategy = {}
+    for index, name in picks:
+        by_strategy.setdefault(name, []).append(index)
+    assert {name: len(indices) for name, indices in by_strategy.items()} == {
+        "high risk": 5, "uncertain": 4, "exploration": 1}
+    highest = strategies.top_indices(p, unlabeled, 5)
+    # the high-risk picks are the 5 highest unless a near-duplicate of a higher one was skipped
+    assert sorted(p[by_strategy["high risk"]]) == pytest.approx(sorted(p[highest]))
+    assert picks[0][1] in ("high risk", "uncertain")
+    assert set(index for index, _ in picks) <= set(unlabeled.tolist())
+
+
+def test_batches_hold_no_duplicates_even_when_the_pool_has_copies(sample, scored):
+    X, _ = sample
+    p, _, unlabeled = scored
+    top = strategies.top_indices(p, unlabeled, 3)
+    # the pool gains exact copies of its three riskiest rows, all unlabeled and scored alike
+    X_copies = np.vstack([X, X[top], X[top]])
+    p_copies = np.concatenate([p, p[top], p[top]])
+    candidates = np.concatenate([unlabeled, np.arange(len(X), len(X_copies))])
+    z = strategies.RobustScale(X_copies).transform(X_copies)
+    picks = [index for index, _ in strategies.plan_batch(
+        p_copies, z, candidates, 30, {"high risk": 1.0}, np.random.default_rng(0))]
+    assert len(picks) == len(set(picks)) == 30
+    rows = z[picks]
+    distances = np.sqrt(((rows[:, None, :] - rows[None, :, :]) ** 2).mean(axis=2))
+    np.fill_diagonal(distances, np.inf)
+    assert distances.min() >= strategies.DUPLICATE_RADIUS
+
+
+def test_cold_start_with_zero_labels_finds_frauds_and_spreads_out(sample):
+    X, y = sample
+    scale = strategies.RobustScale(X)
+    z = scale.transform(X)
+    anomaly = strategies.anomaly_scores(X, scale)
+    everything = np.arange(len(y))
+    picks = strategies.cold_start(z, anomaly, everything, 20, seed=0)
+    assert len(set(picks.tolist())) == 20
+    # anomalies hold far more frauds than the sample's 2.4%: at least 5 of 20 (random would expect 0.5)
+    assert y[picks].sum() >= 5
+    # a burst of 40 close variants of the top anomaly (0.3 IQR apart, not duplicates) fills the top of the
+    # ranking; the cold start takes a couple of them, not the whole batch
+    top = int(np.argmax(anomaly))
+    jitter = np.random.default_rng(0).normal(0, 0.3, size=(40, X.shape[1])) * scale.spread
+    burst = (X[top] + jitter).astype(np.float32)
+    X_burst = np.vstack([X, burst])
+    z_burst = scale.transform(X_burst)
+    anomaly_burst = strategies.anomaly_scores(X_burst, scale)
+    everything = np.arange(len(X_burst))
+    in_burst = lambda indices: int(np.sum((indices >= len(X)) | (indices == top)))  # noqa: E731
+    assert in_burst(strategies.top_indices(anomaly_burst, everything, 20)) >= 15
+    assert in_burst(strategies.cold_start(z_burst, anomaly_burst, everything, 20, seed=0)) <= 2
+
+
+def test_selection_cross_validates_on_human_labels_and_calibrates(sample):
+    X, y = sample
+    rng = np.random.default_rng(3)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(y == 1), 30, replace=False),
+                              rng.choice(np.flatnonzero(y == 0), 270, replace=False)])
+    chosen = selection.select(X[labeled], y[labeled], seed=0, repeats=1)
+    assert set(chosen.metrics) == {"logistic", "boosted", "blend"}
+    assert chosen.kind == max(chosen.metrics, key=lambda kind: chosen.metrics[kind]["auprc"])
+    assert 0.5 < chosen.auprc <= 1.0
+    rest = np.setdiff1d(np.arange(len(y)), labeled)
+    p = chosen.model.predict(X[rest])
+    assert ((0 <= p) & (p <= 1)).all()
+    # calibrated on held-out folds: the mean probability is near the labeled fraud rate (10%), not 0 or 0.5
+    assert 0.002 < chosen.model.predict(X[labeled]).mean() < 0.3
+
+
+def test_selection_with_too_few_labels_serves_logistic_unmeasured(sample):
+    X, y = sample
+    few = np.concatenate([np.flatnonzero(y == 1)[:1], np.flatnonzero(y == 0)[:9]])
+    chosen = selection.select(X[few], y[few])
+    assert chosen.kind == "logistic" and chosen.auprc is None
+    with pytest.raises(ValueError, match="both classes"):
+        weak.fit(weak.LOGISTIC, X[:5], np.zeros(5))
+
+
+def test_pseudo_labels_are_confident_capped_and_stable(scored):
+    p, labeled, unlabeled = scored
+    ids = np.arange(len(p)) + 1000
+    indices, labels = pseudo.choose(p, unlabeled, ids, confidence=0.99, limit=500, positives=False)
+    assert len(indices) == 500 and not set(indices.tolist()) & set(labeled.tolist())
+    assert (labels == 0).all() and (p[indices] <= 0.01).all()
+    # a slightly different pool keeps most of the same pseudo-labels (fixed order of ids)
+    fewer = unlabeled[50:]
+    again, _ = pseudo.choose(p, fewer, ids, confidence=0.99, limit=500, positives=False)
+    assert len(set(again.tolist()) & set(indices.tolist())) >= 400
+    with_positives, positive_labels = pseudo.choose(p, unlabeled, ids, confidence=0.9, limit=500)
+    assert (p[with_positives[positive_labels == 1]] >= 0.9).all()
+    with pytest.raises(ValueError, match="confidence"):
+        pseudo.choose(p, unlabeled, ids, confidence=0.4, limit=10)
+
+
+def test_mix_counts_round_to_the_batch():
+    assert strategies.mix_counts(10, {"high risk": 0.5, "uncertain": 0.4, "exploration": 0.1}) == {
+        "high risk": 5, "uncertain": 4, "exploration": 1}
+    assert sum(strategies.mix_counts(7, {"high risk": 1, "uncertain": 1, "exploration": 1}).values()) == 7
+    with pytest.raises(ValueError, match="no strategy"):
+        strategies.mix_counts(10, {"high risk": 0})
+
+
+def test_blend_is_the_mean_of_its_parts(sample):
+    X, y = sample
+    rng = np.random.default_rng(5)
+    rows = np.concatenate([np.flatnonzero(y == 1)[:20], rng.choice(np.flatnonzero(y == 0), 200, replace=False)])
+    blend = weak.fit(weak.BLEND, X[rows], y[rows], seed=1)
+    parts = [weak.fit(kind, X[rows], y[rows], seed=1).raw(X) for kind in weak.BLEND_PARTS]
+    assert np.allclose(blend.raw(X), np.mean(parts, axis=0))
+    with pytest.raises(ValueError, match="unknown model kind"):
+        weak.fit("forest", X[rows], y[rows])
