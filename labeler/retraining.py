@@ -6,7 +6,7 @@ No Flask here; the worker runs ``run_job`` and the web process only calls ``requ
 """
 from peewee import fn
 
-from labeler.db import Dataset, Item, Job, Label, database, utcnow
+from labeler.db import Dataset, Item, Job, Label, utcnow, write_transaction
 
 DEFAULT_RETRAIN_EVERY = 50
 RETRAIN = "retrain"
@@ -38,7 +38,7 @@ def request_retrain(dataset, reason, enqueue):
 
     ``enqueue(job_id)`` hands the job to the task queue once the job row is committed.
     """
-    with database.atomic():
+    with write_transaction():
         waiting = Job.get_or_none((Job.dataset == dataset) & (Job.kind == RETRAIN) & (Job.state == "queued"))
         if waiting is not None:
             return waiting, False
@@ -63,7 +63,7 @@ def note_new_labels(dataset, enqueue):
 
 
 def _update(job_id, **fields):
-    with database.atomic():
+    with write_transaction():
         Job.update(**fields).where(Job.id == job_id).execute()
 
 
