@@ -4,7 +4,6 @@ import os
 from flask import Flask, g, render_template
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from peewee import SqliteDatabase
 
 from labeler.db import User, database, open_database
 from labeler.migrations import upgrade
@@ -41,9 +40,7 @@ def create_app(test_config=None):
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    engine = open_database(app.config["DATABASE"])
-    # SQLite connections are cheap to keep and costly to reopen: each server thread keeps its own.
-    keep_connections = isinstance(engine, SqliteDatabase)
+    open_database(app.config["DATABASE"])
     with database.connection_context():
         upgrade()
 
@@ -56,7 +53,7 @@ def create_app(test_config=None):
 
     @app.teardown_request
     def _close(exc):
-        if g.pop("opened_database", False) and not keep_connections and not database.is_closed():
+        if g.pop("opened_database", False) and not database.is_closed():
             database.close()
 
     @app.errorhandler(CSRFError)
