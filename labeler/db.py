@@ -12,7 +12,6 @@ import threading
 import numpy as np
 from peewee import (
     SQL,
-    AutoField,
     BlobField,
     BooleanField,
     CharField,

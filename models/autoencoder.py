@@ -8,34 +8,29 @@ import time
 import keras
 import numpy as np
 
-from models.keras_common import (MinMaxScaling, as_features, load_model, predict_numpy, save_model,
-                                 seed_everything, training_device)
+from models.keras_common import (MinMaxScaling, SavedKerasModel, as_features, predict_numpy, seed_everything,
+                                 training_device)
 
 KIND = "autoencoder"
 
 
-class Autoencoder:
+class Autoencoder(SavedKerasModel):
     """A dense autoencoder; ``fit`` trains a fresh one, ``save``/``load`` round-trip it with its scaling."""
 
-    def __init__(self, latent_dim=12, seed=0):
-        self.latent_dim = int(latent_dim)
-        self.seed = int(seed)
-        self.model = None
-        self.meta = {}
+    kind = KIND
+    title = "autoencoder"
 
-    @property
-    def device(self):
-        """The device that trained this model ("CPU", "GPU (...)"), or None before ``fit``/``load``."""
-        return self.meta.get("device")
+    def __init__(self, latent_dim=12, seed=0):
+        super().__init__(seed)
+        self.latent_dim = int(latent_dim)
+
+    @classmethod
+    def _init_args(cls, meta):
+        return {"latent_dim": meta["latent_dim"], "seed": meta["seed"]}
 
     @property
     def n_features(self):
         return len(self._scaling.minimum)
-
-    def _require_model(self):
-        if self.model is None:
-            raise RuntimeError("the autoencoder is not trained: call fit or load first")
-        return self.model
 
     @property
     def _scaling(self):
@@ -103,14 +98,3 @@ class Autoencoder:
         """Mean squared reconstruction error per row of ``X``: higher is more unusual."""
         return self.reconstruction_error(X).mean(axis=1)
 
-    def save(self, path):
-        """Write the model, its scaling and its training record to ``path`` (``.keras``), atomically."""
-        save_model(self._require_model(), path, self.meta)
-
-    @classmethod
-    def load(cls, path):
-        """An Autoencoder read from ``path``; raises FileNotFoundError or ValueError for a missing or other file."""
-        model, meta = load_model(path, KIND)
-        autoencoder = cls(latent_dim=meta["latent_dim"], seed=meta["seed"])
-        autoencoder.model, autoencoder.meta = model, meta
-        return autoencoder

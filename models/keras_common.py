@@ -145,3 +145,46 @@ def load_model(path, kind):
     if meta.get("kind") != kind:
         raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not {kind!r}")
     return keras.saving.load_model(path, compile=False), meta
+
+
+class SavedKerasModel:
+    """What the Keras wrappers share: the trained model, its training record, atomic save and typed load.
+
+    Subclasses set ``kind`` and ``title`` and turn a training record back into constructor arguments with
+    ``_init_args(meta)``.
+    """
+
+    kind = None
+    title = None
+
+    def __init__(self, seed=0):
+        self.seed = int(seed)
+        self.model = None
+        self.meta = {}
+
+    @property
+    def device(self):
+        """The device that trained this model ("CPU", "GPU (...)"), or None before ``fit``/``load``."""
+        return self.meta.get("device")
+
+    def _require_model(self):
+        if self.model is None:
+            raise RuntimeError(f"the {self.title} is not trained: call fit or load first")
+        return self.model
+
+    def save(self, path):
+        """Write the model, its scaling and its training record to ``path`` (``.keras``), atomically."""
+        save_model(self._require_model(), path, self.meta)
+
+    @classmethod
+    def load(cls, path):
+        """The model read from ``path``; raises FileNotFoundError or ValueError for a missing or other file."""
+        model, meta = load_model(path, cls.kind)
+        loaded = cls(**cls._init_args(meta))
+        loaded.model, loaded.meta = model, meta
+        return loaded
+
+    @classmethod
+    def _init_args(cls, meta):
+        raise NotImplementedError
+

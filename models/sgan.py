@@ -22,8 +22,8 @@ import numpy as np
 from keras import ops
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
-from models.keras_common import (MinMaxScaling, as_features, load_model, predict_numpy, save_model,
-                                 seed_everything, training_device)
+from models.keras_common import (MinMaxScaling, SavedKerasModel, as_features, predict_numpy, seed_everything,
+                                 training_device)
 
 KIND = "sgan"
 
@@ -157,22 +157,22 @@ def _make_train_step(generator, discriminator, d_optimizer, g_optimizer):
     return step
 
 
-class SGAN:
+class SGAN(SavedKerasModel):
     """Semi-supervised GAN classifier; ``fit`` trains a fresh one and serves its best non-collapsed checkpoint."""
+
+    kind = KIND
+    title = "SGAN"
 
     def __init__(self, n_classes=2, latent_dim=10, seed=0):
         if int(n_classes) < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        super().__init__(seed)
         self.n_classes = int(n_classes)
         self.latent_dim = int(latent_dim)
-        self.seed = int(seed)
-        self.model = None
-        self.meta = {}
 
-    @property
-    def device(self):
-        """The device that trained this model ("CPU", "GPU (...)"), or None before ``fit``/``load``."""
-        return self.meta.get("device")
+    @classmethod
+    def _init_args(cls, meta):
+        return {"n_classes": meta["n_classes"], "latent_dim": meta["latent_dim"], "seed": meta["seed"]}
 
     @property
     def history(self):
@@ -183,11 +183,6 @@ class SGAN:
     def threshold(self):
         """Decision threshold on P(class 1) for two classes, chosen for the best F1 on validation."""
         return self.meta.get("threshold")
-
-    def _require_model(self):
-        if self.model is None:
-            raise RuntimeError("the SGAN is not trained: call fit or load first")
-        return self.model
 
     def _part(self, name):
         return self._require_model().get_layer(name)
@@ -400,14 +395,3 @@ class SGAN:
         generator, unscaling = self._part("generator"), self._part("unscaling")
         return predict_numpy(lambda chunk: unscaling(generator(chunk, training=False)), noise)
 
-    def save(self, path):
-        """Write the served checkpoint, its scaling and its training record to ``path`` (``.keras``), atomically."""
-        save_model(self._require_model(), path, self.meta)
-
-    @classmethod
-    def load(cls, path):
-        """An SGAN read from ``path``; raises FileNotFoundError or ValueError for a missing or other file."""
-        model, meta = load_model(path, KIND)
-        sgan = cls(n_classes=meta["n_classes"], latent_dim=meta["latent_dim"], seed=meta["seed"])
-        sgan.model, sgan.meta = model, meta
-        return sgan

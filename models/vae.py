@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.keras_common import (MinMaxScaling, as_features, load_model, predict_numpy, save_model,
-                                 seed_everything, training_device)
+from models.keras_common import (MinMaxScaling, SavedKerasModel, as_features, predict_numpy, seed_everything,
+                                 training_device)
 
 KIND = "vae"
 MIN_VARIANCE = 1e-6
@@ -72,25 +72,20 @@ class GaussianReconstruction(keras.losses.Loss):
         return config
 
 
-class VAE:
+class VAE(SavedKerasModel):
     """A variational autoencoder; ``fit`` trains a fresh one, ``save``/``load`` round-trip it with its scaling."""
 
+    kind = KIND
+    title = "VAE"
+
     def __init__(self, latent_dim=6, hidden_units=16, seed=0):
+        super().__init__(seed)
         self.latent_dim = int(latent_dim)
         self.hidden_units = int(hidden_units)
-        self.seed = int(seed)
-        self.model = None
-        self.meta = {}
 
-    @property
-    def device(self):
-        """The device that trained this model ("CPU", "GPU (...)"), or None before ``fit``/``load``."""
-        return self.meta.get("device")
-
-    def _require_model(self):
-        if self.model is None:
-            raise RuntimeError("the VAE is not trained: call fit or load first")
-        return self.model
+    @classmethod
+    def _init_args(cls, meta):
+        return {"latent_dim": meta["latent_dim"], "hidden_units": meta["hidden_units"], "seed": meta["seed"]}
 
     @property
     def n_features(self):
@@ -201,14 +196,3 @@ class VAE:
         z = z_mean[order] + float(spread) * np.exp(0.5 * z_log_var[order]) * epsilon
         return self.unscale(self.decode_scaled(z))
 
-    def save(self, path):
-        """Write the model, its scaling and its training record to ``path`` (``.keras``), atomically."""
-        save_model(self._require_model(), path, self.meta)
-
-    @classmethod
-    def load(cls, path):
-        """A VAE read from ``path``; raises FileNotFoundError or ValueError for a missing or other file."""
-        model, meta = load_model(path, KIND)
-        vae = cls(latent_dim=meta["latent_dim"], hidden_units=meta["hidden_units"], seed=meta["seed"])
-        vae.model, vae.meta = model, meta
-        return vae

@@ -2,7 +2,7 @@
 import pytest
 from werkzeug.security import check_password_hash
 
-from labeler.db import User, database
+from labeler.db import User
 from labeler.importer import import_file
 from tests.conftest import PASSWORD, csrf_token_of, login
 from tests.test_import import store_snapshot
