@@ -25,9 +25,20 @@
     return null;
   }
 
-  // While a decision is on its way (htmx marks the form), keys are dropped: one keystroke, one decision.
-  function inFlight() {
-    return document.querySelector("#labeling .htmx-request") !== null;
+  // A key pressed while a decision is on its way is dropped: one keystroke, one decision, and never a decision
+  // on an item the analyst has not seen yet. A key pressed once the next item is on screen but before htmx has
+  // wired its buttons (the settle step, ~20 ms) is held and replayed then, so a fast analyst loses nothing.
+  var waiting = null;  // the request of the decision on its way
+  var settling = false;
+  var held = null;
+
+  function inWorkspace(element) {
+    return !!(element && element.closest && element.closest("#labeling"));
+  }
+
+  function press(name) {
+    var button = buttonFor(openPanel() || document.body, name);
+    if (button) button.click();
   }
 
   function closePanels() {
@@ -44,11 +55,54 @@
     var name = NAMES[event.key] || (event.key.length === 1 ? event.key.toLowerCase() : null);
     var workspace = document.getElementById("labeling");
     if (!name || !workspace) return;
+    if (settling) {
+      event.preventDefault();
+      if (!event.repeat && !waiting) held = name;
+      return;
+    }
     var button = buttonFor(openPanel() || document.body, name);
     if (!button) return;
     event.preventDefault();
-    if (event.repeat || inFlight()) return;
+    if (event.repeat || waiting) return;
     button.click();
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (inWorkspace(event.detail.elt)) waiting = event.detail.xhr;
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "labeling") settling = true;
+  });
+  // (htmx tells afterRequest on the page once the form that asked is gone: known by its request, not its form)
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.xhr === waiting) waiting = null;
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!settling || event.target.id !== "labeling") return;
+    settling = false;
+    var name = held;
+    held = null;
+    if (name) press(name);
+  });
+
+  // No usable reply (a server error, the network): say so on the screen; the key can be pressed again.
+  function failed(event, what) {
+    if (event.detail.xhr !== waiting) return;
+    waiting = null;
+    var work = document.querySelector("#labeling .work");
+    if (!work) return;
+    var line = work.querySelector("[data-role=failure]") || document.createElement("p");
+    line.className = "error";
+    line.setAttribute("role", "alert");
+    line.setAttribute("data-role", "failure");
+    line.textContent = what + ": the last key was not recorded. Press it again, or reload the page.";
+    work.insertBefore(line, work.firstChild);
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    failed(event, "The server answered " + event.detail.xhr.status);
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    failed(event, "The server could not be reached");
   });
 
   // Buttons that open a panel instead of posting: alternatives after a reject, reason codes after the positive

@@ -75,9 +75,11 @@ def seeded_store(tmp_path, small_csv):
 
 @pytest.fixture
 def live_server(seeded_store, tmp_path):
-    server = LiveServer(seeded_store, _free_port(), str(tmp_path / "server.log"))
+    log_path = tmp_path / "server.log"
+    server = LiveServer(seeded_store, _free_port(), str(log_path))
     yield server
     server.stop()
+    print(f"--- {log_path} ---\n{log_path.read_text()}")  # pytest shows it when the test failed
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,36 @@ def test_the_mouse_works_too_and_a_changed_mind_drops_the_pending_reason(browser
     standing, _, _ = read_store(live_server, "ana")
     assert standing == {first: ("genuine", None, None), second: ("fraud", "account takeover", None)}
     page.close()
+
+
+def test_a_key_pressed_while_the_next_item_settles_in_is_not_lost(browser, live_server):
+    """htmx wires the new item's buttons only after its settle delay; a key pressed in that window waits for it
+    (it used to be dropped, or to post the form without htmx). A long settle delay makes the window certain."""
+    page = open_screen(browser, live_server, "ana")
+    page.evaluate("htmx.config.defaultSettleDelay = 600")
+    first, _ = on_screen(page)
+    press_and_wait(page, "1")
+    second, _ = on_screen(page)
+    assert page.locator("#labeling.htmx-settling").count() == 1  # still inside the settle window
+    press_and_wait(page, "1")
+    third, _ = on_screen(page)
+    assert len({first, second, third}) == 3
+    standing, _, _ = read_store(live_server, "ana")
+    assert standing == {first: ("genuine", None, None), second: ("genuine", None, None)}
+    assert page.evaluate("document.readyState") == "complete" and page.url.endswith("/datasets/cc/label")
+    page.close()
+
+
+def test_a_server_error_is_shown_and_the_key_works_again(browser, live_server):
+    page = open_screen(browser, live_server, "ana")
+    first, _ = on_screen(page)
+    page.route("**/datasets/cc/label/*", lambda route: route.fulfill(status=500, body="boom"))
+    page.keyboard.press("1")
+    page.wait_for_selector("[data-role=failure]")
+    assert "500" in page.inner_text("[data-role=failure]")
+    page.unroute("**/datasets/cc/label/*")
+    press_and_wait(page, "1")
+    assert on_screen(page)[0] != first
+    standing, _, _ = read_store(live_server, "ana")
+    assert standing == {first: ("genuine", None, None)}
+    page.close()
