@@ -27,6 +27,8 @@ import urllib.parse
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from labeler.cli import SERVE_THREADS  # noqa: E402  (after the path is set)
+
 PASSWORD = "benchmark password"
 ITEM = re.compile(r'data-item-id="(\d+)"')
 OUTCOME = re.compile(r'data-outcome="(\w+)"')
@@ -237,11 +239,11 @@ def run(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="/work/shared/data/creditcard.csv.gz", help="transactions to import")
-    parser.add_argument("--analysts", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--analysts", type=int, default=8, help="concurrent analysts (client threads)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the timed window")
+    parser.add_argument("--threads", type=int, default=SERVE_THREADS, help="waitress threads (serve's default)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed decisions per analyst first")
-    parser.add_argument("--reject-share", type=float, default=0.1)
+    parser.add_argument("--reject-share", type=float, default=0.1, help="share of decisions that reject")
     parser.add_argument("--queue-size", type=int, default=4000,
                         help="queue entries prepared before the run: more than the run labels")
     parser.add_argument("--refill-below", type=int, default=0,

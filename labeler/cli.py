@@ -12,7 +12,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from labeler import datasets as datasets_service
-from labeler import exporter
+from labeler import exporter, generative
 from labeler.cli_engine import COMMANDS as ENGINE_COMMANDS
 from labeler.db import database
 from labeler.importer import ImportFailed, import_file
@@ -21,6 +21,8 @@ from labeler.users import UserError, create_user
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
+DEMO_DATASET = "creditcard-sample"
+SERVE_THREADS = 2
 
 
 def _fail(message):
@@ -84,6 +86,12 @@ def import_command(path, dataset, label_column, id_column, exclude, labels):
         f"Dataset {dataset!r} {verb}: {result.rows_read:,} rows read, {result.rows_added:,} added, "
         f"{result.rows_skipped:,} already present."
     )
+    if result.rows_added:
+        from labeler.tasks import enqueue_generative
+
+        with database.connection_context():
+            job, _ = generative.request_generative(result.dataset, "after an import", enqueue_generative)
+        click.echo(f"Autoencoder job {job.id} queued for the worker (screen bars, latent map, cold-start score).")
 
 
 @click.command("create-user")
@@ -109,7 +117,9 @@ def create_user_command(name, role, password_stdin):
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, help="Port to listen on.")
-@click.option("--threads", default=8, show_default=True, help="Worker threads of the HTTP server.")
+@click.option("--threads", default=SERVE_THREADS, show_default=True,
+              help="Worker threads of the HTTP server. Python runs one at a time, so more threads make each "
+                   "request slower under load; more help only when some requests wait on I/O.")
 @with_appcontext
 def serve_command(host, port, threads):
     """Serve the web app (waitress). Needs LABELER_SECRET_KEY."""
@@ -162,9 +172,9 @@ def stats_command(dataset, as_json):
 @click.option("--port", default=5000, show_default=True, help="Port to serve on (127.0.0.1).")
 @click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
               help="Folder for the demo store (default: a new temporary folder).")
-@with_appcontext
 def demo_command(port, directory):
-    """Fresh store with the bundled sample, a demo login printed, then the server and a worker (Ctrl-C stops both)."""
+    """Fresh store with the bundled sample, a demo login printed, then the server, a worker and the autoencoder
+    job, each in its own process with the demo's settings (Ctrl-C stops them all)."""
     from labeler import create_app
     from labeler.queue import refresh_queue
 
@@ -173,30 +183,38 @@ def demo_command(port, directory):
     store = os.path.join(directory, "labeler.sqlite3")
     if os.path.exists(store):
         _fail(f"{store} already exists; give --dir a new folder")
-    env = {"LABELER_DATABASE": store, "LABELER_INSTANCE": directory,
-           "LABELER_QUEUE": os.path.join(directory, "queue.sqlite3")}
-    os.environ.update(env)
-    app = create_app({"DATABASE": store, "SECRET_KEY": secrets.token_hex(32)})
+    # The server, the worker and the autoencoder job share the store and the task queue through these.
+    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_INSTANCE": directory,
+           "LABELER_QUEUE": os.path.join(directory, "queue.sqlite3"), "LABELER_SECRET_KEY": secrets.token_hex(32)}
+    create_app({"DATABASE": store, "SECRET_KEY": env["LABELER_SECRET_KEY"]})
     click.echo(f"Demo store: {store}")
     try:
-        result = _run_import(SAMPLE_PATH, "creditcard-sample", "Class", None, ("Time",), None)
+        result = _run_import(SAMPLE_PATH, DEMO_DATASET, "Class", None, ("Time",), None)
     except ImportFailed as error:
         _fail(str(error))
-    click.echo(f"Imported {result.rows_added:,} transactions into dataset 'creditcard-sample'.")
+    click.echo(f"Imported {result.rows_added:,} transactions into dataset {DEMO_DATASET!r}.")
     password = secrets.token_urlsafe(9)
     with database.connection_context():
         queued = refresh_queue(result.dataset)
         create_user("demo", password, "admin")
     click.echo(f"Cold-start queue of {queued} items scored; the worker retrains as labels arrive.")
-    worker = subprocess.Popen([sys.executable, os.path.join(ROOT, "manage.py"), "worker"],
-                              env={**os.environ, **env})
+    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
+    children = [subprocess.Popen(manage + ["worker"], env=env),
+                subprocess.Popen(manage + ["generative", "--dataset", DEMO_DATASET],
+                                 env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL),
+                subprocess.Popen(manage + ["serve", "--port", str(port)], env=env)]
     click.echo(f"Log in at http://127.0.0.1:{port}/ as user: demo  password: {password}")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
-        _serve(app, "127.0.0.1", port, 8)
+        children[-1].wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait(timeout=30)
 
 
 COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
@@ -204,7 +222,8 @@ COMMANDS = [init_db_command, import_command, create_user_command, serve_command,
 
 
 def register_commands(app):
+    from labeler.cli_generative import COMMANDS as GENERATIVE_COMMANDS
     from labeler.cli_worker import COMMANDS as WORKER_COMMANDS
 
-    for command in COMMANDS + WORKER_COMMANDS:
+    for command in COMMANDS + WORKER_COMMANDS + GENERATIVE_COMMANDS:
         app.cli.add_command(command)

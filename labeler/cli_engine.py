@@ -37,6 +37,9 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
         sys.exit(1)
     click.echo(f"Simulating {strategy} on {dataset!r}: {len(y):,} items, {int(y.sum()):,} positives; "
                f"budget {budget}, batch {batch}, seeds 0..{seeds - 1}.")
+    if settings["generative_candidates"] and strategy == simulate.DEFAULT:
+        click.echo(f"Generative candidates in model selection: {', '.join(settings['generative_candidates'])} "
+                   "(Keras trains in this process).")
 
     def progress(name, seed, labels):
         if labels // 100 != (labels - batch) // 100:

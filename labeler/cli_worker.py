@@ -1,4 +1,5 @@
 """Commands for background retraining: the worker and the periodic retrain for cron."""
+import os
 import sys
 import time
 
@@ -14,15 +15,24 @@ WAIT_POLL_SECONDS = 1.0
 
 @click.command("worker")
 @click.option("--workers", default=1, show_default=True, help="Worker threads; retrains of one dataset never overlap.")
+@click.option("--nice", "niceness", default=10, show_default=True, type=click.IntRange(0, 19),
+              help="Lower the worker's CPU priority by this much, so the web server's requests go first on busy "
+                   "cores (0: as the shell started it).")
 @with_appcontext
-def worker_command(workers):
+def worker_command(workers, niceness):
     """Run the background worker that retrains models and rescores the pool (Ctrl-C stops it)."""
-    from labeler.tasks import enqueue_retrain, huey
+    from labeler import generative
+    from labeler.tasks import enqueue_generative, enqueue_retrain, huey
 
+    if niceness:
+        os.nice(niceness)
     with database.connection_context():
         recovered = retraining.recover_interrupted(enqueue_retrain)
+        recovered_autoencoder = generative.recover_interrupted(enqueue_generative)
     if recovered:
         click.echo(f"{recovered} interrupted retrain(s) marked failed and queued again.")
+    if recovered_autoencoder:
+        click.echo(f"{recovered_autoencoder} interrupted autoencoder job(s) marked failed and queued again.")
     click.echo("Worker started; waiting for retrain jobs.")
     huey.create_consumer(workers=workers, periodic=False).run()
 

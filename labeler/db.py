@@ -26,6 +26,7 @@ from peewee import (
     fn,
 )
 from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
 
 database = DatabaseProxy()
 
@@ -38,6 +39,12 @@ SQLITE_PRAGMAS = {
 }
 
 
+# Connections are pooled: a request's close hands its connection back instead of reopening it next time (on
+# SQLite the last close of a WAL database also checkpoints it, which cost more than the request's own work).
+POOL_OPTIONS = {"max_connections": 64, "stale_timeout": 300, "timeout": 30}
+POOLED_SCHEMES = ("postgres", "postgresql", "mysql")
+
+
 def open_database(target):
     """Open the store at ``target`` (a file path or a database URL) and bind the models to it.
 
@@ -47,12 +54,15 @@ def open_database(target):
         if target.startswith("sqlite:///"):
             target = target[len("sqlite:///"):]
         else:
-            db = connect_url(target)
+            scheme, rest = target.split("://", 1)
+            if scheme in POOLED_SCHEMES:
+                scheme += "+pool"
+            db = connect_url(f"{scheme}://{rest}", **POOL_OPTIONS)
             database.initialize(db)
             return db
     directory = os.path.dirname(os.path.abspath(target))
     os.makedirs(directory, exist_ok=True)
-    db = SqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    db = PooledSqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL_OPTIONS)
     database.initialize(db)
     return db
 
@@ -232,6 +242,12 @@ class Label(BaseModel):
 
 
 class ModelVersion(BaseModel):
+    """A trained model of a dataset. ``path`` is the model file, ``scores_path`` its P(positive) for every pool
+    item (float32 .npy in item id order), ``holdout_path`` the P(positive) of its twin trained without the
+    holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``digests`` the sha256 of each file
+    as written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.
+    ``served_at`` is when it began serving (None: never served)."""
+
     dataset = ForeignKeyField(Dataset, backref="model_versions", on_delete="CASCADE")
     kind = CharField(max_length=40)
     path = CharField(null=True, max_length=500)
@@ -240,6 +256,11 @@ class ModelVersion(BaseModel):
     labels_used = IntegerField(default=0)
     serving = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
+    scores_path = CharField(null=True, max_length=500)
+    holdout_path = CharField(null=True, max_length=500)
+    digests = JSONField(null=True)
+    gate = JSONField(null=True)
+    served_at = DateTimeField(null=True)
 
 
 class QueueEntry(BaseModel):
@@ -304,9 +325,28 @@ class Lease(BaseModel):
         indexes = ((("dataset", "user", "state"), False), (("dataset", "expires_at"), False))
 
 
+class GenerativeArtifacts(BaseModel):
+    """A dataset's current autoencoder outputs, written by labeler.generative (one row per dataset, replaced
+    whole). Row i of each ``.npy`` file belongs to the item ``ids_path`` holds at position i (item id order)."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    ids_path = CharField(max_length=500)  # int64 item ids, sorted
+    reconstruction_path = CharField(max_length=500)  # float32 (items, features), in the features' units
+    anomaly_path = CharField(max_length=500)  # float32 per item: the autoencoder's reconstruction error
+    latent_path = CharField(max_length=500)  # .npz: ids, x, y, labels of the latent map's points
+    model_path = CharField(null=True, max_length=500)  # the fitted autoencoder (.keras)
+    pool_rows = IntegerField()  # items in the pool when computed
+    projection = CharField(max_length=16)  # "tsne" or "pca"
+    scaling = JSONField(default=dict)  # {"minimum": [...], "maximum": [...]} per feature, as fitted
+    device = CharField(max_length=80)
+    seconds = FloatField()
+    details = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
 
 
-TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease]
+TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts]

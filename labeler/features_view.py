@@ -1,5 +1,6 @@
-"""What the labeling screen shows about one item's features: how far each lies from the pool, and the most
-similar items that already carry a human label.
+"""What the labeling screen shows about one item's features: how far each lies from the pool, each beside the
+autoencoder's reconstruction (read from the worker's stored outputs, labeler.generative), and the most similar
+items that already carry a human label.
 
 Pool statistics are computed once per pool size and kept in ``Dataset.settings['feature_stats']``; the labeled
 items' vectors are kept in memory per process and brought up to date from the label log on each request.
@@ -11,6 +12,7 @@ import time
 import numpy as np
 from peewee import SqliteDatabase, fn
 
+from labeler import generative
 from labeler.db import Dataset, Item, Label, database, write_transaction
 from labeler.pool import load_pool
 
@@ -21,6 +23,8 @@ ROW_HEIGHT = 16
 NAME_WIDTH = 80
 CHART_WIDTH = 300
 TEXT_WIDTH = 60
+RECON_WIDTH = 200  # the reconstruction chart: 0..1 in scaled units
+RECON_MARK_FROM = 10.0  # a feature is marked when its error is at least this many times the pool's mean error
 RESCAN_WINDOW = 200  # label ids re-read on each refresh: PostgreSQL may commit rows out of id order
 
 POOL_CHECK_SECONDS = 10.0
@@ -123,6 +127,46 @@ def chart_geometry(count):
         "text_x": NAME_WIDTH + CHART_WIDTH + 6,
         "row_height": ROW_HEIGHT,
     }
+
+
+def reconstruction_bars(dataset, item_id, vector, names):
+    """The item's actual values beside the autoencoder's reconstruction, per feature, from the stored outputs:
+    a dict with ``rows`` (one dict per feature: name, actual and reconstruction in the features' units, both
+    scaled to 0..1 as the autoencoder sees them, bar widths, the squared error, its ratio to the pool's mean
+    error for that feature, whether it is marked), ``chart`` (sizes) and ``created_at``; None when the dataset
+    has no stored outputs holding the item (the screen then shows no reconstruction).
+
+    At most MARKED features are marked: those with the largest error ratio, provided it is at least
+    RECON_MARK_FROM. Nothing here touches a model.
+    """
+    stored = generative.reconstruction_of(dataset, item_id)
+    if stored is None:
+        return None
+    vector = np.asarray(vector, dtype=np.float64)
+    actual = generative.scaled(vector, stored["minimum"], stored["maximum"])
+    rebuilt = generative.scaled(stored["reconstruction"], stored["minimum"], stored["maximum"])
+    error = np.square(actual - rebuilt)
+    ratio = error / np.maximum(stored["feature_error"], 1e-12)
+    order = np.argsort(-ratio, kind="stable")
+    marked = {int(i) for i in order[:MARKED] if ratio[i] >= RECON_MARK_FROM}
+    rows = []
+    for index, name in enumerate(names):
+        rows.append({
+            "name": name,
+            "value": float(vector[index]),
+            "reconstruction": float(stored["reconstruction"][index]),
+            "scaled": float(actual[index]),
+            "scaled_reconstruction": float(rebuilt[index]),
+            "width": RECON_WIDTH * float(np.clip(actual[index], 0.0, 1.0)),
+            "reconstruction_width": RECON_WIDTH * float(np.clip(rebuilt[index], 0.0, 1.0)),
+            "error": float(error[index]),
+            "ratio": float(ratio[index]),
+            "y": index * ROW_HEIGHT,
+            "marked": index in marked,
+        })
+    chart = {"width": NAME_WIDTH + RECON_WIDTH + TEXT_WIDTH, "height": len(rows) * ROW_HEIGHT + 14,
+             "left": NAME_WIDTH, "right": NAME_WIDTH + RECON_WIDTH, "text_x": NAME_WIDTH + RECON_WIDTH + 6}
+    return {"rows": rows, "chart": chart, "created_at": stored["created_at"]}
 
 
 class LabeledIndex:

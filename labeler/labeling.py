@@ -29,7 +29,7 @@ from labeler.db import (
     utcnow,
     write_transaction,
 )
-from labeler.queue import refresh_queue
+from labeler.queue import refresh_queue, serving_scores
 from labeler.tasks import enqueue_retrain
 
 log = logging.getLogger(__name__)
@@ -127,53 +127,78 @@ def _parse_setting(key, raw):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Queue refills, ahead of time and off the request path
+# Work off the request path
 
 
-class QueueRefiller:
-    """Refreshes a dataset's queue in a background thread of this process, one refresh per dataset at a time."""
+class BackgroundRunner:
+    """Runs ``work(dataset)`` for a dataset in a background thread of this process, one run per dataset at a
+    time, so that the request that asked for it does not wait.
 
-    def __init__(self):
+    ``cooldown``: seconds after a run started during which further requests are dropped. ``again``: a request
+    that arrives while a run is going starts one more run when it ends (so nothing asked for is missed).
+    """
+
+    def __init__(self, name, work, cooldown=0.0, again=False):
+        self.name, self.work, self.cooldown, self.again = name, work, cooldown, again
         self._threads = {}
         self._started = {}
+        self._pending = set()
         self._lock = threading.Lock()
 
     def request(self, dataset_id):
-        """Start a refresh of ``dataset_id`` unless one runs or one started in the last few seconds.
-
-        Returns True when a refresh was started.
-        """
+        """Start a run for ``dataset_id`` unless one runs (then, with ``again``, one more follows) or one
+        started within the cooldown. Returns True when a run was started."""
         with self._lock:
             running = self._threads.get(dataset_id)
-            recent = time.monotonic() - self._started.get(dataset_id, -1e9) < REFILL_COOLDOWN_SECONDS
-            if (running is not None and running.is_alive()) or recent:
+            if running is not None and running.is_alive():
+                if self.again:
+                    self._pending.add(dataset_id)
                 return False
-            thread = threading.Thread(target=self._run, args=(dataset_id,), daemon=True,
-                                      name=f"queue-refill-{dataset_id}")
-            self._threads[dataset_id] = thread
-            self._started[dataset_id] = time.monotonic()
-            thread.start()
+            if time.monotonic() - self._started.get(dataset_id, -1e9) < self.cooldown:
+                return False
+            self._start(dataset_id)
             return True
 
-    @staticmethod
-    def _run(dataset_id):
+    def _start(self, dataset_id):
+        thread = threading.Thread(target=self._run, args=(dataset_id,), daemon=True,
+                                  name=f"{self.name}-{dataset_id}")
+        self._threads[dataset_id] = thread
+        self._started[dataset_id] = time.monotonic()
+        thread.start()
+
+    def _run(self, dataset_id):
         try:
             with database.connection_context():
                 dataset = Dataset.get_or_none(Dataset.id == dataset_id)
                 if dataset is not None:
-                    refresh_queue(dataset)
+                    self.work(dataset)
         except Exception:  # a background thread has nobody to raise to: log it, the next request retries
-            log.exception("queue refresh of dataset %s failed", dataset_id)
+            log.exception("%s of dataset %s failed", self.name, dataset_id)
+        finally:
+            with self._lock:
+                if dataset_id in self._pending:
+                    self._pending.discard(dataset_id)
+                    self._start(dataset_id)
 
     def wait(self, timeout=None):
-        """Wait for the refreshes running now (tests and benchmarks)."""
-        with self._lock:
-            threads = list(self._threads.values())
-        for thread in threads:
-            thread.join(timeout)
+        """Wait until no run is going (tests and benchmarks)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                alive = [thread for thread in self._threads.values() if thread.is_alive()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return
 
 
-refiller = QueueRefiller()
+# Queue refills, ahead of time and off the request path; the retrain trigger (a count of the labels since the
+# last retrain, and a job when enough arrived), likewise checked after decisions without delaying them.
+refiller = BackgroundRunner("queue-refill", refresh_queue, cooldown=REFILL_COOLDOWN_SECONDS)
+retrain_watch = BackgroundRunner("retrain-check",
+                                 lambda dataset: retraining.note_new_labels(dataset, enqueue_retrain), again=True)
 
 
 def ensure_queue(dataset):
@@ -514,9 +539,10 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
 
 
 def _retrain_if_due(dataset, outcome):
-    """Queue a retrain for the worker once enough new labels arrived (labeler.retraining debounces it)."""
+    """Have the background check queue a retrain for the worker once enough new labels arrived
+    (labeler.retraining debounces it)."""
     if outcome.label is not None:
-        retraining.note_new_labels(dataset, enqueue_retrain)
+        retrain_watch.request(dataset.id)
 
 
 def _still_mine(lease, user):
@@ -670,9 +696,11 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
 
 
 def recent_decisions(dataset, user, limit=RECENT_COUNT):
-    """``user``'s latest standing labels in ``dataset``, newest first, each with its item joined."""
+    """``user``'s latest standing labels in ``dataset``, newest first, each with its item's id and external id
+    joined (the columns the list of recent decisions shows)."""
     return list(
-        Label.select(Label, Item).join(Item)
+        Label.select(Label.id, Label.item, Label.value, Label.reason, Label.note, Item.id, Item.external_id)
+        .join(Item)
         .where((Item.dataset == dataset) & (Label.annotator == user) & (Label.kind == "label")
                & (Label.source == "human") & ~_retracted_subquery(Label))
         .order_by(Label.id.desc()).limit(limit)
@@ -693,7 +721,8 @@ def session_stats(dataset, user, since, now=None):
 
 
 def dataset_status(dataset):
-    """Totals, the serving model and the latest job of ``dataset``, for the polled header component."""
+    """Totals, the serving model, the latest job, why the newest model lost the gate (if it did) and which file
+    is unusable (if one is), of ``dataset``, for the polled header component."""
     counts = label_counts(dataset)
     model = (ModelVersion.select().where((ModelVersion.dataset == dataset) & ModelVersion.serving)
              .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).first())
@@ -704,8 +733,12 @@ def dataset_status(dataset):
             if isinstance(model.metrics.get(key), (int, float)):
                 quality = (key, float(model.metrics[key]))
                 break
+    newest = (ModelVersion.select().where(ModelVersion.dataset == dataset).order_by(ModelVersion.id.desc()).first())
+    lost = newest is not None and not newest.serving and (newest.gate or {}).get("passed") is False
     return {"labeled": sum(counts.values()), "frauds": counts.get(dataset.positive_label, 0),
-            "model": model, "quality": quality, "job": job}
+            "model": model, "quality": quality, "job": job,
+            "gate": newest.gate.get("line") if lost else None,  # why the newest model does not serve
+            "notice": serving_scores(dataset).notice}  # an unusable model or scores file and what serves instead
 
 
 def headline_columns(dataset):
@@ -733,6 +766,7 @@ def screen(dataset, lease, settings=None):
         "headline": [(column, values[column]) for column in headline_columns(dataset)],
         "bars": bars,
         "chart": features_view.chart_geometry(len(bars)),
+        "reconstruction": features_view.reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
         "shown": shown,
         "suggested": lease.suggested if shown else None,
         "probability": lease.probability if shown else None,

@@ -3,10 +3,10 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
-from peewee import BooleanField
+from peewee import BooleanField, CharField, DateTimeField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.db import TABLES, Lease, SchemaVersion, database
+from labeler.db import TABLES, GenerativeArtifacts, JSONField, Lease, ModelVersion, SchemaVersion, database
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -15,7 +15,24 @@ def _leases_and_suggestion_shown(migrator):
     migrate(migrator.add_column("label", "suggestion_shown", BooleanField(null=True)))
 
 
-MIGRATIONS = [(2, _leases_and_suggestion_shown)]
+def _model_version_files(migrator):
+    """3: ModelVersion.scores_path, holdout_path, digests, gate and served_at (stored pool scores and the gate).
+
+    Adds only the columns a store lacks, so it is safe to run again.
+    """
+    table = ModelVersion._meta.table_name
+    present = {column.name for column in database.get_columns(table)}
+    wanted = {"scores_path": CharField(null=True, max_length=500), "holdout_path": CharField(null=True, max_length=500),
+              "digests": JSONField(null=True), "gate": JSONField(null=True), "served_at": DateTimeField(null=True)}
+    migrate(*[migrator.add_column(table, name, field) for name, field in wanted.items() if name not in present])
+
+
+def _generative_artifacts(migrator):
+    """4: the GenerativeArtifacts table (the autoencoder's stored outputs per dataset, labeler.generative)."""
+    GenerativeArtifacts.create_table(safe=True)
+
+
+MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts)]
 
 
 def current_version():
@@ -31,7 +48,7 @@ def latest_version():
 
 def _migrator():
     engine = database.obj
-    if type(engine).__name__.startswith("Postgres"):
+    if isinstance(engine, PostgresqlDatabase):
         return PostgresqlMigrator(engine)
     return SqliteMigrator(engine)
 

@@ -3,6 +3,10 @@ human labels; the best is refitted on everything and calibrated on its out-of-fo
 
 Pseudo-labels, when given, join every training fold but never a held-out fold: they are never evaluated on.
 Human labels are repeated ``human_weight`` times beside them, so true labels are sampled more often.
+
+Generative candidates (models.generative_candidates: latent features, VAE balancing, the SGAN) compete by the
+same measure when a GenerativeCandidates object is given; those that train a Keras model in each fold are
+cross-validated on the first repeat of the same folds only (their mean average precision is over fewer folds).
 """
 from dataclasses import dataclass, field
 
@@ -10,7 +14,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from models import weak
+from models import generative_candidates, weak
 
 DEFAULT_FOLDS = 5
 DEFAULT_REPEATS = 2
@@ -18,7 +22,9 @@ DEFAULT_REPEATS = 2
 
 @dataclass
 class Selected:
-    """The serving model, its kind and the metrics of every candidate ({kind: {"auprc": ..., ...}})."""
+    """The serving model (a weak.WeakModel, or a generative candidate's model: ``predict(X)`` gives calibrated
+    P(positive) from the same features, numpy in and out, picklable), its kind and the metrics of every
+    candidate ({kind: {"auprc": ..., ...}})."""
 
     model: weak.WeakModel
     kind: str
@@ -39,13 +45,34 @@ def _training_set(X, y, train, pseudo, human_weight):
     return np.concatenate([X[rows], X_pseudo]), np.concatenate([y[rows], y_pseudo])
 
 
-def _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed):
-    """[(held-out raw probabilities, held-out labels)] of model ``kind`` for each fold of the repeated split."""
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+def _repeats_of(kind, repeats):
+    """The repeats ``kind`` is cross-validated on: one for a candidate that trains a Keras model per fold."""
+    return 1 if generative_candidates.keras_per_fold(kind) else repeats
+
+
+def _fit(kind, X, y, train, pseudo, human_weight, seed, generative, key):
+    """Model ``kind`` fitted on the human labels ``train`` (indices into ``X``/``y``) plus ``pseudo``."""
+    X_fit, y_fit = _training_set(X, y, train, pseudo, human_weight)
+    if not generative_candidates.is_generative(kind):
+        return weak.fit(kind, X_fit, y_fit, seed=seed)
+    if generative is None:
+        raise ValueError(f"model kind {kind!r} needs the generative candidates of the pool")
+    repeats = 1 if pseudo is None or len(pseudo[1]) == 0 else max(1, int(round(human_weight)))
+    return generative.fit(kind, X[train], y[train], X_fit, y_fit, repeats, seed, key)
+
+
+def _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative=None):
+    """[(held-out raw probabilities, held-out labels)] of model ``kind`` for each fold of the repeated split
+    (the first repeat only for a candidate that trains a Keras model per fold)."""
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=_repeats_of(kind, repeats), random_state=seed)
     predictions = []
     for split, (train, held) in enumerate(splitter.split(X, y)):
-        X_fit, y_fit = _training_set(X, y, train, pseudo, human_weight)
-        predictions.append((weak.fit(kind, X_fit, y_fit, seed=seed + split).raw(X[held]), y[held]))
+        try:
+            p_held = _fit(kind, X, y, train, pseudo, human_weight, seed + split, generative, ("fold", split)).raw(
+                X[held])
+        except generative_candidates.CandidateFailed:
+            p_held = np.full(len(held), 0.5)  # no usable model ranks nothing: the fold's AP is its positive rate
+        predictions.append((p_held, y[held]))
     return predictions
 
 
@@ -62,8 +89,9 @@ def _fold_count(y, folds):
 
 
 def cross_validate(kind, X, y, pseudo=None, human_weight=1.0, folds=DEFAULT_FOLDS, repeats=DEFAULT_REPEATS,
-                   seed=0):
-    """Out-of-fold check of model ``kind`` on the human labels ``X``, ``y``.
+                   seed=0, generative=None):
+    """Out-of-fold check of model ``kind`` on the human labels ``X``, ``y`` (a generative kind needs the pool's
+    ``generative`` candidates).
 
     Returns (metrics, out-of-fold raw probabilities, their labels): metrics holds "auprc" (mean average
     precision over held-out folds, None when a class has fewer than 2 labels), "auprc_std", "folds", "repeats".
@@ -73,46 +101,69 @@ def cross_validate(kind, X, y, pseudo=None, human_weight=1.0, folds=DEFAULT_FOLD
     folds = _fold_count(y, folds)
     if folds < 2:
         return {"auprc": None, "auprc_std": None, "folds": 0, "repeats": 0}, np.zeros(0), np.zeros(0)
-    return _summary(_fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed), folds, repeats)
+    return _summary(_fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative), folds,
+                    _repeats_of(kind, repeats))
 
 
-def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS, repeats=DEFAULT_REPEATS, seed=0):
-    """Compare ``kinds`` (default: weak.candidate_kinds(y)) by cross-validated average precision, refit the
-    best on all human labels plus ``pseudo`` ((X, y) or None) and calibrate it; returns a Selected.
+def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS, repeats=DEFAULT_REPEATS, seed=0,
+           generative=None):
+    """Compare ``kinds`` (default: weak.candidate_kinds(y), plus ``generative.kinds(y)`` when a
+    GenerativeCandidates object is given) by cross-validated average precision, refit the best on all human
+    labels plus ``pseudo`` ((X, y) or None) and calibrate it; returns a Selected.
 
     A blend is scored from its parts' held-out predictions on the same folds (no extra fits). Ties, and a
-    comparison impossible for lack of labels, go to the first kind. Raises ValueError when ``y`` holds a single
-    class.
+    comparison impossible for lack of labels, go to the first kind. A generative candidate's metrics also name
+    the device that trained its Keras model; one whose final fit fails (generative_candidates.CandidateFailed)
+    is marked "failed" and the next best serves. Raises ValueError when ``y`` holds a single class, and
+    CandidateFailed when every candidate failed.
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int8)
     if len(np.unique(y)) < 2:
         raise ValueError("both classes need at least one label to fit a model")
-    kinds = kinds or weak.candidate_kinds(y)
+    kinds = kinds or weak.candidate_kinds(y) + (generative.kinds(y) if generative is not None else [])
+    if generative is not None:
+        generative.start_selection()
     folds = _fold_count(y, folds)
     metrics, held = {}, {}
     if folds >= 2:
         per_fold = {}
         for kind in kinds:
-            if kind == weak.BLEND:
-                parts = [per_fold.get(part) or _fold_predictions(part, X, y, pseudo, human_weight, folds, repeats,
-                                                                 seed) for part in weak.BLEND_PARTS]
-                per_fold[kind] = [(np.mean([p for p, _ in fold], axis=0), fold[0][1]) for fold in zip(*parts)]
+            parts = generative_candidates.blend_parts(kind)
+            if parts:
+                predictions = [per_fold.get(part) or _fold_predictions(part, X, y, pseudo, human_weight, folds,
+                                                                       repeats, seed, generative) for part in parts]
+                per_fold[kind] = [(np.mean([p for p, _ in fold], axis=0), fold[0][1]) for fold in zip(*predictions)]
             else:
-                per_fold[kind] = _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed)
-            metrics[kind], *held[kind] = _summary(per_fold[kind], folds, repeats)
-        best = max(kinds, key=lambda kind: metrics[kind]["auprc"])
+                per_fold[kind] = _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed,
+                                                   generative)
+            metrics[kind], *held[kind] = _summary(per_fold[kind], folds, _repeats_of(kind, repeats))
+        ranked = sorted(kinds, key=lambda kind: -metrics[kind]["auprc"])  # stable: ties keep the order of kinds
     else:
         metrics = {kind: {"auprc": None, "auprc_std": None, "folds": 0, "repeats": 0} for kind in kinds}
-        best = kinds[0]
-    model = fit_final(best, X, y, pseudo, human_weight, seed)
+        ranked = list(kinds)
+    for position, best in enumerate(ranked):
+        try:
+            model = fit_final(best, X, y, pseudo, human_weight, seed, generative)
+            break
+        except generative_candidates.CandidateFailed as error:
+            metrics[best]["failed"] = str(error)
+            if position == len(ranked) - 1:
+                raise
     if best in held:
         model.calibration = weak.fit_platt(*held[best])
+    if generative is not None:
+        for kind in kinds:
+            device = generative.device_of(kind)
+            if device is not None:
+                metrics[kind]["device"] = device
     return Selected(model=model, kind=best, metrics=metrics)
 
 
-def fit_final(kind, X, y, pseudo=None, human_weight=1.0, seed=0):
-    """Model ``kind`` fitted on all human labels plus ``pseudo``; returns a WeakModel."""
-    X_fit, y_fit = _training_set(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int8),
-                                 np.arange(len(y)), pseudo, human_weight)
-    return weak.fit(kind, X_fit, y_fit, seed=seed)
+def fit_final(kind, X, y, pseudo=None, human_weight=1.0, seed=0, generative=None):
+    """Model ``kind`` fitted on all human labels plus ``pseudo``; returns a WeakModel, or a generative
+    candidate's model (which needs ``generative``, else ValueError). Raises generative_candidates.CandidateFailed
+    when a generative kind produced no usable model."""
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int8)
+    return _fit(kind, X, y, np.arange(len(y)), pseudo, human_weight, seed, generative, "final")

@@ -10,8 +10,12 @@ occasionally flipped real/fake targets and the chapter's class weights (n_classe
 
 The chapter's SGAN reaches a good F1 and then collapses. Here the discriminator is evaluated every
 ``eval_every`` steps on held-out labeled items; each evaluation is a checkpoint, the served model is the one
-with the best validation average precision among checkpoints that are not collapsed (a collapsed checkpoint
-predicts a single class for every validation item), and training stops once the model stays collapsed.
+with the best validation score among checkpoints that are not collapsed (a collapsed checkpoint predicts a
+single class for every validation item), and training stops once the model stays collapsed. The score is the
+validation average precision, or, when the population's positive rate is known, the best F1 estimated on the
+whole population (recall from the validation positives, flagged rows counted on the unlabeled rows): labels
+picked for being suspicious are fraud-rich, and their average precision says little about the false alarms
+among hundreds of thousands of unlabeled rows.
 Training needs the TensorFlow backend (its train step uses tf.GradientTape); a saved model predicts on any
 Keras backend. Numpy in, numpy out; imports Keras.
 """
@@ -26,6 +30,10 @@ from models.keras_common import (MinMaxScaling, SavedKerasModel, as_features, pr
                                  training_device)
 
 KIND = "sgan"
+VALIDATION_AP = "validation_ap"
+POPULATION_F1 = "population_f1"
+CRITERIA = (VALIDATION_AP, POPULATION_F1)
+POPULATION_SAMPLE = 65536  # rows of the population scored at each evaluation for the population-F1 criterion
 
 
 class CollapsedError(RuntimeError):
@@ -176,7 +184,8 @@ class SGAN(SavedKerasModel):
 
     @property
     def history(self):
-        """The validation curve: one dict per evaluation (step, score, f1, collapsed, d_loss, g_loss)."""
+        """The validation curve: one dict per evaluation (step, score by the checkpoint criterion, validation ap
+        and argmax f1, collapsed, d_loss, g_loss)."""
         return self.meta.get("history", [])
 
     @property
@@ -221,7 +230,7 @@ class SGAN(SavedKerasModel):
     def fit(self, X_labeled, y_labeled, X_unlabeled=None, X_val=None, y_val=None, steps=3000, batch_size=64,
             eval_every=100, validation_fraction=0.25, patience=15, collapse_patience=5,
             balance_labeled=True, soft_labels=(0.9, 0.1), flip_probability=0.05, positive_rate=None,
-            verbose=False):
+            criterion=VALIDATION_AP, verbose=False):
         """Train a fresh SGAN; returns self, serving the best non-collapsed checkpoint.
 
         ``X_labeled``/``y_labeled`` are labeled rows (raw features, classes 0..n_classes-1); ``X_unlabeled`` the
@@ -232,9 +241,17 @@ class SGAN(SavedKerasModel):
         uniform in [soft_labels[0], 1] for real and [0, soft_labels[1]] for fake, each flipped with
         ``flip_probability``. With two classes, ``threshold`` is the best-F1 one on validation, or, given the
         population's ``positive_rate``, the best estimated F1 over all rows given (``population_f1_threshold``).
-        Raises ValueError for unusable inputs (a class with fewer than two labeled rows, or a validation set
-        without every class) and CollapsedError when no checkpoint is usable.
+        Checkpoints are compared by ``criterion``: "validation_ap" (average precision on the validation labels) or
+        "population_f1" (two classes and ``positive_rate`` only: the best F1 estimated on the population, recall
+        from the validation positives, flagged rows counted on a fixed sample of at most POPULATION_SAMPLE of all
+        rows given, labeled or not). Raises ValueError for unusable inputs (a class with fewer than two labeled
+        rows, a validation set without every class, an unknown criterion or "population_f1" without a
+        ``positive_rate`` or with more than two classes) and CollapsedError when no checkpoint is usable.
         """
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown checkpoint criterion {criterion!r} (known: {', '.join(CRITERIA)})")
+        if criterion == POPULATION_F1 and (positive_rate is None or self.n_classes != 2):
+            raise ValueError("the population_f1 criterion needs two classes and a positive_rate")
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError("SGAN training needs the TensorFlow Keras backend; loading and predicting do not")
         X_labeled = as_features(X_labeled, name="X_labeled")
@@ -290,6 +307,15 @@ class SGAN(SavedKerasModel):
             flip = rng.random(size) < flip_probability
             return np.where(flip, 1.0 - values, values).astype(np.float32)[:, None]
 
+        population_sample = None
+        if criterion == POPULATION_F1:
+            population = np.concatenate([train_rows, val_rows, unlabeled_rows])
+            if len(population) > POPULATION_SAMPLE:
+                sample_rng = np.random.default_rng([self.seed, 1])
+                population = population[np.sort(sample_rng.choice(len(population), POPULATION_SAMPLE,
+                                                                  replace=False))]
+            population_sample = population
+
         history, checkpoints = [], []
         stop_reason = "steps"
         since_best, collapsed_run, seen_healthy = 0, 0, False
@@ -312,14 +338,20 @@ class SGAN(SavedKerasModel):
             g_losses.append(float(g_loss))
             if number % eval_every and number != steps:
                 continue
-            score, f1, collapsed = self._validation_metrics(
-                self._class_probabilities_scaled(discriminator, val_rows), y_val)
-            history.append({"step": number, "score": score, "f1": f1, "collapsed": collapsed,
+            val_probabilities = self._class_probabilities_scaled(discriminator, val_rows)
+            ap, f1, collapsed = self._validation_metrics(val_probabilities, y_val)
+            score = ap
+            if criterion == POPULATION_F1:
+                _, score = population_f1_threshold(
+                    val_probabilities[y_val == 1, 1],
+                    self._class_probabilities_scaled(discriminator, population_sample)[:, 1], positive_rate)
+            history.append({"step": number, "score": score, "ap": ap, "f1": f1, "collapsed": collapsed,
                             "d_loss": float(np.mean(d_losses)), "g_loss": float(np.mean(g_losses))})
             d_losses, g_losses = [], []
             checkpoints.append(None)
             if verbose:
-                print(f"step {number}: validation AP {score:.4f} F1 {f1:.4f}{' collapsed' if collapsed else ''}")
+                print(f"step {number}: {criterion} {score:.4f}, validation AP {ap:.4f}, F1 {f1:.4f}"
+                      f"{' collapsed' if collapsed else ''}")
             healthy_best = [entry["score"] for entry in history[:-1] if not entry["collapsed"]]
             if not collapsed and (not healthy_best or score > max(healthy_best)):
                 checkpoints[-1] = (discriminator.get_weights(), generator.get_weights())
@@ -357,7 +389,7 @@ class SGAN(SavedKerasModel):
             "device": training_device(), "backend": keras.backend.backend(),
             "train_seconds": round(time.perf_counter() - started, 3), "history": history,
             "best_index": best, "best_step": history[best]["step"], "stop_reason": stop_reason,
-            "threshold": threshold, "positive_rate": positive_rate,
+            "threshold": threshold, "positive_rate": positive_rate, "criterion": criterion,
         }
         return self
 

@@ -20,7 +20,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from labeler import exporter
-from labeler.db import Item, Label, User
+from labeler.db import Item, Job, Label, User
 from labeler.users import authenticate
 from tests.conftest import PASSWORD, ROOT, csrf_token_of
 
@@ -49,7 +49,12 @@ def test_import_then_reimport(runner, small_csv):
     result = runner.invoke(args=["import", small_csv, "--dataset", "cc", "--label-column", "Class",
                                  "--exclude", "Time"])
     assert result.exit_code == 0, result.output
-    assert result.output == "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present.\n"
+    created, queued = result.output.splitlines()
+    assert created == "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present."
+    job = Job.get(Job.kind == "autoencoder")
+    assert (job.state, job.payload["reason"]) == ("queued", "after an import")
+    assert queued == (f"Autoencoder job {job.id} queued for the worker (screen bars, latent map, cold-start "
+                      f"score).")
     again = runner.invoke(args=["import", small_csv, "--dataset", "cc"])
     assert again.exit_code == 0, again.output
     assert again.output == "Dataset 'cc' updated: 2,041 rows read, 0 added, 2,041 already present.\n"
@@ -192,7 +197,9 @@ def _manage(tmp_path, *args, **extra_env):
 def test_import_as_a_real_subprocess(tmp_path, small_csv):
     result = _manage(tmp_path, "import", small_csv, "--dataset", "cc", "--label-column", "Class")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present.\n"
+    assert result.stdout.splitlines() == [
+        "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present.",
+        "Autoencoder job 1 queued for the worker (screen bars, latent map, cold-start score)."]
     assert result.stderr == ""
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,x\n")
@@ -282,7 +289,11 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         assert "creditcard-sample" in page and "28,481" in page and "demo (admin)" in page
 
         children = psutil.Process(process.pid).children(recursive=True)
-        assert any("worker" in child.cmdline() for child in children)
+        roles = {role: child for child in children for role in ("worker", "serve") if role in child.cmdline()}
+        assert set(roles) == {"worker", "serve"}
+        shared = ("LABELER_DATABASE", "LABELER_QUEUE")  # the web's retrain requests reach this worker
+        assert ({name: roles["worker"].environ()[name] for name in shared}
+                == {name: roles["serve"].environ()[name] for name in shared})
     finally:
         process.terminate()
         process.wait(timeout=60)

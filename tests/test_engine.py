@@ -167,3 +167,38 @@ def test_bad_settings_are_refused_in_one_line(dataset, analyst, tmp_path):
         dataset.settings = {key: value for key, value in dataset.settings.items() if key not in settings}
         dataset.save()
     assert ModelVersion.select().count() == 0 and QueueEntry.select().count() == 0
+
+
+def test_generative_candidates_setting_defaults_to_none_and_refuses_unknown_names(dataset, analyst, tmp_path):
+    assert engine.DEFAULT_SETTINGS["generative_candidates"] == []
+    assert engine.settings_for(dataset)["generative_candidates"] == []
+    dataset.settings = {**dataset.settings, "generative_candidates": ["latent", "vae_balance", "sgan"]}
+    assert engine.settings_for(dataset)["generative_candidates"] == ["latent", "vae_balance", "sgan"]
+    _label_from_truth(dataset, analyst, 15, 85)
+    for value, message in ((["latent", "gan"], "dataset 'cc', setting generative_candidates: unknown candidate "
+                                               "'gan' \\(known: latent, vae_balance, sgan\\)"),
+                           ("latent", "generative_candidates: must be a list of names, got 'latent'")):
+        dataset.settings = {**dataset.settings, "generative_candidates": value}
+        dataset.save()
+        with pytest.raises(engine.SettingsError, match=message):
+            engine.retrain(dataset, folder=str(tmp_path))
+    assert ModelVersion.select().count() == 0 and QueueEntry.select().count() == 0
+
+
+def test_retrain_with_latent_candidates_records_them_and_serves_a_model_that_loads(dataset, analyst, tmp_path):
+    dataset.settings = {**dataset.settings, "generative_candidates": ["latent"]}
+    dataset.save()
+    _label_from_truth(dataset, analyst, 20, 130)
+    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    version = ModelVersion.select().order_by(ModelVersion.id.desc()).get()
+    candidates = version.metrics["candidates"]
+    assert {"logistic+latent", "boosted+latent", "blend+latent"} <= set(candidates)
+    assert all(0 < candidates[kind]["auprc"] <= 1 for kind in candidates)
+    assert candidates["boosted+latent"]["device"] == "CPU" or candidates["boosted+latent"]["device"].startswith("GPU")
+    assert version.serving
+    ids, X = load_pool(dataset)
+    scores = engine.load_model(version.path).predict(X)
+    assert scores.shape == (len(ids),) and np.all((scores >= 0) & (scores <= 1))
+    # no synthetic or generated row ever becomes a label: only the 150 human labels and pseudo-labels stand
+    assert Label.select().where(Label.source == "human").count() == 150
+    assert {label.source for label in Label.select()} <= {"human", "pseudo"}

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from keras import ops
 from sklearn.metrics import average_precision_score
+from threadpoolctl import threadpool_limits
 
 from models.autoencoder import Autoencoder
 from models.sgan import (SGAN, CollapsedError, build_discriminator, holdout_split, population_f1_threshold,
@@ -16,6 +17,13 @@ from models.vae import VAE, GaussianReconstruction, kl_divergence
 from tests.conftest import ROOT, SAMPLE
 
 N_FEATURES = 29
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_compute_thread():
+    """scikit-learn's OpenMP threads on one core: on shared cores, spinning threads slow boosting many times."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +285,196 @@ def test_population_threshold_counts_flagged_rows_of_the_whole_population():
     assert f1 == pytest.approx(2 * 0.75 * 10 / (15 + 10))
     with pytest.raises(ValueError, match="positive_rate"):
         population_f1_threshold(positives, population, 0.0)
+
+
+# ---- generative candidates in model selection -----------------------------------------------------------------
+
+UNPICKLE_SCRIPT = """
+import pickle, sys
+import numpy as np
+models = pickle.loads(open(sys.argv[1], "rb").read())
+np.save(sys.argv[3], np.array([model.predict(np.load(sys.argv[2])) for model in models]))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))
+"""
+
+
+@pytest.fixture(scope="module")
+def labeled_sample(sample):
+    """(pool rows, labeled pool indices, their labels): 30 frauds and 300 genuine rows labeled, seeded."""
+    X, y = sample
+    rng = np.random.default_rng(1)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(y == 1), 30, replace=False),
+                              rng.choice(np.flatnonzero(y == 0), 300, replace=False)])
+    return X, labeled, y[labeled].astype(np.int8)
+
+
+def scores_without_tensorflow(models, X, tmp_path):
+    """[``model.predict(X)`` for each of ``models``] run in a fresh interpreter from their pickle, and the
+    TensorFlow or Keras modules that loaded there."""
+    import pickle
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(models))
+    np.save(tmp_path / "X.npy", X)
+    result = subprocess.run([sys.executable, "-c", UNPICKLE_SCRIPT, str(tmp_path / "model.pkl"),
+                             str(tmp_path / "X.npy"), str(tmp_path / "scores.npy")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return np.load(tmp_path / "scores.npy"), result.stdout.strip()
+
+
+def test_autoencoder_features_in_numpy_match_keras(sample, autoencoder):
+    from models.generative_candidates import AutoencoderFeatures
+
+    X, _ = sample
+    features = AutoencoderFeatures.from_autoencoder(autoencoder).transform(X)
+    assert features.shape == (len(X), 12 + 1)
+    assert np.allclose(features[:, :12], autoencoder.encode(X), atol=1e-5)
+    assert np.allclose(features[:, 12], autoencoder.anomaly_score(X), rtol=1e-4, atol=1e-7)
+
+
+def test_sgan_classifier_in_numpy_matches_keras(sgan, sgan_split):
+    from models.generative_candidates import SGANClassifier
+
+    X_val = sgan_split[2]
+    classifier = SGANClassifier.from_sgan(sgan)
+    assert np.allclose(classifier.raw(X_val), sgan.predict_proba(X_val)[:, 1], atol=1e-5)
+    assert classifier.meta["best_step"] == sgan.meta["best_step"] and classifier.device == sgan.device
+
+
+def test_latent_candidate_competes_and_serves_without_tensorflow(sample, labeled_sample, tmp_path):
+    from labeler.engine import DEFAULT_SETTINGS, ActiveLearner
+
+    X, labeled, y = labeled_sample
+    sample_truth = sample[1]
+    settings = {**DEFAULT_SETTINGS, "generative_candidates": ["latent"], "cv_folds": 3, "cv_repeats": 1}
+    learner = ActiveLearner(X, np.arange(len(X)), settings, seed=0)
+    assert learner.generative._features is None  # nothing trained before model selection asks
+    selected = learner.train(labeled, y)
+    latent_kinds = ["logistic+latent", "boosted+latent", "blend+latent"]
+    assert list(selected.metrics) == ["logistic", "boosted", "blend"] + latent_kinds
+    for kind in latent_kinds:
+        assert 0 < selected.metrics[kind]["auprc"] <= 1
+        assert selected.metrics[kind]["repeats"] == 1 and selected.metrics[kind]["folds"] == 3
+        assert selected.metrics[kind]["device"] == "CPU" or selected.metrics[kind]["device"].startswith("GPU")
+    from models import selection
+
+    model = selection.fit_final("boosted+latent", X[labeled], y, seed=0, generative=learner.generative)
+    scores = model.predict(X)
+    assert scores.shape == (len(X),) and np.all((scores >= 0) & (scores <= 1))
+    unlabeled = np.setdiff1d(np.arange(len(X)), labeled)
+    assert average_precision_score(sample_truth[unlabeled], scores[unlabeled]) > 3 * sample_truth[unlabeled].mean()
+    unpickled, loaded = scores_without_tensorflow([model], X, tmp_path)
+    assert np.array_equal(unpickled[0], scores) and loaded == "[]"
+
+
+def test_vae_balance_candidate_never_puts_synthetic_rows_in_held_out_folds(labeled_sample):
+    from models import selection
+    from models.generative_candidates import GenerativeCandidates
+
+    X, labeled, y = labeled_sample
+    generative = GenerativeCandidates(X, ["vae_balance"], seed=0)
+    assert generative.kinds(y) == ["logistic+vae", "boosted+vae", "blend+vae"]
+    metrics, held_p, held_y = selection.cross_validate("logistic+vae", X[labeled], y, folds=3, repeats=2,
+                                                       generative=generative)
+    # one repeat (Keras per fold), and the held-out rows are exactly the human labels
+    assert metrics["repeats"] == 1 and len(held_p) == len(held_y) == len(y)
+    assert sorted(held_y.tolist()) == sorted(y.tolist())
+    assert metrics["auprc"] > 2 * y.mean()
+    # the fold VAE was fitted on the training fold's frauds only and balances that fold's human labels
+    synthetic = generative.synthetic_positives(X[labeled], y, 1, seed=0, key=("fold", 0))
+    assert synthetic.shape == ((y == 0).sum() - (y == 1).sum(), N_FEATURES)
+
+
+def test_each_generative_candidate_trains_and_scores_the_pool(sample, labeled_sample, tmp_path):
+    from models import selection
+    from models.generative_candidates import GenerativeCandidates
+
+    X, labeled, y = labeled_sample
+    truth = sample[1]
+    unlabeled = np.setdiff1d(np.arange(len(X)), labeled)
+    generative = GenerativeCandidates(X, ["latent", "vae_balance", "sgan"], seed=0, sgan_steps=300)
+    assert "sgan" in generative.kinds(y)
+    kinds = ["logistic", "logistic+latent", "logistic+vae", "sgan"]  # one per candidate name, to stay fast
+    selected = selection.select(X[labeled], y, kinds=kinds, folds=3, repeats=1, seed=0, generative=generative)
+    assert list(selected.metrics) == kinds and selected.kind in kinds
+    models, scores = [], []
+    for kind in kinds[1:]:
+        assert selected.metrics[kind]["auprc"] > 2 * y.mean(), kind
+        assert selected.metrics[kind]["device"] == generative.device_of(kind) is not None
+        model = (selected.model if kind == selected.kind
+                 else selection.fit_final(kind, X[labeled], y, seed=0, generative=generative))
+        assert model.kind == kind
+        models.append(model)
+        scores.append(model.predict(X))
+        assert scores[-1].shape == (len(X),) and np.isfinite(scores[-1]).all(), kind
+        # the pool's unlabeled frauds rank well above their rate among the unlabeled rows
+        assert average_precision_score(truth[unlabeled], scores[-1][unlabeled]) > 3 * truth[unlabeled].mean(), kind
+    unpickled, loaded = scores_without_tensorflow(models, X, tmp_path)
+    # numpy's float32 sums round differently from TensorFlow's kernels: equal to float32 precision
+    np.testing.assert_allclose(unpickled, np.array(scores), rtol=1e-5, atol=1e-6)
+    assert loaded == "[]"
+
+
+def test_generative_selection_is_deterministic_for_a_seed(labeled_sample):
+    from models import selection
+    from models.generative_candidates import GenerativeCandidates
+
+    X, labeled, y = labeled_sample
+
+    def metrics():
+        generative = GenerativeCandidates(X, ["latent"], seed=0)
+        return selection.select(X[labeled], y, kinds=["logistic+latent"], folds=3, repeats=1, seed=0,
+                                generative=generative).metrics
+
+    assert metrics() == metrics()
+
+
+def test_generative_kind_without_its_candidates_is_refused(labeled_sample):
+    from models import selection
+    from models.generative_candidates import GenerativeCandidates
+
+    X, labeled, y = labeled_sample
+    with pytest.raises(ValueError, match="'logistic\\+latent' needs the generative candidates"):
+        selection.fit_final("logistic+latent", X[labeled], y)
+    with pytest.raises(ValueError, match="unknown generative candidate 'gan'"):
+        GenerativeCandidates(X, ["latent", "gan"])
+
+
+def test_sgan_population_f1_criterion_serves_the_best_estimate(sgan_split):
+    X_train, y_train, X_val, y_val, X_pool = sgan_split
+    rate = 49 / 2549
+    model = fit_sgan(sgan_split, criterion="population_f1", positive_rate=rate)
+    history = model.history
+    best = history[model.meta["best_index"]]
+    assert best["score"] == max(entry["score"] for entry in history if not entry["collapsed"])
+    assert model.meta["criterion"] == "population_f1"
+    # the score is the population estimate, not the validation AP recorded beside it
+    assert any(entry["score"] != entry["ap"] for entry in history)
+    scores = model.predict_proba(X_val)[:, 1]
+    assert average_precision_score(y_val, scores) == pytest.approx(best["ap"], abs=1e-6)
+    with pytest.raises(ValueError, match="needs two classes and a positive_rate"):
+        SGAN().fit(X_train, y_train, X_pool, X_val=X_val, y_val=y_val, steps=10, criterion="population_f1")
+    with pytest.raises(ValueError, match="unknown checkpoint criterion 'loss'"):
+        SGAN().fit(X_train, y_train, X_pool, X_val=X_val, y_val=y_val, steps=10, criterion="loss")
+
+
+def test_a_candidate_whose_final_fit_fails_is_marked_and_the_next_best_serves(labeled_sample, monkeypatch):
+    from models import selection, weak
+    from models.generative_candidates import CandidateFailed, GenerativeCandidates
+
+    X, labeled, y = labeled_sample
+    generative = GenerativeCandidates(X, ["sgan"], seed=0)
+    memorized = weak.fit("boosted", X[labeled], y)  # a stand-in that has seen every held-out fold: it wins the CV
+
+    def fit(kind, X_human, y_human, X_fit, y_fit, repeats, seed, key):
+        if key == "final":
+            raise CandidateFailed("sgan: the SGAN produced no checkpoint that predicts more than one class")
+        return memorized
+
+    monkeypatch.setattr(generative, "fit", fit)
+    selected = selection.select(X[labeled], y, kinds=["logistic", "sgan"], folds=3, repeats=1, generative=generative)
+    assert selected.metrics["sgan"]["auprc"] > selected.metrics["logistic"]["auprc"]
+    assert selected.kind == "logistic" and selected.model.kind == "logistic"
+    assert "no checkpoint" in selected.metrics["sgan"]["failed"]
+    with pytest.raises(CandidateFailed):
+        selection.select(X[labeled], y, kinds=["sgan"], folds=3, repeats=1, generative=generative)

@@ -43,6 +43,13 @@ def test_simulate_refuses_bad_input_in_one_line(runner, app, small_csv, tmp_path
     import_file(small_csv, "unlabeled")  # the Class column imported as a feature: no ground truth
     result = runner.invoke(args=["simulate", "--dataset", "unlabeled", "--budget", "10", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "have no ground truth" in result.output
+    labeled = import_file(small_csv, "labeled", label_column="Class").dataset
+    labeled.settings = {"generative_candidates": ["latent", "gan"]}
+    labeled.save()
+    result = runner.invoke(args=["simulate", "--dataset", "labeled", "--budget", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: dataset 'labeled', setting generative_candidates: unknown candidate "
+                                     "'gan' (known: latent, vae_balance, sgan)")
     assert not (tmp_path / "results.json").exists()
 
 

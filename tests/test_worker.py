@@ -43,7 +43,8 @@ def test_retrain_task_trains_serves_and_requeues(dataset, analyst, immediate_hue
     job = Job.get_by_id(job.id)
     assert created and job.state == "done", job.error
     version = ModelVersion.get((ModelVersion.dataset == dataset) & (ModelVersion.serving == True))  # noqa: E712
-    assert version.labels_used == 50 and os.path.exists(version.path)
+    assert version.labels_used == 50 and os.path.exists(version.path) and os.path.exists(version.scores_path)
+    assert version.device == "cpu" and version.gate["passed"]
     assert job.payload["model_version"] == version.id
     queued = QueueEntry.select().where(QueueEntry.dataset == dataset)
     assert queued.count() > 0
@@ -84,6 +85,9 @@ def test_worker_killed_mid_retrain_loses_nothing(tmp_path, small_csv):
     try:
         first = manage("retrain", "--dataset", "cc", "--wait", "--timeout", "240")
         assert first.returncode == 0, first.stdout + first.stderr
+        # jobs the retrain queued in turn (the autoencoder of labeler.generative) finish before the next retrain
+        _wait_for(lambda: not Job.select().where(Job.state.in_(("queued", "running"))).exists(), 240,
+                  "the worker to be idle")
         with database.connection_context():
             serving = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
             label_from_truth(dataset, analyst, frauds=20, genuine=80)  # 50 items more, so the next retrain has work
@@ -101,16 +105,18 @@ def test_worker_killed_mid_retrain_loses_nothing(tmp_path, small_csv):
             still = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
             assert still.id == serving.id and os.path.exists(still.path)
             from labeler.engine import load_model
+            from labeler.queue import serving_scores
 
             assert load_model(still.path) is not None
+            assert serving_scores(dataset).notice is None  # its model and scores files are intact
             dataset.settings = {**dataset.settings, "cv_repeats": 1}
             dataset.save()
         worker = start_worker()
         _wait_for(lambda: ModelVersion.get_or_none((ModelVersion.serving == True)  # noqa: E712
                                                    & (ModelVersion.id != serving.id)), 240, "a new model to serve")
         with database.connection_context():
-            states = [job.state for job in Job.select().order_by(Job.id)]
-            assert states[:2] == ["done", "failed"] and "interrupted" in Job.select().order_by(Job.id)[1].stage
+            retrains = list(Job.select().where(Job.kind == "retrain").order_by(Job.id))
+            assert [job.state for job in retrains[:2]] == ["done", "failed"] and "interrupted" in retrains[1].stage
             new = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
             assert new.labels_used == 100
     finally:

@@ -1,9 +1,10 @@
-"""Admin pages: agreement between analysts and with the model, and a dataset's labeling settings."""
+"""Admin pages: agreement between analysts and with the model, a dataset's labeling settings, and the
+autoencoder's latent map of a dataset."""
 from flask import Blueprint, abort, render_template, request
 
 from labeler import agreement
 from labeler import datasets as datasets_service
-from labeler import labeling
+from labeler import generative, labeling
 from labeler.views.access import admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -40,3 +41,10 @@ def labeling_settings(name):
     except labeling.SettingsError as error:
         return _page(dataset, error=str(error), status=400)
     return _page(dataset, message="Labeling settings saved.")
+
+
+@bp.route("/datasets/<name>/latent-map")
+@admin_required
+def latent_map(name):
+    dataset = _dataset(name)
+    return render_template("latent_map.html", dataset=dataset, view=generative.map_view(dataset))
