@@ -15,10 +15,9 @@ def _make_huey():
     redis_url = os.environ.get("LABELER_REDIS_URL")
     if redis_url:
         return RedisHuey("labeler", url=redis_url)
-    path = os.environ.get("LABELER_QUEUE") or os.path.join(
-        os.environ.get("LABELER_INSTANCE") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "instance"),
-        "queue.sqlite3",
-    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    instance = os.environ.get("LABELER_INSTANCE") or os.path.join(root, "instance")
+    path = os.environ.get("LABELER_QUEUE") or os.path.join(instance, "queue.sqlite3")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return SqliteHuey("labeler", filename=path)
 
