@@ -1,5 +1,6 @@
 """labeler: a keyboard-driven web tool for labeling card transactions with active learning."""
 import os
+import time
 
 from flask import Flask, g, render_template
 from flask_login import LoginManager
@@ -44,8 +45,20 @@ def create_app(test_config=None):
     with database.connection_context():
         upgrade()
 
+    @app.before_request
+    def _start_clock():  # first, so the CSRF check and everything after it are timed
+        g.request_clock = time.perf_counter()
+
     csrf.init_app(app)
     login_manager.init_app(app)
+
+    @app.after_request
+    def _server_timing(response):
+        """The request's time in the app (Server-Timing header; bench/label_latency.py reads it)."""
+        started = g.get("request_clock")
+        if started is not None:
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return response
 
     @app.before_request
     def _connect():

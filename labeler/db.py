@@ -221,7 +221,8 @@ class Label(BaseModel):
     suggestion_shown = BooleanField(null=True)  # None: no suggestion existed (or a row older than schema 2)
 
     class Meta:
-        indexes = ((("item", "id"), False),)
+        # (source, kind, id): counts of a dataset's human labels walk the labels, not the dataset's items
+        indexes = ((("item", "id"), False), (("source", "kind", "id"), False))
 
     @classmethod
     def effective(cls, dataset, sources=("human",)):

@@ -50,6 +50,7 @@ RECENT_COUNT = 10
 CANDIDATES = 20  # queue entries tried per acquisition when others grab the first ones
 REFILL_COOLDOWN_SECONDS = 10.0
 REFILL_CHECK_SECONDS = 2.0
+RETRAIN_CHECK_SECONDS = 1.0  # the retrain trigger counts new labels at most this often per dataset
 HEADLINE_NAMES = ("amount", "time")
 
 
@@ -134,8 +135,9 @@ class BackgroundRunner:
     """Runs ``work(dataset)`` for a dataset in a background thread of this process, one run per dataset at a
     time, so that the request that asked for it does not wait.
 
-    ``cooldown``: seconds after a run started during which further requests are dropped. ``again``: a request
-    that arrives while a run is going starts one more run when it ends (so nothing asked for is missed).
+    ``cooldown``: the least time in seconds between the starts of two runs. ``again``: a request that arrives
+    while a run is going, or within the cooldown, gets one more run as soon as the cooldown allows (so nothing
+    asked for is missed); without it such requests are dropped.
     """
 
     def __init__(self, name, work, cooldown=0.0, again=False):
@@ -143,30 +145,41 @@ class BackgroundRunner:
         self._threads = {}
         self._started = {}
         self._pending = set()
+        self._delayed = set()  # runs scheduled but not begun: a request now is served by them
         self._lock = threading.Lock()
 
     def request(self, dataset_id):
         """Start a run for ``dataset_id`` unless one runs (then, with ``again``, one more follows) or one
-        started within the cooldown. Returns True when a run was started."""
+        started within the cooldown (then, with ``again``, one starts when it ends). Returns True when a run
+        was started or scheduled."""
         with self._lock:
             running = self._threads.get(dataset_id)
             if running is not None and running.is_alive():
-                if self.again:
+                if self.again and dataset_id not in self._delayed:
                     self._pending.add(dataset_id)
                 return False
-            if time.monotonic() - self._started.get(dataset_id, -1e9) < self.cooldown:
+            if self._cooling(dataset_id) > 0 and not self.again:
                 return False
             self._start(dataset_id)
             return True
 
+    def _cooling(self, dataset_id):
+        """Seconds until the cooldown after the latest run's start is over (<= 0: over)."""
+        return self.cooldown - (time.monotonic() - self._started.get(dataset_id, -1e9))
+
     def _start(self, dataset_id):
-        thread = threading.Thread(target=self._run, args=(dataset_id,), daemon=True,
+        delay = max(0.0, self._cooling(dataset_id))
+        thread = threading.Thread(target=self._run, args=(dataset_id, delay), daemon=True,
                                   name=f"{self.name}-{dataset_id}")
         self._threads[dataset_id] = thread
-        self._started[dataset_id] = time.monotonic()
+        self._started[dataset_id] = time.monotonic() + delay
+        self._delayed.add(dataset_id)
         thread.start()
 
-    def _run(self, dataset_id):
+    def _run(self, dataset_id, delay):
+        time.sleep(delay)
+        with self._lock:
+            self._delayed.discard(dataset_id)
         try:
             with database.connection_context():
                 dataset = Dataset.get_or_none(Dataset.id == dataset_id)
@@ -198,7 +211,8 @@ class BackgroundRunner:
 # last retrain, and a job when enough arrived), likewise checked after decisions without delaying them.
 refiller = BackgroundRunner("queue-refill", refresh_queue, cooldown=REFILL_COOLDOWN_SECONDS)
 retrain_watch = BackgroundRunner("retrain-check",
-                                 lambda dataset: retraining.note_new_labels(dataset, enqueue_retrain), again=True)
+                                 lambda dataset: retraining.note_new_labels(dataset, enqueue_retrain),
+                                 cooldown=RETRAIN_CHECK_SECONDS, again=True)
 
 
 def ensure_queue(dataset):

@@ -32,7 +32,16 @@ def _generative_artifacts(migrator):
     GenerativeArtifacts.create_table(safe=True)
 
 
-MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts)]
+def _label_source_kind_index(migrator):
+    """5: an index on Label (source, kind, id), so that counting a dataset's human labels walks the labels
+    instead of every item of the dataset (30 ms on the full credit-card file, after every decision)."""
+    present = {index.name for index in database.get_indexes("label")}
+    if "label_source_kind_id" not in present:
+        migrate(migrator.add_index("label", ("source", "kind", "id"), False))
+
+
+MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
+              (5, _label_source_kind_index)]
 
 
 def current_version():

@@ -4,6 +4,7 @@ import datetime
 import multiprocessing
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -543,6 +544,27 @@ def test_status_partial_shows_model_quality_and_the_last_job(ana, dataset):
     ana.decide("label:fraud")
     html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
     assert "<b>1</b> labeled in total" in html and "<b>1</b> fraud in total" in html
+
+
+def test_background_runs_keep_their_cooldown_and_requests_within_it_are_served_or_dropped(dataset):
+    def runner(again):
+        runs = []
+        return runs, labeling.BackgroundRunner("test", lambda d: runs.append(time.monotonic()), cooldown=0.3,
+                                               again=again)
+
+    runs, trailing = runner(again=True)
+    assert trailing.request(dataset.id)
+    trailing.wait(timeout=10)
+    assert [trailing.request(dataset.id) for _ in range(5)] == [True, False, False, False, False]
+    trailing.wait(timeout=10)
+    assert len(runs) == 2 and runs[1] - runs[0] > 0.25  # one more run for the five requests, after the cooldown
+
+    runs, dropping = runner(again=False)
+    assert dropping.request(dataset.id)
+    dropping.wait(timeout=10)
+    assert not dropping.request(dataset.id)
+    dropping.wait(timeout=10)
+    assert len(runs) == 1
 
 
 def test_queue_refills_in_the_background_when_it_runs_low(ana, dataset, monkeypatch):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from peewee import IntegrityError
 
-from labeler.db import TABLES, Dataset, Item, Label, SchemaVersion, database
+from labeler.datasets import label_counts
+from labeler.db import TABLES, Dataset, Item, Label, SchemaVersion, database, open_database
 from labeler.migrations import MIGRATIONS, current_version, latest_version, upgrade
 from tests.test_import import store_snapshot
 
@@ -47,6 +48,31 @@ def test_upgrade_of_an_up_to_date_store_applies_nothing(app):
     before = store_snapshot()
     assert upgrade() == []
     assert store_snapshot() == before
+
+
+def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
+    open_database(str(tmp_path / "old.sqlite3"))
+    with database.connection_context():
+        upgrade()
+        database.execute_sql('DROP INDEX "label_source_kind_id"')
+        SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
+        assert upgrade() == [5]
+        assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
+
+
+def test_label_counts_walk_the_labels_not_the_items_of_the_dataset(app, analyst):
+    dataset = _dataset()
+    items = [_item(dataset, f"T{n}", n) for n in range(300)]
+    Label.create(item=items[3], value="fraud", annotator=analyst)
+    undone = Label.create(item=items[4], value="genuine", annotator=analyst)
+    Label.create(item=items[4], kind="undo", retracts=undone, annotator=analyst)
+    Label.create(item=items[5], value="genuine", source="pseudo")
+    assert label_counts(dataset) == {"fraud": 1}
+
+    sql, params = Label.effective(dataset).select(Label.value).sql()
+    plan = [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert any("label_source_kind_id" in step for step in plan), plan
+    assert not any(step.endswith("item_dataset_id (dataset_id=?)") for step in plan), plan  # no walk of the items
 
 
 def test_external_id_is_unique_per_dataset_in_the_database(app):

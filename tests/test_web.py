@@ -33,6 +33,12 @@ def test_login_and_logout(client, analyst):
     assert client.get("/").status_code == 302
 
 
+def test_replies_carry_the_time_spent_in_the_app(client, analyst):
+    login(client, "ana")
+    timing = client.get("/").headers["Server-Timing"]
+    assert timing.startswith("app;dur=") and float(timing.split("=")[1]) > 0
+
+
 def test_wrong_password_and_unknown_user_get_the_same_answer(client, analyst):
     wrong = login(client, "ana", "not the password")
     unknown = login(client, "nobody", PASSWORD)

@@ -1,8 +1,7 @@
 """The analyst labeling screen: one item at a time, a decision posts and the next item comes back in one reply."""
 import datetime
-import time
 
-from flask import Blueprint, abort, g, render_template, request, session
+from flask import Blueprint, abort, render_template, request, session
 from flask_login import current_user, login_required
 
 from labeler import datasets as datasets_service
@@ -10,20 +9,6 @@ from labeler import labeling
 from labeler.db import utcnow
 
 bp = Blueprint("label", __name__)
-
-
-@bp.before_request
-def _start_clock():
-    g.label_clock = time.perf_counter()
-
-
-@bp.after_request
-def _server_timing(response):
-    """Server-side time of the request (Server-Timing header), read by bench/label_latency.py."""
-    started = getattr(g, "label_clock", None)
-    if started is not None:
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-    return response
 
 
 def _dataset(name):
