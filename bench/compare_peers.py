@@ -88,8 +88,9 @@ class WeakLogistic(ClassifierMixin, BaseEstimator):
         self.classes_ = self.model_.estimators[0].classes_
         return self
 
-    def predict_proba(self, X):
-        return self.model_.estimators[0].predict_proba(np.asarray(X, dtype=np.float32))
+    def predict_proba(self, X):  # the product's own evaluation of its logistic candidate (models.weak)
+        p_positive = weak.positive_probability(self.model_.estimators[0], np.asarray(X, dtype=np.float32))
+        return np.column_stack([1.0 - p_positive, p_positive])
 
     def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

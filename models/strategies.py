@@ -1,7 +1,7 @@
 """Query strategies: which pool items an analyst should label next. Numpy in and out, vectorized over the pool.
 
-Uncertainty scores take a probability matrix (n items, k labels) and return one score per item, higher meaning
-more worth asking. ``plan_batch`` mixes high-risk (exploitation), uncertain (frontier) and random exploration
+Uncertainty scores take each item's positive-class probability (the models are binary: the dataset's positive
+label against the rest) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes high-risk (exploitation), uncertain (frontier) and random exploration
 picks, and ``cold_start`` ranks by an unsupervised anomaly score spread over k-means clusters before any model
 exists. Every pick carries the name of the strategy that made it.
 """
@@ -19,34 +19,24 @@ DUPLICATE_RADIUS = 0.05  # rms distance in robust z units below which two items 
 COLD_START_POOL = 20  # cold start clusters the top ``COLD_START_POOL * size`` anomalies
 
 
-def least_confidence(probabilities):
-    """1 - the highest probability of each row."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    return 1.0 - probabilities.max(axis=1)
+def least_confidence(p_positive):
+    """1 - the higher of P(positive) and P(not positive) of each item."""
+    return 0.5 - np.abs(np.asarray(p_positive, dtype=np.float64) - 0.5)
 
 
-def margin(probabilities):
-    """1 - (highest - second highest probability) of each row: 1 where the two best labels tie."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape[1] < 2:
-        return np.zeros(len(probabilities))
-    top_two = np.partition(probabilities, -2, axis=1)[:, -2:]
-    return 1.0 - (top_two[:, 1] - top_two[:, 0])
+def margin(p_positive):
+    """1 - the gap between the two labels' probabilities of each item: 1 where they tie."""
+    return 1.0 - 2.0 * np.abs(np.asarray(p_positive, dtype=np.float64) - 0.5)
 
 
-def entropy(probabilities):
-    """Shannon entropy (nats) of each row."""
-    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
-    return -(probabilities * np.log(probabilities)).sum(axis=1)
+def entropy(p_positive):
+    """Shannon entropy (nats) of each item's two label probabilities."""
+    p = np.asarray(p_positive, dtype=np.float64)
+    positive, negative = np.clip(p, 1e-12, 1.0), np.clip(1.0 - p, 1e-12, 1.0)
+    return -(positive * np.log(positive) + negative * np.log(negative))
 
 
 UNCERTAINTY = {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}
-
-
-def binary_matrix(p_positive):
-    """The (n, 2) matrix [P(not positive), P(positive)] of a vector of positive-class probabilities."""
-    p_positive = np.asarray(p_positive, dtype=np.float64)
-    return np.column_stack([1.0 - p_positive, p_positive])
 
 
 class RobustScale:
@@ -77,16 +67,20 @@ def anomaly_scores(features, scale=None):
 def top_indices(scores, candidates, count):
     """The ``count`` entries of ``candidates`` (pool indices) with the highest ``scores``, best first."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    count = min(count, len(candidates))
-    if count <= 0:
+    return _best(np.asarray(scores)[candidates], candidates, count)
+
+
+def _best(values, candidates, count, leave_out=()):
+    """The ``count`` entries of ``candidates`` with the highest ``values`` (one per candidate), best first,
+    leaving out the pool indices in ``leave_out``."""
+    wanted = min(count + len(leave_out), len(candidates))
+    if count <= 0 or wanted <= 0:
         return candidates[:0]
-    values = scores[candidates]
-    if count < len(candidates):
-        part = np.argpartition(-values, count - 1)[:count]
-    else:
-        part = np.arange(len(candidates))
-    order = part[np.argsort(-values[part], kind="stable")]
-    return candidates[order]
+    part = np.argpartition(-values, wanted - 1)[:wanted] if wanted < len(values) else np.arange(len(values))
+    best = candidates[part[np.argsort(-values[part], kind="stable")]]
+    if len(leave_out):
+        best = best[~np.isin(best, leave_out)]
+    return best[:count]
 
 
 def diverse(ranked, z, count, radius=DUPLICATE_RADIUS, taken=()):
@@ -106,9 +100,10 @@ def diverse(ranked, z, count, radius=DUPLICATE_RADIUS, taken=()):
     return np.asarray(kept, dtype=np.int64)
 
 
-def _ranked_window(scores, candidates, count):
-    """Enough of the best candidates to fill ``count`` picks after near-duplicates are dropped."""
-    return top_indices(scores, candidates, max(4 * count, count + 50))
+def _ranked_window(values, candidates, count, leave_out):
+    """Enough of the best candidates (by ``values``, one per candidate) to fill ``count`` picks after
+    near-duplicates are dropped, leaving out the pool indices in ``leave_out``."""
+    return _best(values, candidates, max(4 * count, count + 50), leave_out)
 
 
 def cold_start(z, anomaly, candidates, size, seed=None):
@@ -157,40 +152,26 @@ def plan_batch(p_positive, z, candidates, size, mix, rng, uncertainty="least_con
     exploration: uniformly random. No item is picked twice and near-duplicates (rows of ``z``) are skipped.
     ``rng`` is a numpy Generator. Raises KeyError for an unknown uncertainty name, ValueError for an empty mix.
     """
-    score_uncertainty = UNCERTAINTY[uncertainty]
     candidates = np.asarray(candidates, dtype=np.int64)
     size = min(size, len(candidates))
     counts = mix_counts(size, mix)
-    available = np.ones(len(p_positive), dtype=bool)
+    p_candidates = np.asarray(p_positive, dtype=np.float64)[candidates]
+    ranking = {HIGH_RISK: p_candidates, UNCERTAIN: UNCERTAINTY[uncertainty](p_candidates)}
     picked = {}
     taken = np.zeros(0, dtype=np.int64)
-
-    def remaining():
-        return candidates[available[candidates]]
-
     for name in (HIGH_RISK, UNCERTAIN):
         if counts.get(name):
-            if name == HIGH_RISK:
-                scores = np.asarray(p_positive, dtype=np.float64)
-            else:
-                scores = np.zeros(len(p_positive))
-                scores[candidates] = score_uncertainty(binary_matrix(p_positive[candidates]))
-            window = _ranked_window(scores, remaining(), counts[name])
-            chosen = diverse(window, z, counts[name], taken=taken)
-            picked[name] = chosen
-            available[chosen] = False
-            taken = np.concatenate([taken, chosen])
+            window = _ranked_window(ranking[name], candidates, counts[name], taken)
+            picked[name] = diverse(window, z, counts[name], taken=taken)
+            taken = np.concatenate([taken, picked[name]])
     if counts.get(EXPLORATION):
-        pool = remaining()
-        draw = rng.choice(pool, size=min(len(pool), 4 * counts[EXPLORATION] + 10), replace=False)
-        chosen = diverse(draw, z, counts[EXPLORATION], taken=taken)
-        picked[EXPLORATION] = chosen
-        available[chosen] = False
-    short = size - sum(len(chosen) for chosen in picked.values())
+        draw = rng.choice(candidates, size=min(len(candidates), 4 * counts[EXPLORATION] + 10 + len(taken)),
+                          replace=False)
+        picked[EXPLORATION] = diverse(draw[~np.isin(draw, taken)], z, counts[EXPLORATION], taken=taken)
+        taken = np.concatenate([taken, picked[EXPLORATION]])
+    short = size - len(taken)
     if short > 0:  # near-duplicates left a strategy short: fill with the next uncertain items
-        scores = np.zeros(len(p_positive))
-        scores[candidates] = score_uncertainty(binary_matrix(p_positive[candidates]))
-        extra = top_indices(scores, remaining(), short)
+        extra = _best(ranking[UNCERTAIN], candidates, short, taken)
         picked[UNCERTAIN] = np.concatenate([picked.get(UNCERTAIN, extra[:0]), extra])
     return interleave(picked)
 
@@ -210,6 +191,4 @@ def interleave(picked):
 def uncertainty_batch(p_positive, candidates, size, uncertainty="least_confidence"):
     """The ``size`` candidates with the highest uncertainty score, most uncertain first (plain baseline)."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    scores = np.zeros(len(p_positive))
-    scores[candidates] = UNCERTAINTY[uncertainty](binary_matrix(np.asarray(p_positive)[candidates]))
-    return top_indices(scores, candidates, size)
+    return _best(UNCERTAINTY[uncertainty](np.asarray(p_positive)[candidates]), candidates, size)

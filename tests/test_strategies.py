@@ -29,20 +29,18 @@ def scored(sample):
 
 def test_uncertainty_scores_rank_as_defined(scored):
     p, _, unlabeled = scored
-    matrix = strategies.binary_matrix(p[unlabeled])
     nearest_half = np.abs(p[unlabeled] - 0.5)
     for name in ("least_confidence", "margin", "entropy"):
         picks = strategies.uncertainty_batch(p, unlabeled, 10, name)
         assert len(set(picks.tolist())) == 10 and set(picks.tolist()) <= set(unlabeled.tolist())
         # the picks are the 10 unlabeled items nearest 0.5 (binary: all three scores rank alike)
         assert np.abs(p[picks] - 0.5).max() <= np.sort(nearest_half)[9] + 1e-12
-    margin = strategies.margin(matrix)
-    assert np.allclose(margin, 1 - np.abs(2 * p[unlabeled] - 1))
-    three = np.array([[0.34, 0.33, 0.33], [0.9, 0.05, 0.05], [0.5, 0.5, 0.0]])
-    assert strategies.least_confidence(three).argmax() == 0
-    assert strategies.margin(three).argmax() == 2  # the two best labels tie
-    assert strategies.entropy(three).argmax() == 0
-    assert strategies.entropy(three).argmin() == 1
+    two = np.column_stack([1 - p, p])  # each item's two label probabilities, by the scores' definitions
+    assert np.allclose(strategies.least_confidence(p), 1 - two.max(axis=1))
+    assert np.allclose(strategies.margin(p), 1 - np.abs(two[:, 1] - two[:, 0]))
+    clipped = np.clip(two, 1e-12, 1)
+    assert np.allclose(strategies.entropy(p), -(clipped * np.log(clipped)).sum(axis=1))
+    assert strategies.margin(np.array([0.5]))[0] == 1.0 and strategies.least_confidence(np.array([1.0]))[0] == 0.0
 
 
 def test_high_risk_picks_highest_probability_and_mix_is_recorded(sample, scored):
