@@ -57,9 +57,9 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     summary = engine.retrain(dataset, folder=str(tmp_path), seed=0)
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
     assert summary["model_version"] == version.id and version.labels_used == 100
-    assert version.kind in ("logistic", "boosted", "blend")
+    assert version.kind == "blend"  # 15 frauds: boosting joins the logistic model
     assert 0 < version.metrics["auprc"] <= 1
-    assert set(version.metrics["candidates"]) == {"logistic", "boosted", "blend"}
+    assert set(version.metrics["candidates"]) == {"blend"}
     assert os.path.dirname(version.path) == str(tmp_path)
     model = engine.load_model(version.path)
     assert model.kind == version.kind
@@ -92,7 +92,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     labeled = _label_from_truth(dataset, analyst, 15, 85)
     engine.retrain(dataset, folder=str(tmp_path), seed=0)
     pseudo = list(Label.effective(dataset, ("pseudo",)))
-    assert len(pseudo) > 1000
+    assert len(pseudo) > 100  # confident genuine items among the 1,949 unlabeled ones
     assert all(label.annotator_id is None and label.source == "pseudo" for label in pseudo)
     assert not {label.item_id for label in pseudo} & set(labeled)
 
@@ -111,7 +111,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     assert Label.select().where((Label.kind == "undo") & (Label.source == "pseudo")).count() >= 1
     # the serving model's metrics and label count come from the 101 human labels only
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
-    assert version.labels_used == 101 and version.metrics["pseudo_labels"] > 1000
+    assert version.labels_used == 101 and version.metrics["pseudo_labels"] > 100
 
 
 def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):
@@ -192,9 +192,9 @@ def test_retrain_with_latent_candidates_records_them_and_serves_a_model_that_loa
     engine.retrain(dataset, folder=str(tmp_path), seed=0)
     version = ModelVersion.select().order_by(ModelVersion.id.desc()).get()
     candidates = version.metrics["candidates"]
-    assert {"logistic+latent", "boosted+latent", "blend+latent"} <= set(candidates)
+    assert set(candidates) == {"blend", "blend+latent"}
     assert all(0 < candidates[kind]["auprc"] <= 1 for kind in candidates)
-    assert candidates["boosted+latent"]["device"] == "CPU" or candidates["boosted+latent"]["device"].startswith("GPU")
+    assert candidates["blend+latent"]["device"] == "CPU" or candidates["blend+latent"]["device"].startswith("GPU")
     assert version.serving
     ids, X = load_pool(dataset)
     scores = engine.load_model(version.path).predict(X)
