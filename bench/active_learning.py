@@ -8,7 +8,6 @@ Reads the CSV with pandas straight into the in-memory simulation (labeler.simula
 ``manage.py simulate``); 29 features (Time excluded) unless --with-time. Prints a table and the machine.
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -16,11 +15,14 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import real_tables  # noqa: E402
 
 from labeler import simulate  # noqa: E402
 from labeler.engine import DEFAULT_SETTINGS, ActiveLearner  # noqa: E402
@@ -28,27 +30,12 @@ from labeler.engine import DEFAULT_SETTINGS, ActiveLearner  # noqa: E402
 CHECKPOINTS = (100, 250, 500, 1000)
 
 
-def caravan_path():
-    """ISLP's copy of the CoIL 2000 Caravan insurance table (5,822 customers, 348 bought: 6%), located without
-    importing ISLP (installed with ``pip install islp --no-deps`` for this benchmark only)."""
-    spec = importlib.util.find_spec("ISLP")
-    if spec is None:
-        sys.exit("--data caravan needs the ISLP package: pip install islp --no-deps")
-    return os.path.join(spec.submodule_search_locations[0], "data", "Caravan.csv")
-
-
 def load(path, with_time):
-    """(features float32, binary truth) of the credit-card file (Time dropped unless ``with_time``) or of
-    Caravan (``path`` "caravan": all 85 features, positive = Purchase "Yes")."""
+    """(features float32, binary truth) of the credit-card file at ``path`` (Time dropped unless ``with_time``)
+    or, for ``path`` "caravan", of Caravan (bench/real_tables.py)."""
     if path == "caravan":
-        frame = pd.read_csv(caravan_path())
-        y = (frame.pop("Purchase") == "Yes").to_numpy(dtype=np.int8)
-        return frame.to_numpy(dtype=np.float32), y
-    frame = pd.read_csv(path)
-    y = frame.pop("Class").to_numpy(dtype=np.int8)
-    if not with_time:
-        frame = frame.drop(columns=["Time"])
-    return frame.to_numpy(dtype=np.float32), y
+        return real_tables.caravan()
+    return real_tables.creditcard(path, with_time)
 
 
 def time_query_step(X, y, settings, model, threads, repeats=5):
