@@ -1,9 +1,10 @@
 """Query strategies: which pool items an analyst should label next. Numpy in and out, vectorized over the pool.
 
 Uncertainty scores take each item's positive-class probability (the models are binary: the dataset's positive
-label against the rest) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes high-risk (exploitation), uncertain (frontier) and random exploration
-picks, and ``cold_start`` ranks by an unsupervised anomaly score spread over k-means clusters before any model
-exists. Every pick carries the name of the strategy that made it.
+label against the rest) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes
+high-risk (exploitation), uncertain (frontier) and random exploration picks, and ``cold_start`` ranks by an
+unsupervised anomaly score spread over k-means clusters before any model exists. Every pick carries the name of
+the strategy that made it.
 """
 import numpy as np
 from sklearn.cluster import KMeans

@@ -16,7 +16,7 @@ BOOSTED = "boosted"
 BLEND = "blend"  # the mean of the logistic and boosted probabilities
 KINDS = (LOGISTIC, BOOSTED, BLEND)
 BLEND_PARTS = (LOGISTIC, BOOSTED)
-MIN_BOOSTED_PER_CLASS = 10  # boosting is a candidate once each class has this many labels
+MIN_BOOSTED_PER_CLASS = 10  # boosting joins the logistic model (the blend) once each class has this many
 
 
 def _make(kind, seed):
