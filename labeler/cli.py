@@ -173,8 +173,8 @@ def stats_command(dataset, as_json):
 @click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
               help="Folder for the demo store (default: a new temporary folder).")
 def demo_command(port, directory):
-    """Fresh store with the bundled sample, a demo login printed, then the server, a worker and the autoencoder
-    job, each in its own process with the demo's settings (Ctrl-C stops them all)."""
+    """Fresh store with the bundled sample, a demo login printed, then the server and a worker (which runs the
+    autoencoder job first), each in its own process with the demo's settings (Ctrl-C stops both)."""
     from labeler import create_app
     from labeler.queue import refresh_queue
 
@@ -197,11 +197,12 @@ def demo_command(port, directory):
     with database.connection_context():
         queued = refresh_queue(result.dataset)
         create_user("demo", password, "admin")
-    click.echo(f"Cold-start queue of {queued} items scored; the worker retrains as labels arrive.")
+        # a waiting job: the worker hands every waiting job to its queue when it starts (one runner, no race)
+        generative.request_generative(result.dataset, "demo", lambda dataset_id: None)
+    click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder job now and retrains "
+               f"as labels arrive.")
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
-    children = [subprocess.Popen(manage + ["worker"], env=env),
-                subprocess.Popen(manage + ["generative", "--dataset", DEMO_DATASET],
-                                 env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL),
+    children = [subprocess.Popen(manage + ["worker"], env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}),
                 subprocess.Popen(manage + ["serve", "--port", str(port)], env=env)]
     click.echo(f"Log in at http://127.0.0.1:{port}/ as user: demo  password: {password}")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

@@ -294,6 +294,15 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         shared = ("LABELER_DATABASE", "LABELER_QUEUE")  # the web's retrain requests reach this worker
         assert ({name: roles["worker"].environ()[name] for name in shared}
                 == {name: roles["serve"].environ()[name] for name in shared})
+        # the worker alone runs the autoencoder job the demo queued: one job, done, none marked interrupted
+        store = sqlite3.connect(str(tmp_path / "demo" / "labeler.sqlite3"))
+        while True:
+            states = [row[0] for row in store.execute("SELECT state FROM job WHERE kind = 'autoencoder'")]
+            if states != ["queued"] and states != ["running"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        store.close()
+        assert states == ["done"]
     finally:
         process.terminate()
         process.wait(timeout=60)
