@@ -23,7 +23,7 @@ from models import gate, generative_candidates, selection, strategies, weak
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_SETTINGS = {
-    "mix": {strategies.HIGH_RISK: 0.5, strategies.UNCERTAIN: 0.4, strategies.EXPLORATION: 0.1},
+    "mix": {strategies.HIGH_RISK: 0.2, strategies.UNCERTAIN: 0.7, strategies.EXPLORATION: 0.1},
     "uncertainty": "least_confidence",  # or "margin", "entropy"
     "queue_size": 500,
     "pseudo_labels": True,

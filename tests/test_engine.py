@@ -68,7 +68,7 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     assert len(entries) == 500
     counts = {name: sum(entry.strategy == name for entry in entries) for name in ("high risk", "uncertain",
                                                                                  "exploration")}
-    assert counts == {"high risk": 250, "uncertain": 200, "exploration": 50}
+    assert counts == {"high risk": 100, "uncertain": 350, "exploration": 50}
     assert {entry.model_version_id for entry in entries} == {version.id}
     labeled = {label.item_id for label in Label.select().where(Label.source == "human")}
     assert not labeled & {entry.item_id for entry in entries}
@@ -92,7 +92,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     labeled = _label_from_truth(dataset, analyst, 15, 85)
     engine.retrain(dataset, folder=str(tmp_path), seed=0)
     pseudo = list(Label.effective(dataset, ("pseudo",)))
-    assert len(pseudo) > 100  # confident genuine items among the 1,949 unlabeled ones
+    assert len(pseudo) > 50  # confident genuine items among the 1,949 unlabeled ones
     assert all(label.annotator_id is None and label.source == "pseudo" for label in pseudo)
     assert not {label.item_id for label in pseudo} & set(labeled)
 
@@ -111,7 +111,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     assert Label.select().where((Label.kind == "undo") & (Label.source == "pseudo")).count() >= 1
     # the serving model's metrics and label count come from the 101 human labels only
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
-    assert version.labels_used == 101 and version.metrics["pseudo_labels"] > 100
+    assert version.labels_used == 101 and version.metrics["pseudo_labels"] > 50
 
 
 def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):

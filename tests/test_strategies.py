@@ -16,13 +16,12 @@ def sample(small_csv):
 
 @pytest.fixture(scope="module")
 def scored(sample):
-    """A logistic model fitted on 200 labeled rows (10 frauds among them) and P(fraud) of every row."""
+    """A calibrated logistic model fitted on 200 labeled rows (10 frauds among them) and P(fraud) of every row."""
     X, y = sample
     rng = np.random.default_rng(0)
     labeled = np.concatenate([rng.choice(np.flatnonzero(y == 1), 10, replace=False),
                               rng.choice(np.flatnonzero(y == 0), 190, replace=False)])
-    model = weak.fit(weak.LOGISTIC, X[labeled], y[labeled])
-    p = model.predict(X)
+    p = selection.select(X[labeled], y[labeled], kinds=[weak.LOGISTIC]).model.predict(X)
     unlabeled = np.setdiff1d(np.arange(len(y)), labeled)
     return p, labeled, unlabeled
 
