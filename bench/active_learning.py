@@ -4,7 +4,7 @@ and the time of one query step (rescore + pick a batch of 10) on the whole 284,8
     python bench/active_learning.py [--data ../shared/data/creditcard.csv.gz] [--budget 1000] [--seeds 3]
                                     [--out bench/results/creditcard]
 
-Reads the CSV with pandas straight into the in-memory simulation (labeler.simulate.run, the code path of
+Reads the CSV with pandas straight into the in-memory simulation (labeler.worker.simulate.run, the code path of
 ``manage.py simulate``); 29 features (Time excluded) unless --with-time. Prints a table and the machine.
 """
 import argparse
@@ -24,8 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import real_tables  # noqa: E402
 
-from labeler import simulate  # noqa: E402
-from labeler.engine import DEFAULT_SETTINGS, ActiveLearner  # noqa: E402
+from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS  # noqa: E402
+from labeler.worker import simulate  # noqa: E402
+from models.learner import ActiveLearner  # noqa: E402
 
 CHECKPOINTS = (100, 250, 500, 1000)
 

@@ -5,7 +5,7 @@
 
 Scores compared on each file (29 features: Time dropped, as ``manage.py demo`` imports it):
 - robust: models.strategies.anomaly_scores, the robust-distance score the cold start uses today;
-- autoencoder: the reconstruction error of the autoencoder as the worker fits it (labeler.generative:
+- autoencoder: the reconstruction error of the autoencoder as the worker fits it (labeler.worker.autoencoder:
   at most 50,000 rows, 10 epochs, seeds 0..K-1);
 - rank average: the mean of both scores' ranks (as fractions of the file).
 For each: frauds among the top 100 and top 500 by score, frauds among the 100 and 500 items the product's
@@ -29,7 +29,7 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from labeler.generative import EPOCHS, FIT_ROWS, fit_autoencoder  # noqa: E402
+from labeler.worker.autoencoder import EPOCHS, FIT_ROWS, fit_autoencoder  # noqa: E402
 from models.strategies import RobustScale, anomaly_scores, cold_start  # noqa: E402
 
 TOPS = (100, 500)

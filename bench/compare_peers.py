@@ -7,7 +7,7 @@ and small-text, with the simulation protocol, on the credit-card file and on Car
     python bench/compare_peers.py --methods uncertainty+labeler-start --out /tmp/warm   # a peer, labeler's start
     python bench/compare_peers.py --merge /tmp/warm/peers.json     # add those rows to bench/results/peers.*
 
-Protocol (labeler.simulate's): a stratified 80/20 split per seed, the 80% is the pool, the oracle is the ground
+Protocol (labeler.worker.simulate's): a stratified 80/20 split per seed, the 80% is the pool, the oracle is the ground
 truth, batches of 10; after each batch a model is trained on the labels so far and its average precision (AUPRC)
 measured on the 20% test split. Every peer queries with the same base classifier, the product's logistic
 candidate (models.weak: standardized features, logistic regression), and is evaluated with it, so only the query
@@ -39,7 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import real_tables
 
-from labeler import engine, simulate
+from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
+from labeler.worker import simulate
+from models.learner import ActiveLearner
 from models import strategies, weak
 
 DATASETS = ("creditcard", "caravan")
@@ -306,7 +308,7 @@ def cold_start_text(name):
 
 def labeler_start(X_pool, pool, seed, size):
     """The first batch labeler's default loop picks on this pool (its cold start): pool indices."""
-    learner = engine.ActiveLearner(X_pool, pool, dict(engine.DEFAULT_SETTINGS), seed)
+    learner = ActiveLearner(X_pool, pool, dict(DEFAULT_SETTINGS), seed)
     return np.array([index for index, _ in learner.pick(None, np.arange(len(pool)), size)], dtype=np.int64)
 
 
@@ -364,7 +366,7 @@ def run_peer(name, X, y, budget, batch, seed):
     return rows, fit_seconds, query_seconds
 
 
-class TimedLearner(engine.ActiveLearner):
+class TimedLearner(ActiveLearner):
     """labeler's ActiveLearner with each step timed: fit = train + choosing pseudo-labels, query = rescoring the
     pool + picking the batch (each step closes at its pick)."""
 
@@ -399,7 +401,7 @@ class TimedLearner(engine.ActiveLearner):
 
 
 def run_default(X, y, budget, batch, seed, logistic_only=False):
-    """One run of labeler's default loop through labeler.simulate.run (the code path of ``manage.py simulate``),
+    """One run of labeler's default loop through labeler.worker.simulate.run (the code path of ``manage.py simulate``),
     timed by TimedLearner: (rows, fit seconds, query seconds). ``logistic_only`` limits its model selection to
     the logistic candidate for the run."""
     learners = []
@@ -413,7 +415,7 @@ def run_default(X, y, budget, batch, seed, logistic_only=False):
     simulate.ActiveLearner = Recording
     try:
         with model_selection(logistic_only):
-            rows = simulate.run(X, y, simulate.DEFAULT, budget, batch, seed, dict(engine.DEFAULT_SETTINGS))
+            rows = simulate.run(X, y, simulate.DEFAULT, budget, batch, seed, dict(DEFAULT_SETTINGS))
     finally:
         simulate.ActiveLearner = shipped
     rows = [{"labels": row["labels"], "auprc": row["auprc"], "positives_found": row["positives_found"]}
@@ -474,7 +476,7 @@ def default_step(X_pool, pool, labeled, y_labeled, unlabeled, batch, seed, logis
     """A function running one step of labeler's loop at a fixed state -> (fit s, query s): fit = train (model
     selection on the first call, a refit of the selected kind after) + choosing pseudo-labels, query = score the
     pool + pick the batch. Its ``learner`` attribute is the ActiveLearner."""
-    learner = engine.ActiveLearner(X_pool, pool, dict(engine.DEFAULT_SETTINGS), seed)
+    learner = ActiveLearner(X_pool, pool, dict(DEFAULT_SETTINGS), seed)
     state = {"pseudo": None}
 
     def step():

@@ -8,7 +8,7 @@ Protocol of the simulation: a stratified 80/20 split with seed 0 (the 80% is the
 never trained on, never used to choose anything); at most ``--labels`` human labels from the pool, picked by one
 of three selections:
 
-- engine: the product's loop (labeler.engine.ActiveLearner with its default settings, batches of ``--batch``,
+- engine: the product's loop (models.learner.ActiveLearner with its default settings, batches of ``--batch``,
   seed 0) with the ground truth as the oracle: the labels an analyst would give in this product;
 - capped: the pool's frauds in random order up to ``--fraud-cap``, plus random genuine rows;
 - random: a stratified random sample of the pool (about 2 frauds in 1,000).
@@ -25,7 +25,7 @@ test set: AUPRC and F1 at that threshold, with F1 at the best threshold on the v
 so too low a threshold) and on the test set itself (an upper bound, not a result) for comparison; "ensemble" is
 the mean of the seeds' probabilities, thresholded the same way.
 
-Generative candidates in the loop (``--simulate``): labeler.simulate.run, the protocol of ``manage.py simulate``
+Generative candidates in the loop (``--simulate``): labeler.worker.simulate.run, the protocol of ``manage.py simulate``
 and bench/active_learning.py (default strategy, budget ``--sim-budget``, batch ``--sim-batch``, seeds
 0..``--sim-seeds``-1, each its own split), with the setting ``generative_candidates`` off, ["latent"] and
 ["vae_balance"]: test AUPRC at 500 and 1,000 labels.
@@ -97,7 +97,8 @@ def load_average():
 
 def engine_order(X_pool, y_pool, budget, batch):
     """Pool indices in the order the product's loop (default settings, seed 0) asks for their labels."""
-    from labeler.engine import DEFAULT_SETTINGS, ActiveLearner
+    from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
+    from models.learner import ActiveLearner
 
     learner = ActiveLearner(X_pool, np.arange(len(y_pool)), dict(DEFAULT_SETTINGS), SEED)
     labeled = np.zeros(len(y_pool), dtype=bool)
@@ -294,9 +295,9 @@ def feature_experiments(order, X_pool, y_pool, X_test, y_test, autoencoder):
 
 
 def simulation(X, y, configs, seeds, budget, batch):
-    """labeler.simulate.run (default strategy) per generative setting and seed: AUPRC at the label levels."""
-    from labeler import simulate
-    from labeler.engine import DEFAULT_SETTINGS
+    """labeler.worker.simulate.run (default strategy) per generative setting and seed: AUPRC at the label levels."""
+    from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
+    from labeler.worker import simulate
 
     results = {}
     for config in configs:
@@ -420,7 +421,7 @@ def markdown(report):
                          f"test F1 {run['f1']}, AUPRC {run['auprc']}")
     if report.get("simulation"):
         lines += ["", "## Generative candidates in the loop (simulation protocol)", "",
-                  f"labeler.simulate.run, default strategy, batch {report['args']['sim_batch']}, seeds "
+                  f"labeler.worker.simulate.run, default strategy, batch {report['args']['sim_batch']}, seeds "
                   f"{report['simulation_seeds']}; test AUPRC mean (min) over seeds.", "",
                   "| generative_candidates | AUPRC@500 | AUPRC@1000 | seconds per run | last model kinds |",
                   "|---|---|---|---|---|"]
@@ -574,9 +575,9 @@ def main():
     sim, sim_seeds = {}, list(range(args.sim_seeds))
     configs = [config for config in args.simulate.split(",") if config]
     if configs and args.dev:
-        print("\nsimulation skipped in dev mode (labeler.simulate.run splits the whole file itself)")
+        print("\nsimulation skipped in dev mode (labeler.worker.simulate.run splits the whole file itself)")
     elif configs:
-        print(f"\nsimulation (labeler.simulate.run, default strategy, budget {args.sim_budget}, batch "
+        print(f"\nsimulation (labeler.worker.simulate.run, default strategy, budget {args.sim_budget}, batch "
               f"{args.sim_batch}, seeds {sim_seeds}), load {load_average()}:", flush=True)
         sim = simulation(X, y, configs, sim_seeds, args.sim_budget, args.sim_batch)
         for config, row in sim.items():

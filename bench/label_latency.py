@@ -27,7 +27,7 @@ import urllib.parse
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from labeler.cli import SERVE_THREADS  # noqa: E402  (after the path is set)
+from labeler.cli.commands import SERVE_THREADS  # noqa: E402  (after the path is set)
 
 PASSWORD = "benchmark password"
 ITEM = re.compile(r'data-item-id="(\d+)"')
@@ -40,6 +40,20 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_port(port, process, log_path, timeout=60):
+    """Return once something listens on ``port``; exits naming ``log_path`` when ``process`` ended or the time
+    ran out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"server did not start; see {log_path}")
+            time.sleep(0.05)
 
 
 def percentile(values, share):
@@ -120,16 +134,18 @@ class Analyst:
 
 
 def run(args):
-    from labeler.db import Dataset, Label, database, open_database
-    from labeler.features_view import feature_stats
-    from labeler.labeling import update_labeling_settings
-    from labeler.migrations import upgrade
-    from labeler.queue import refresh_queue
+    from labeler.config import Config
+    from labeler.store.db import Dataset, Label, User, database, open_database
+    from labeler.store.migrations import upgrade
+    from labeler.store.settings import update_labeling_settings
+    from labeler.worker import jobs
 
     workdir = tempfile.mkdtemp(prefix="label-bench-")
     store = os.path.join(workdir, "labeler.sqlite3")
     env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret",
-           "LABELER_INSTANCE": workdir}
+           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
+           "LABELER_MODELS": os.path.join(workdir, "models")}
+    config = Config.load(environ=env)
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
@@ -148,11 +164,14 @@ def run(args):
         dataset = Dataset.get(Dataset.name == "cc")
         rows = dataset.items().count()
         update_labeling_settings(dataset, {"refill_below": args.refill_below})
+        dataset.settings = {**dataset.settings, "queue_size": args.queue_size}
+        dataset.save()
         started = time.perf_counter()
-        queued = refresh_queue(dataset, size=args.queue_size)
-        feature_stats(dataset)
-        print(f"{rows:,} items; queue of {queued:,} entries (labeler.queue.refresh_queue) and feature statistics "
-              f"prepared ahead in {time.perf_counter() - started:.1f} s; refill_below={args.refill_below}")
+        refill = jobs.latest(dataset, jobs.REFILL)  # the import queued it; the worker's job, run here
+        jobs.run(refill.id, config)
+        queued = jobs.latest(dataset, jobs.REFILL).payload["queued"]
+        print(f"{rows:,} items; queue of {queued:,} entries and feature statistics prepared ahead by the refill job "
+              f"in {time.perf_counter() - started:.1f} s; refill_below={args.refill_below}")
     database.close()
 
     port = free_port()
@@ -160,15 +179,7 @@ def run(args):
     server = subprocess.Popen(manage + ["serve", "--port", str(port), "--threads", str(args.threads)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"server did not start; see {log.name}")
-                time.sleep(0.1)
+        wait_for_port(port, server, log.name)
         analysts = [Analyst(name, port, "cc", args.reject_share, seed) for seed, name in enumerate(names)]
         for analyst in analysts:
             analyst.log_in()
@@ -216,7 +227,6 @@ def run(args):
         rows = list(Label.select(Label.item, Label.annotator).where((Label.kind == "label") & (Label.source == "human"))
                     .tuples())
     acknowledged = [(item, analyst.name) for analyst in analysts for item in analyst.recorded]
-    from labeler.db import User
     with database.connection_context():
         user_names = dict(User.select(User.id, User.name).tuples())
     stored = [(item, user_names[user]) for item, user in rows]
@@ -247,8 +257,8 @@ def main():
     parser.add_argument("--queue-size", type=int, default=4000,
                         help="queue entries prepared before the run: more than the run labels")
     parser.add_argument("--refill-below", type=int, default=0,
-                        help="the dataset's refill threshold; 0: no queue refresh in the server during the run "
-                             "(a cold-start refresh of the full file takes seconds to minutes of CPU)")
+                        help="the dataset's refill threshold; 0: no refill job requested during the run (no worker "
+                             "runs here: the figures are the web process's alone)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     sys.exit(run(parser.parse_args()))
 

@@ -7,10 +7,10 @@
 2. Gives it 1,000 human labels taken from the ground truth in the loop's own order: the first 500 items of the
    cold-start queue, a retrain, then the 500 items of the queue that model wrote (so the labels hold the frauds
    and near-frauds the loop would show an analyst, not a random 0.17% of frauds).
-3. Times ``labeler.engine.retrain`` (what the worker runs: select, gate, refit, rescore all items, save the
-   files, switch + queue, pseudo-labels) by stage, then ``labeler.queue.refresh_queue`` (what the web process
-   runs to refill the queue from the stored scores), with the weak models alone; then with every generative
-   candidate when the engine has the ``generative_candidates`` setting.
+3. Times ``labeler.worker.retrain.retrain`` (what the worker's retrain job runs: select, gate, refit, rescore
+   all items, save the scores, switch + queue, pseudo-labels) by stage, then
+   ``labeler.worker.refill.refresh_queue`` (what the worker's refill job runs to rewrite the queue from the
+   stored scores), with the weak models alone; then with every generative candidate.
 4. Starts the real server and worker, lets analysts (bench/label_latency.py's client, with a think time) post
    decisions while idle, then queues a retrain with ``manage.py retrain`` and compares the latency of the
    decisions posted while it runs with the idle ones.
@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,13 +33,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from label_latency import PASSWORD, Analyst, free_port, percentile  # noqa: E402
+from label_latency import PASSWORD, Analyst, free_port, percentile, wait_for_port  # noqa: E402
 
-from labeler import engine  # noqa: E402
-from labeler.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, User, database, open_database  # noqa: E402
-from labeler.labeling import update_labeling_settings  # noqa: E402
-from labeler.migrations import upgrade  # noqa: E402
-from labeler.queue import refresh_queue  # noqa: E402
+from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, User, database, open_database  # noqa: E402
+from labeler.store.migrations import upgrade  # noqa: E402
+from labeler.store.settings import update_labeling_settings  # noqa: E402
+from labeler.worker.refill import refresh_queue  # noqa: E402
+from labeler.worker.retrain import retrain  # noqa: E402
 
 GENERATIVE = ["latent", "vae_balance", "sgan"]
 
@@ -82,8 +81,8 @@ def timed(call):
 
 
 def measure_retrain(dataset, folder, name):
-    """One retrain and one web-side queue refresh, timed; returns a result dict and prints it."""
-    summary, wall = timed(lambda: engine.retrain(dataset, folder=folder))
+    """One retrain and one queue refill from the stored scores, timed; returns a result dict and prints it."""
+    summary, wall = timed(lambda: retrain(dataset, folder))
     queued, refresh = timed(lambda: refresh_queue(dataset))
     result = {"name": name, "retrain_seconds": round(wall, 2), "stages": summary.get("timings", {}),
               "refresh_queue_seconds": round(refresh, 2), "queued": queued, "kind": summary.get("kind"),
@@ -91,21 +90,9 @@ def measure_retrain(dataset, folder, name):
               "labels_used": summary.get("labels_used"), "gate": (summary.get("gate") or {}).get("reason"),
               "stage_line": summary.get("stage")}
     stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in result["stages"].items())
-    print(f"{name}: retrain {wall:.2f} s ({stages}); web queue refresh from stored scores {refresh:.2f} s; "
+    print(f"{name}: retrain {wall:.2f} s ({stages}); queue refill from stored scores {refresh:.2f} s; "
           f"kind {result['kind']}, device {result['device']}; gate: {result['gate']}")
     return result
-
-
-def wait_for_port(port, process, log_path, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"server did not start; see {log_path}")
-            time.sleep(0.1)
 
 
 def latency_during_retrain(args, workdir, env, manage):
@@ -120,7 +107,7 @@ def latency_during_retrain(args, workdir, env, manage):
     with database.connection_context():
         dataset = Dataset.get(Dataset.name == "cc")
         set_settings(dataset, generative_candidates=[], retrain_every=10 ** 9)  # retrains only when asked
-        update_labeling_settings(dataset, {"refill_below": 0})  # no web refill: both phases run the same path
+        update_labeling_settings(dataset, {"refill_below": 0})  # no refill job: both phases run the same path
         refresh_queue(dataset, size=args.queue_size)
     port = free_port()
     server_log = open(os.path.join(workdir, "server.log"), "w")
@@ -223,7 +210,7 @@ def write_results(results, path):
              "## Retrain + rescore of every item + queue, by stage (seconds)", ""]
     for run in results["retrains"]:
         lines.append(f"### {run['name']}: {run['retrain_seconds']:.2f} s "
-                     f"(+ web queue refresh from the stored scores {run['refresh_queue_seconds']:.2f} s)")
+                     f"(+ queue refill from the stored scores {run['refresh_queue_seconds']:.2f} s)")
         lines.append("")
         lines.append("| stage | seconds |")
         lines.append("|---|---:|")
@@ -257,21 +244,20 @@ def run(args):
     workdir = tempfile.mkdtemp(prefix="retrain-bench-")
     store = os.path.join(workdir, "labeler.sqlite3")
     env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret",
-           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3")}
-    os.environ.update({key: env[key] for key in ("LABELER_INSTANCE", "LABELER_QUEUE")})
+           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
+           "LABELER_MODELS": os.path.join(workdir, "models")}
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
     try:
         _, seconds = timed(lambda: subprocess.run(
             manage + ["import", args.data, "--dataset", "cc", "--label-column", "Class", "--exclude", "Time"],
             env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT))
         print(f"import of {os.path.basename(args.data)}: {seconds:.1f} s")
-        folder = os.path.join(workdir, "models")
+        folder = env["LABELER_MODELS"]
         open_database(store)
         with database.connection_context():
             upgrade()
             dataset = Dataset.get(Dataset.name == "cc")
-            if "generative_candidates" in engine.DEFAULT_SETTINGS:
-                set_settings(dataset, generative_candidates=[])  # the weak models alone first
+            set_settings(dataset, generative_candidates=[])  # the weak models alone first
             user = User.create(name="oracle", password_hash="-", role="analyst")
             truth = dict(GroundTruth.select(GroundTruth.item, GroundTruth.value).join(Item)
                          .where(Item.dataset == dataset).tuples())
@@ -279,7 +265,7 @@ def run(args):
             _, seconds = timed(lambda: refresh_queue(dataset))
             first = label_queue(dataset, user, truth, args.labels // 2)
             print(f"cold-start queue {seconds:.1f} s; {first} labeled from it")
-            summary, seconds = timed(lambda: engine.retrain(dataset, folder=folder))
+            summary, seconds = timed(lambda: retrain(dataset, folder))
             second = label_queue(dataset, user, truth, args.labels - first)
             print(f"retrain at {first} labels {seconds:.1f} s ({summary['stage']}); {second} more labeled from its "
                   f"queue")
@@ -290,9 +276,6 @@ def run(args):
                 results["retrains"].append(measure_retrain(dataset, folder, f"weak models, run {repeat + 1}"))
             if args.skip_generative:
                 results["generative_note"] = "Generative candidates: skipped (--skip-generative)."
-            elif "generative_candidates" not in engine.DEFAULT_SETTINGS:
-                results["generative_note"] = ("Generative candidates: labeler.engine has no `generative_candidates` "
-                                              "setting yet; not measured.")
             else:
                 set_settings(dataset, generative_candidates=GENERATIVE)
                 results["retrains"].append(measure_retrain(dataset, folder, f"weak + {', '.join(GENERATIVE)}"))

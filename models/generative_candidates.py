@@ -25,11 +25,9 @@ import numpy as np
 from scipy.special import expit
 
 from models import weak
+from models.names import GENERATIVE_CANDIDATES, LATENT, SGAN, VAE_BALANCE
 
-LATENT = "latent"
-VAE_BALANCE = "vae_balance"
-SGAN = "sgan"
-NAMES = (LATENT, VAE_BALANCE, SGAN)
+NAMES = GENERATIVE_CANDIDATES
 LATENT_SUFFIX = "+latent"
 VAE_SUFFIX = "+vae"
 MIN_POSITIVES = 10  # "+vae" and "sgan" become candidates once this many positives are labeled
@@ -76,14 +74,6 @@ def blend_parts(kind):
     if base == weak.BLEND:
         suffix = kind[len(base):]
         return tuple(part + suffix for part in weak.BLEND_PARTS)
-    return None
-
-
-def check_names(names):
-    """The first entry of ``names`` that is not a generative candidate's name, or None when all are."""
-    for name in names:
-        if name not in NAMES:
-            return name
     return None
 
 
@@ -202,7 +192,7 @@ class GenerativeCandidates:
     """
 
     def __init__(self, pool, names, seed=0, sgan_steps=SGAN_STEPS):
-        unknown = check_names(names)
+        unknown = next((name for name in names if name not in NAMES), None)
         if unknown is not None:
             raise ValueError(f"unknown generative candidate {unknown!r} (known: {', '.join(NAMES)})")
         self.pool = np.asarray(pool, dtype=np.float32)

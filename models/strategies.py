@@ -9,11 +9,7 @@ the strategy that made it.
 import numpy as np
 from sklearn.cluster import KMeans
 
-HIGH_RISK = "high risk"
-UNCERTAIN = "uncertain"
-EXPLORATION = "exploration"
-COLD_START = "cold start"
-MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, EXPLORATION)
+from models.names import EXPLORATION, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCERTAINTY_MEASURES
 
 ANOMALY_CLIP = 5.0  # robust z-scores are clipped so that one extreme feature cannot dominate the score
 DUPLICATE_RADIUS = 0.05  # rms distance in robust z units below which two items count as near-duplicates
@@ -37,7 +33,7 @@ def entropy(p_positive):
     return -(positive * np.log(positive) + negative * np.log(negative))
 
 
-UNCERTAINTY = {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}
+UNCERTAINTY = dict(zip(UNCERTAINTY_MEASURES, (least_confidence, margin, entropy)))
 
 
 class RobustScale:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything (Debian's chromium and postgresql, a virtualenv with labeler and its test extras), start a
+# Install everything (Debian's chromium and postgresql, a virtualenv with labeler, its worker and test extras), start a
 # throwaway PostgreSQL server for tests/test_postgres.py, and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test,worker]'
 
 # A throwaway PostgreSQL cluster in a temporary folder on a free loopback port, removed on exit.
 # initdb refuses to run as root, so as root the server runs as Debian's postgres user.

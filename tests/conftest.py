@@ -1,16 +1,15 @@
-"""flaskr-style fixtures on a real SQLite file in a temporary folder."""
+"""flaskr-style fixtures on a real SQLite file in a temporary folder, with the task queue and the model files
+there too: nothing a test writes lands in the repository."""
 import os
-import tempfile
 
 import pytest
 
-# Retrain jobs enqueued by labeling tests go to a throwaway queue file, never the repository's instance folder.
-os.environ.setdefault("LABELER_QUEUE", os.path.join(tempfile.mkdtemp(prefix="labeler-test-queue-"), "queue.sqlite3"))
-
-from labeler import create_app
-from labeler.db import database
-from labeler.importer import import_file
-from labeler.users import create_user
+from labeler.cli import register_commands
+from labeler.data.importer import import_file
+from labeler.data.users import create_user
+from labeler.store.db import database
+from labeler.web import create_app
+from labeler.worker import jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
@@ -22,10 +21,25 @@ def app(tmp_path):
     app = create_app({
         "TESTING": True,
         "DATABASE": str(tmp_path / "labeler.sqlite3"),
+        "TASK_QUEUE": str(tmp_path / "queue.sqlite3"),
+        "MODEL_FOLDER": str(tmp_path / "models"),
         "SECRET_KEY": "test-secret",
     })
     with database.connection_context():
         yield app
+
+
+@pytest.fixture
+def config(app):
+    """The app's configuration (labeler.config.Config)."""
+    return app.extensions["labeler.config"]
+
+
+@pytest.fixture
+def run_jobs(config):
+    """Run the jobs waiting in the store in this process, as the worker would: ``run_jobs()`` (all) or
+    ``run_jobs(dataset)``; returns {job id: final state}."""
+    return lambda dataset=None: jobs.run_queued(config, dataset)
 
 
 @pytest.fixture
@@ -35,6 +49,7 @@ def client(app):
 
 @pytest.fixture
 def runner(app):
+    register_commands(app)
     return app.test_cli_runner()
 
 
@@ -65,6 +80,14 @@ def small_csv(tmp_path_factory):
 def dataset(app, small_csv):
     """A dataset imported from the small real sample, with ground truth."""
     return import_file(small_csv, "cc", label_column="Class").dataset
+
+
+@pytest.fixture
+def queued(dataset, run_jobs):
+    """``dataset`` with its queue and feature statistics computed by a refill job, as after an import."""
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(run_jobs(dataset).values()) == {"done"}
+    return dataset
 
 
 def login(client, name, password=PASSWORD):

@@ -1,19 +1,23 @@
 """The admin agreement page: Cohen's kappa per pair of analysts, the disagreements, following the model."""
+import random
+
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from labeler import agreement, labeling
-from labeler.db import Dataset, Item
-from labeler.users import create_user
+from labeler.data import agreement
+from labeler.data.users import create_user
+from labeler.labeling import decisions, leases
+from labeler.store.db import Dataset, Item
+from labeler.store.settings import labeling_settings, update_labeling_settings
 from tests.conftest import PASSWORD, csrf_token_of, login
 
 
 def label_through_screen(dataset, user, values):
     """``user`` labels the items the screen gives them with ``values`` in turn; returns the item ids."""
-    lease = labeling.next_item(dataset, user)
+    lease = leases.next_item(dataset, user)
     done = []
     for value in values:
-        outcome, following = labeling.decide(dataset, user, lease.item_id, f"label:{value}")
+        outcome, following = decisions.decide(dataset, user, lease.item_id, f"label:{value}")
         assert outcome.kind == "recorded"
         done.append(lease.item_id)
         lease = following
@@ -21,14 +25,14 @@ def label_through_screen(dataset, user, values):
 
 
 @pytest.fixture
-def double_labeled(dataset, analyst, admin):
+def double_labeled(queued, analyst, admin):
     """ana labels 12 items, every one of which goes to bob for a blind second look; then bob undoes one."""
+    dataset = queued
     bob = create_user("bob", PASSWORD, "analyst")
-    labeling.ensure_queue(dataset)
-    labeling.update_labeling_settings(dataset, {"overlap_share": 1.0})
+    update_labeling_settings(dataset, {"overlap_share": 1.0})
     ana_values = ["genuine"] * 8 + ["fraud"] * 4
     ana_items = label_through_screen(dataset, analyst, ana_values)
-    labeling.update_labeling_settings(dataset, {"overlap_share": 0.0})
+    update_labeling_settings(dataset, {"overlap_share": 0.0})
     bob_values = ["genuine"] * 6 + ["fraud"] * 2 + ["fraud"] * 3 + ["genuine"]
     bob_items = label_through_screen(dataset, bob, bob_values)
     assert bob_items == ana_items  # second looks come first, oldest first
@@ -51,25 +55,51 @@ def test_kappa_and_disagreements(dataset, double_labeled):
     assert report["double_labeled"] == 12
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_kappa_matches_scikit_learn(seed):
+    rng = random.Random(seed)
+    labels = ["genuine", "fraud", "unsure"][:rng.choice((2, 3))]
+    n = rng.randint(1, 40)
+    first = [rng.choice(labels) for _ in range(n)]
+    second = [value if rng.random() < 0.7 else rng.choice(labels) for value in first]
+    pairs = list(zip(first, second))
+    observed = sum(a == b for a, b in pairs) / n
+    kappa = agreement.cohen_kappa(pairs, observed)
+    if len(set(first)) == len(set(second)) == 1 and first[0] == second[0]:
+        assert kappa is None  # both gave one and the same label to everything: undefined
+    else:
+        assert kappa == pytest.approx(cohen_kappa_score(first, second, labels=labels))
+
+
+def test_cohen_kappa_edge_cases():
+    assert agreement.cohen_kappa([("fraud", "fraud")] * 5, 1.0) is None
+    assert agreement.cohen_kappa([("a", "b"), ("b", "a")], 0.0) == pytest.approx(
+        cohen_kappa_score(["a", "b"], ["b", "a"]))  # complete disagreement: -1
+    pairs = [("a", "a"), ("b", "b"), ("a", "b")]
+    assert agreement.cohen_kappa(pairs, 2 / 3) == pytest.approx(cohen_kappa_score(*zip(*pairs)))
+    one_sided = [("a", "a"), ("a", "b")]  # one analyst always says a: chance agreement is a's share of the other
+    assert agreement.cohen_kappa(one_sided, 0.5) == pytest.approx(cohen_kappa_score(*zip(*one_sided))) == 0.0
+
+
 def test_an_undone_label_leaves_the_comparison(dataset, double_labeled):
     bob = double_labeled["bob_user"]
-    outcome, _ = labeling.undo(dataset, bob)  # bob's last: the item ana called fraud and bob genuine
+    outcome, _ = decisions.undo(dataset, bob)  # bob's last: the item ana called fraud and bob genuine
     assert outcome.kind == "undone"
     report = agreement.report(dataset)
     assert report["pairs"][0]["items"] == 11 and report["disagreement_count"] == 2
 
 
-def test_follow_the_model_rates(dataset, analyst):
-    labeling.ensure_queue(dataset)
-    labeling.update_labeling_settings(dataset, {"hide_suggestion_share": 1.0})
-    lease = labeling.next_item(dataset, analyst)
+def test_follow_the_model_rates(queued, analyst):
+    dataset = queued
+    update_labeling_settings(dataset, {"hide_suggestion_share": 1.0})
+    lease = leases.next_item(dataset, analyst)
     for _ in range(4):  # suggestion hidden: ana answers the opposite of the (unseen) suggestion
         other = next(v for v in dataset.labels if v != lease.suggested)
-        _, lease = labeling.decide(dataset, analyst, lease.item_id, f"label:{other}")
-    labeling.update_labeling_settings(dataset, {"hide_suggestion_share": 0.0})
-    _, lease = labeling.decide(dataset, analyst, lease.item_id, f"label:{lease.suggested}")  # leased while hidden
+        _, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{other}")
+    update_labeling_settings(dataset, {"hide_suggestion_share": 0.0})
+    _, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{lease.suggested}")  # leased while hidden
     for _ in range(3):
-        _, lease = labeling.decide(dataset, analyst, lease.item_id, "accept")
+        _, lease = decisions.decide(dataset, analyst, lease.item_id, "accept")
     report = agreement.report(dataset)
     [(name, figures)] = report["follow"]
     assert name == "ana"
@@ -106,15 +136,15 @@ def test_settings_form_saves_and_refuses_bad_values(client, dataset, admin, anal
             "refill_below": "50"}
     response = client.post("/admin/datasets/cc/labeling-settings", data=form)
     assert response.status_code == 200 and "Labeling settings saved." in response.get_data(as_text=True)
-    settings = labeling.labeling_settings(Dataset.get_by_id(dataset.id))
+    settings = labeling_settings(Dataset.get_by_id(dataset.id))
     assert settings["overlap_share"] == 0.2 and settings["reason_codes"] == ["card not present", "<b>skimming</b>"]
     assert "&lt;b&gt;skimming&lt;/b&gt;" in response.get_data(as_text=True)
     response = client.post("/admin/datasets/cc/labeling-settings", data={**form, "overlap_share": "2"})
     assert response.status_code == 400 and "overlap_share must lie between 0 and 1" in response.get_data(as_text=True)
-    assert labeling.labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
+    assert labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
     response = client.post("/admin/datasets/cc/labeling-settings", data={"overlap_share": "0.5"})
     assert response.status_code == 400  # no CSRF token
-    assert labeling.labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
+    assert labeling_settings(Dataset.get_by_id(dataset.id))["overlap_share"] == 0.2
     client.post("/logout", data={"csrf_token": token})
     login(client, "ana")
     assert client.post("/admin/datasets/cc/labeling-settings",

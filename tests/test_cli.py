@@ -19,9 +19,9 @@ import psutil
 import pytest
 from werkzeug.security import check_password_hash
 
-from labeler import exporter
-from labeler.db import Item, Job, Label, User
-from labeler.users import authenticate
+from labeler.data import exporter
+from labeler.data.users import authenticate
+from labeler.store.db import Item, Job, Label, User
 from tests.conftest import PASSWORD, ROOT, csrf_token_of
 
 
@@ -51,13 +51,14 @@ def test_import_then_reimport(runner, small_csv):
     assert result.exit_code == 0, result.output
     created, queued = result.output.splitlines()
     assert created == "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present."
-    job = Job.get(Job.kind == "autoencoder")
-    assert (job.state, job.payload["reason"]) == ("queued", "after an import")
-    assert queued == (f"Autoencoder job {job.id} queued for the worker (screen bars, latent map, cold-start "
-                      f"score).")
+    refill, autoencoder = Job.get(Job.kind == "refill"), Job.get(Job.kind == "autoencoder")
+    assert {(job.state, job.payload["reason"]) for job in (refill, autoencoder)} == {("queued", "after an import")}
+    assert queued == (f"Jobs queued for the worker: queue refill {refill.id} (queue and feature statistics), "
+                      f"autoencoder {autoencoder.id} (screen bars, latent map, cold-start score).")
     again = runner.invoke(args=["import", small_csv, "--dataset", "cc"])
     assert again.exit_code == 0, again.output
     assert again.output == "Dataset 'cc' updated: 2,041 rows read, 0 added, 2,041 already present.\n"
+    assert Job.select().count() == 2  # nothing new to compute
     assert Item.select().count() == 2041
 
 
@@ -199,7 +200,8 @@ def test_import_as_a_real_subprocess(tmp_path, small_csv):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Dataset 'cc' created: 2,041 rows read, 2,041 added, 0 already present.",
-        "Autoencoder job 1 queued for the worker (screen bars, latent map, cold-start score)."]
+        "Jobs queued for the worker: queue refill 1 (queue and feature statistics), autoencoder 2 (screen bars, "
+        "latent map, cold-start score)."]
     assert result.stderr == ""
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,x\n")
@@ -264,6 +266,7 @@ def _get(opener, url, deadline):
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
     port = _free_port()
     process = subprocess.Popen(
@@ -287,11 +290,13 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
             assert response.status == 200 and response.url == url  # redirected to the datasets list
             page = response.read().decode()
         assert "creditcard-sample" in page and "28,481" in page and "demo (admin)" in page
+        labeling = _get(opener, url + "datasets/creditcard-sample/label", deadline)
+        assert 'data-item-id="' in labeling and "data-preparing" not in labeling  # the demo computed its queue
 
         children = psutil.Process(process.pid).children(recursive=True)
         roles = {role: child for child in children for role in ("worker", "serve") if role in child.cmdline()}
         assert set(roles) == {"worker", "serve"}
-        shared = ("LABELER_DATABASE", "LABELER_QUEUE")  # the web's retrain requests reach this worker
+        shared = ("LABELER_DATABASE", "LABELER_QUEUE", "LABELER_MODELS")  # the web's job requests reach this worker
         assert ({name: roles["worker"].environ()[name] for name in shared}
                 == {name: roles["serve"].environ()[name] for name in shared})
         # the worker alone runs the autoencoder job the demo queued: one job, done, none marked interrupted

@@ -1,13 +1,17 @@
-"""The engine on a real store: retrain, model versions, pseudo-labels, the queue (small real sample)."""
+"""The worker's retrain and queue refill on a real store: model versions and their stored scores, pseudo-labels,
+the queue (small real sample)."""
 import os
 
 import numpy as np
 import pytest
 
-from labeler import engine, exporter
-from labeler.db import GroundTruth, Item, Label, ModelVersion, QueueEntry
-from labeler.pool import load_pool
-from labeler.queue import refresh_queue
+from labeler.data import exporter
+from labeler.store.db import GroundTruth, Item, Label, ModelVersion, QueueEntry
+from labeler.store.files import load_scores
+from labeler.store.pool import load_pool
+from labeler.store.settings import DEFAULTS, SettingsError, engine_settings
+from labeler.worker.refill import refresh_queue
+from labeler.worker.retrain import retrain
 from models import selection
 
 
@@ -37,7 +41,7 @@ def _label_from_truth(dataset, user, frauds, genuine, skip_frauds=0, skip_genuin
 
 def test_without_both_labels_the_queue_is_the_cold_start(dataset, analyst, tmp_path):
     _label_from_truth(dataset, analyst, 0, 5)
-    summary = engine.retrain(dataset, folder=str(tmp_path))
+    summary = retrain(dataset, str(tmp_path))
     assert summary["stage"].startswith("cold start")
     assert ModelVersion.select().count() == 0
     entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
@@ -54,15 +58,18 @@ def test_without_both_labels_the_queue_is_the_cold_start(dataset, analyst, tmp_p
 
 def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst, tmp_path):
     _label_from_truth(dataset, analyst, 15, 85)
-    summary = engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    summary = retrain(dataset, str(tmp_path), seed=0)
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
     assert summary["model_version"] == version.id and version.labels_used == 100
     assert version.kind == "blend"  # 15 frauds: boosting joins the logistic model
     assert 0 < version.metrics["auprc"] <= 1
     assert set(version.metrics["candidates"]) == {"blend"}
-    assert os.path.dirname(version.path) == str(tmp_path)
-    model = engine.load_model(version.path)
-    assert model.kind == version.kind
+    # no model file: the version is its stored pool scores (and its twin's held-out scores), beside each other
+    assert version.path is None and set(version.digests) == {"scores", "holdout"}
+    assert os.path.dirname(version.scores_path) == os.path.dirname(version.holdout_path) == str(tmp_path)
+    ids, _ = load_pool(dataset)
+    scores = load_scores(version.scores_path, version.digests["scores"])
+    assert scores.shape == ids.shape and ((scores >= 0) & (scores <= 1)).all()
 
     entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
     assert len(entries) == 500
@@ -82,7 +89,7 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     assert sum(truth[item] == "fraud" for item in high_risk) >= 15
 
     _label_from_truth(dataset, analyst, 10, 40, skip_frauds=15, skip_genuine=85)
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     versions = list(ModelVersion.select().order_by(ModelVersion.id))
     assert [v.serving for v in versions] == [False, True]
     assert versions[1].labels_used == 150
@@ -90,7 +97,7 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
 
 def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst, tmp_path):
     labeled = _label_from_truth(dataset, analyst, 15, 85)
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     pseudo = list(Label.effective(dataset, ("pseudo",)))
     assert len(pseudo) > 50  # confident genuine items among the 1,949 unlabeled ones
     assert all(label.annotator_id is None and label.source == "pseudo" for label in pseudo)
@@ -105,7 +112,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     # a human now labels an item that carried a pseudo-label: the next retrain retracts that pseudo-label
     item = pseudo[0].item_id
     Label.create(item=item, value=dict(_truth(dataset))[item], annotator=analyst, source="human")
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     standing = {label.item_id for label in Label.effective(dataset, ("pseudo",))}
     assert item not in standing
     assert Label.select().where((Label.kind == "undo") & (Label.source == "pseudo")).count() >= 1
@@ -119,7 +126,7 @@ def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):
                         "mix": {"high risk": 1.0, "uncertain": 0.0, "exploration": 0.0}}
     dataset.save()
     _label_from_truth(dataset, analyst, 15, 85)
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     assert Label.select().where(Label.source == "pseudo").count() == 0
     entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset))
     assert len(entries) == 40 and {entry.strategy for entry in entries} == {"high risk"}
@@ -129,13 +136,13 @@ def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, 
     assert refresh_queue(dataset, size=30, seed=0) == 30
     assert {entry.strategy for entry in QueueEntry.select()} <= {"cold start", "exploration"}
     _label_from_truth(dataset, analyst, 15, 85)
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
     assert refresh_queue(dataset, size=30, seed=0) == 30
     entries = list(QueueEntry.select())
     assert len(entries) == 30 and {entry.model_version_id for entry in entries} == {version.id}
     assert {entry.strategy for entry in entries} == {"high risk", "uncertain", "exploration"}
-    os.remove(version.path)  # a lost model file: the queue falls back to the cold start until the next retrain
+    os.remove(version.scores_path)  # a lost scores file: the queue falls back to the cold start until the next retrain
     assert refresh_queue(dataset, size=30, seed=0) == 30
     assert {entry.model_version_id for entry in QueueEntry.select()} == {None}
 
@@ -162,42 +169,43 @@ def test_bad_settings_are_refused_in_one_line(dataset, analyst, tmp_path):
                               ({"pseudo_confidence": 0.3}, "pseudo_confidence: must be above 0.5")):
         dataset.settings = {**dataset.settings, **settings}
         dataset.save()
-        with pytest.raises(engine.SettingsError, match=message):
-            engine.retrain(dataset, folder=str(tmp_path))
+        with pytest.raises(SettingsError, match=message):
+            retrain(dataset, str(tmp_path))
         dataset.settings = {key: value for key, value in dataset.settings.items() if key not in settings}
         dataset.save()
     assert ModelVersion.select().count() == 0 and QueueEntry.select().count() == 0
 
 
 def test_generative_candidates_setting_defaults_to_none_and_refuses_unknown_names(dataset, analyst, tmp_path):
-    assert engine.DEFAULT_SETTINGS["generative_candidates"] == []
-    assert engine.settings_for(dataset)["generative_candidates"] == []
+    assert DEFAULTS["generative_candidates"] == []
+    assert engine_settings(dataset)["generative_candidates"] == []
     dataset.settings = {**dataset.settings, "generative_candidates": ["latent", "vae_balance", "sgan"]}
-    assert engine.settings_for(dataset)["generative_candidates"] == ["latent", "vae_balance", "sgan"]
+    assert engine_settings(dataset)["generative_candidates"] == ["latent", "vae_balance", "sgan"]
     _label_from_truth(dataset, analyst, 15, 85)
     for value, message in ((["latent", "gan"], "dataset 'cc', setting generative_candidates: unknown candidate "
                                                "'gan' \\(known: latent, vae_balance, sgan\\)"),
                            ("latent", "generative_candidates: must be a list of names, got 'latent'")):
         dataset.settings = {**dataset.settings, "generative_candidates": value}
         dataset.save()
-        with pytest.raises(engine.SettingsError, match=message):
-            engine.retrain(dataset, folder=str(tmp_path))
+        with pytest.raises(SettingsError, match=message):
+            retrain(dataset, str(tmp_path))
     assert ModelVersion.select().count() == 0 and QueueEntry.select().count() == 0
 
 
-def test_retrain_with_latent_candidates_records_them_and_serves_a_model_that_loads(dataset, analyst, tmp_path):
+@pytest.mark.slow
+def test_retrain_with_latent_candidates_records_them_and_serves_their_scores(dataset, analyst, tmp_path):
     dataset.settings = {**dataset.settings, "generative_candidates": ["latent"]}
     dataset.save()
     _label_from_truth(dataset, analyst, 20, 130)
-    engine.retrain(dataset, folder=str(tmp_path), seed=0)
+    retrain(dataset, str(tmp_path), seed=0)
     version = ModelVersion.select().order_by(ModelVersion.id.desc()).get()
     candidates = version.metrics["candidates"]
     assert set(candidates) == {"blend", "blend+latent"}
     assert all(0 < candidates[kind]["auprc"] <= 1 for kind in candidates)
     assert candidates["blend+latent"]["device"] == "CPU" or candidates["blend+latent"]["device"].startswith("GPU")
-    assert version.serving
-    ids, X = load_pool(dataset)
-    scores = engine.load_model(version.path).predict(X)
+    assert version.serving and version.kind in candidates
+    ids, _ = load_pool(dataset)
+    scores = load_scores(version.scores_path, version.digests["scores"])
     assert scores.shape == (len(ids),) and np.all((scores >= 0) & (scores <= 1))
     # no synthetic or generated row ever becomes a label: only the 150 human labels and pseudo-labels stand
     assert Label.select().where(Label.source == "human").count() == 150

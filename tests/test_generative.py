@@ -1,4 +1,7 @@
-"""The Keras generative models on real rows of the bundled credit-card sample: small data, few epochs."""
+"""The Keras generative models on real rows of the bundled credit-card sample: small data, few epochs.
+
+The tests that import Keras (all but three) are in the slow tier, and they import the Keras modules themselves,
+so that collecting this file for the fast tier (-m "not slow") does not load TensorFlow."""
 import os
 import subprocess
 import sys
@@ -6,15 +9,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from keras import ops
 from sklearn.metrics import average_precision_score
 from threadpoolctl import threadpool_limits
 
-from models.autoencoder import Autoencoder
-from models.sgan import (SGAN, CollapsedError, build_discriminator, holdout_split, population_f1_threshold,
-                         select_checkpoint)
-from models.vae import VAE, GaussianReconstruction, kl_divergence
 from tests.conftest import ROOT, SAMPLE
+
+slow = pytest.mark.slow
 
 N_FEATURES = 29
 
@@ -36,11 +36,15 @@ def sample():
 
 @pytest.fixture(scope="module")
 def autoencoder(sample):
+    from models.autoencoder import Autoencoder
+
     return Autoencoder(seed=3).fit(sample[0], epochs=5, batch_size=64)
 
 
 @pytest.fixture(scope="module")
 def vae(sample):
+    from models.vae import VAE
+
     return VAE(seed=3).fit(sample[0], epochs=5, batch_size=64)
 
 
@@ -57,6 +61,8 @@ def sgan_split(sample):
 
 
 def fit_sgan(split, seed=5, **kwargs):
+    from models.sgan import SGAN
+
     X_train, y_train, X_val, y_val, X_pool = split
     options = dict(steps=400, eval_every=50, patience=None)
     options.update(kwargs)
@@ -75,6 +81,7 @@ def test_importing_models_package_does_not_load_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
+@slow
 def test_autoencoder_shapes_scaling_and_device(sample, autoencoder):
     X, _ = sample
     assert autoencoder.encode(X).shape == (len(X), 12)
@@ -88,13 +95,17 @@ def test_autoencoder_shapes_scaling_and_device(sample, autoencoder):
     assert len(autoencoder.meta["history"]["loss"]) == 5
 
 
+@slow
 def test_autoencoder_scores_frauds_as_more_anomalous(sample, autoencoder):
     X, y = sample
     score = autoencoder.anomaly_score(X)
     assert score[y == 1].mean() > 3 * score[y == 0].mean()
 
 
+@slow
 def test_autoencoder_save_load_round_trip(sample, autoencoder, tmp_path):
+    from models.autoencoder import Autoencoder
+
     X, _ = sample
     path = tmp_path / "ae.keras"
     autoencoder.save(path)
@@ -106,7 +117,10 @@ def test_autoencoder_save_load_round_trip(sample, autoencoder, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ae.keras"]
 
 
+@slow
 def test_autoencoder_is_deterministic_for_a_seed(sample, autoencoder):
+    from models.autoencoder import Autoencoder
+
     X, _ = sample
     again = Autoencoder(seed=3).fit(X, epochs=5, batch_size=64)
     other = Autoencoder(seed=4).fit(X, epochs=5, batch_size=64)
@@ -114,18 +128,23 @@ def test_autoencoder_is_deterministic_for_a_seed(sample, autoencoder):
     assert not np.allclose(other.encode(X), autoencoder.encode(X))
 
 
+@slow
 def test_fit_rejects_non_finite_rows(sample):
+    from models.autoencoder import Autoencoder
+
     X = sample[0][:100].copy()
     X[7, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         Autoencoder().fit(X, epochs=1)
 
 
+@slow
 def test_predict_rejects_wrong_width(sample, autoencoder):
     with pytest.raises(ValueError, match="has 28 features, the model expects 29"):
         autoencoder.encode(sample[0][:10, :28])
 
 
+@slow
 def test_vae_shapes(sample, vae):
     X, _ = sample
     assert vae.encode(X).shape == (len(X), 6)
@@ -134,7 +153,10 @@ def test_vae_shapes(sample, vae):
     assert vae.device == "CPU" or vae.device.startswith("GPU")
 
 
+@slow
 def test_vae_fitted_on_frauds_samples_fraud_like_rows(sample):
+    from models.vae import VAE
+
     X, y = sample
     frauds = X[y == 1]
     vae = VAE(seed=3).fit(frauds, epochs=100, batch_size=16)
@@ -150,7 +172,12 @@ def test_vae_fitted_on_frauds_samples_fraud_like_rows(sample):
     assert synthetic[:, 13].mean() < X[y == 0, 13].mean() - 3
 
 
+@slow
 def test_vae_loss_holds_the_kl_term(sample, vae):
+    from keras import ops
+
+    from models.vae import GaussianReconstruction, kl_divergence
+
     X, _ = sample
     batch = X[:256]
     model = vae.model
@@ -170,7 +197,10 @@ def test_vae_loss_holds_the_kl_term(sample, vae):
     assert terms["total"] == pytest.approx(terms["reconstruction"] + terms["kl"])
 
 
+@slow
 def test_vae_save_load_round_trip_and_determinism(sample, vae, tmp_path):
+    from models.vae import VAE
+
     X, y = sample
     path = tmp_path / "vae.keras"
     vae.save(path)
@@ -182,7 +212,10 @@ def test_vae_save_load_round_trip_and_determinism(sample, vae, tmp_path):
     assert again.meta["history"] == vae.meta["history"]
 
 
+@slow
 def test_load_refuses_another_kind_and_missing_file(autoencoder, tmp_path):
+    from models.vae import VAE
+
     path = tmp_path / "ae.keras"
     autoencoder.save(path)
     with pytest.raises(ValueError, match="holds a 'autoencoder' model, not 'vae'"):
@@ -194,7 +227,10 @@ def test_load_refuses_another_kind_and_missing_file(autoencoder, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ae.keras"]
 
 
+@slow
 def test_sgan_class_head_has_a_fake_class():
+    from models.sgan import build_discriminator
+
     for n_classes in (2, 3):
         discriminator = build_discriminator(N_FEATURES, n_classes)
         real, label = discriminator(np.zeros((4, N_FEATURES), np.float32))
@@ -202,6 +238,7 @@ def test_sgan_class_head_has_a_fake_class():
         assert tuple(label.shape) == (4, n_classes + 1)
 
 
+@slow
 def test_sgan_predicts_real_class_probabilities(sgan, sgan_split):
     X_val = sgan_split[2]
     probabilities = sgan.predict_proba(X_val)
@@ -213,6 +250,7 @@ def test_sgan_predicts_real_class_probabilities(sgan, sgan_split):
     assert sgan.device == "CPU" or sgan.device.startswith("GPU")
 
 
+@slow
 def test_sgan_serves_the_best_non_collapsed_checkpoint(sgan, sgan_split):
     _, _, X_val, y_val, _ = sgan_split
     history = sgan.history
@@ -227,7 +265,10 @@ def test_sgan_serves_the_best_non_collapsed_checkpoint(sgan, sgan_split):
     assert served_score > 2 * y_val.mean()
 
 
+@slow
 def test_select_checkpoint_skips_collapsed_and_nan_entries():
+    from models.sgan import CollapsedError, select_checkpoint
+
     history = [{"score": 0.3, "collapsed": False}, {"score": 0.9, "collapsed": True},
                {"score": float("nan"), "collapsed": False}, {"score": 0.5, "collapsed": False},
                {"score": 0.5, "collapsed": False}]
@@ -236,7 +277,10 @@ def test_select_checkpoint_skips_collapsed_and_nan_entries():
         select_checkpoint([{"score": 0.9, "collapsed": True}])
 
 
+@slow
 def test_sgan_save_load_round_trip(sgan, sgan_split, tmp_path):
+    from models.sgan import SGAN
+
     X_val = sgan_split[2]
     path = tmp_path / "sgan.keras"
     sgan.save(path)
@@ -246,6 +290,7 @@ def test_sgan_save_load_round_trip(sgan, sgan_split, tmp_path):
     assert loaded.threshold == sgan.threshold and loaded.history == sgan.history
 
 
+@slow
 def test_sgan_is_deterministic_for_a_seed(sgan, sgan_split):
     X_val = sgan_split[2]
     again = fit_sgan(sgan_split)
@@ -253,21 +298,30 @@ def test_sgan_is_deterministic_for_a_seed(sgan, sgan_split):
     assert np.array_equal(again.predict_proba(X_val), sgan.predict_proba(X_val))
 
 
+@slow
 def test_sgan_needs_two_labeled_rows_per_class_to_hold_out_validation(sgan_split):
+    from models.sgan import SGAN
+
     X_train, y_train, _, _, X_pool = sgan_split
     keep = np.concatenate([np.flatnonzero(y_train == 1)[:1], np.flatnonzero(y_train == 0)])
     with pytest.raises(ValueError, match=r"at least 2 labeled rows .* \[250, 1\]"):
         SGAN().fit(X_train[keep], y_train[keep], X_pool, steps=10)
 
 
+@slow
 def test_sgan_refuses_validation_without_frauds(sgan_split):
+    from models.sgan import SGAN
+
     X_train, y_train, X_val, y_val, X_pool = sgan_split
     genuine = y_val == 0
     with pytest.raises(ValueError, match=r"the validation labels hold no row of class \[1\]"):
         SGAN().fit(X_train, y_train, X_pool, X_val=X_val[genuine], y_val=y_val[genuine], steps=10)
 
 
+@slow
 def test_holdout_split_keeps_a_row_of_each_class_on_both_sides():
+    from models.sgan import holdout_split
+
     y = np.array([0] * 50 + [1] * 2)
     train, val = holdout_split(y, 0.25, 2, seed=0)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(52))
@@ -275,7 +329,10 @@ def test_holdout_split_keeps_a_row_of_each_class_on_both_sides():
     assert (y[val] == 0).sum() == 12
 
 
+@slow
 def test_population_threshold_counts_flagged_rows_of_the_whole_population():
+    from models.sgan import population_f1_threshold
+
     # 4 held-out positives; a population of 1,000 rows of which 1% (10) are expected positive
     positives = np.array([0.2, 0.6, 0.8, 0.9])
     population = np.concatenate([np.linspace(0.0, 0.5, 985), np.full(15, 0.85)])
@@ -322,6 +379,7 @@ def scores_without_tensorflow(models, X, tmp_path):
     return np.load(tmp_path / "scores.npy"), result.stdout.strip()
 
 
+@slow
 def test_autoencoder_features_in_numpy_match_keras(sample, autoencoder):
     from models.generative_candidates import AutoencoderFeatures
 
@@ -332,6 +390,7 @@ def test_autoencoder_features_in_numpy_match_keras(sample, autoencoder):
     assert np.allclose(features[:, 12], autoencoder.anomaly_score(X), rtol=1e-4, atol=1e-7)
 
 
+@slow
 def test_sgan_classifier_in_numpy_matches_keras(sgan, sgan_split):
     from models.generative_candidates import SGANClassifier
 
@@ -341,12 +400,15 @@ def test_sgan_classifier_in_numpy_matches_keras(sgan, sgan_split):
     assert classifier.meta["best_step"] == sgan.meta["best_step"] and classifier.device == sgan.device
 
 
+@slow
 def test_latent_candidate_competes_and_serves_without_tensorflow(sample, labeled_sample, tmp_path):
-    from labeler.engine import DEFAULT_SETTINGS, ActiveLearner
+    from labeler.store.settings import DEFAULTS
+    from models.learner import ActiveLearner
 
     X, labeled, y = labeled_sample
     sample_truth = sample[1]
-    settings = {**DEFAULT_SETTINGS, "generative_candidates": ["latent"], "cv_folds": 3, "cv_repeats": 1}
+    loop = {key: value for key, value in DEFAULTS.items() if key != "labeling"}
+    settings = {**loop, "generative_candidates": ["latent"], "cv_folds": 3, "cv_repeats": 1}
     learner = ActiveLearner(X, np.arange(len(X)), settings, seed=0)
     assert learner.generative._features is None  # nothing trained before model selection asks
     selected = learner.train(labeled, y)
@@ -367,6 +429,7 @@ def test_latent_candidate_competes_and_serves_without_tensorflow(sample, labeled
     assert np.array_equal(unpickled[0], scores) and loaded == "[]"
 
 
+@slow
 def test_vae_balance_candidate_never_puts_synthetic_rows_in_held_out_folds(labeled_sample):
     from models import selection
     from models.generative_candidates import GenerativeCandidates
@@ -385,6 +448,7 @@ def test_vae_balance_candidate_never_puts_synthetic_rows_in_held_out_folds(label
     assert synthetic.shape == ((y == 0).sum() - (y == 1).sum(), N_FEATURES)
 
 
+@slow
 def test_each_generative_candidate_trains_and_scores_the_pool(sample, labeled_sample, tmp_path):
     from models import selection
     from models.generative_candidates import GenerativeCandidates
@@ -415,6 +479,7 @@ def test_each_generative_candidate_trains_and_scores_the_pool(sample, labeled_sa
     assert loaded == "[]"
 
 
+@slow
 def test_generative_selection_is_deterministic_for_a_seed(labeled_sample):
     from models import selection
     from models.generative_candidates import GenerativeCandidates
@@ -440,7 +505,10 @@ def test_generative_kind_without_its_candidates_is_refused(labeled_sample):
         GenerativeCandidates(X, ["latent", "gan"])
 
 
+@slow
 def test_sgan_population_f1_criterion_serves_the_best_estimate(sgan_split):
+    from models.sgan import SGAN
+
     X_train, y_train, X_val, y_val, X_pool = sgan_split
     rate = 49 / 2549
     model = fit_sgan(sgan_split, criterion="population_f1", positive_rate=rate)

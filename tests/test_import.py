@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeler.db import TABLES, Dataset, GroundTruth, Item, SchemaVersion, database
-from labeler.importer import ImportFailed, import_file
+from labeler.data.importer import ImportFailed, import_file
+from labeler.store.db import TABLES, Dataset, GroundTruth, Item, SchemaVersion, database
 from tests.conftest import SAMPLE
 
 FRAUD_LINES = (657, 707, 951)  # file lines of the bundled sample that hold the first three frauds

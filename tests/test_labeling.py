@@ -1,19 +1,24 @@
 """The labeling screen: every key's effect on the store, leases between analysts, undo, skip, edits, stale forms,
 CSRF and escaping, on a real SQLite file with the real credit-card sample."""
 import datetime
+import logging
 import multiprocessing
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
 from peewee import IntegrityError, fn
 from playhouse.migrate import SqliteMigrator, migrate
 
-from labeler import features_view, labeling
-from labeler.db import (
+from labeler.data.importer import import_file
+from labeler.data.users import create_user
+from labeler.labeling import decisions, leases
+from labeler.labeling.similar import similar_labeled
+from labeler.store.artifacts import feature_stats
+from labeler.store.db import (
     Dataset,
+    FeatureStats,
     Item,
     Job,
     Label,
@@ -25,10 +30,11 @@ from labeler.db import (
     open_database,
     utcnow,
 )
-from labeler.importer import import_file
-from labeler.migrations import MIGRATIONS, upgrade
-from labeler.pool import load_pool
-from labeler.users import create_user
+from labeler.store.migrations import MIGRATIONS, upgrade
+from labeler.store.pool import load_pool
+from labeler.store.settings import DEFAULTS, SettingsError, labeling_settings, update_labeling_settings
+from labeler.web import screen as screen_view
+from labeler.worker import jobs
 from tests.conftest import PASSWORD, csrf_token_of, login
 
 HX = {"HX-Request": "true"}
@@ -80,7 +86,7 @@ def human_labels(**where):
 
 
 @pytest.fixture
-def ana(app, dataset, analyst):
+def ana(app, queued, analyst):
     return Screen(app, "ana")
 
 
@@ -90,7 +96,20 @@ def bob_user(app):
 
 
 def set_settings(dataset, **changes):
-    labeling.update_labeling_settings(dataset, changes)
+    update_labeling_settings(dataset, changes)
+
+
+def prepare_queue(dataset, run_jobs):
+    """What the worker does after an import: a refill job writes the queue and the feature statistics."""
+    job, created = jobs.request(dataset, jobs.REFILL, "test")
+    assert created and run_jobs(dataset) == {job.id: "done"}
+
+
+def refill_finished_long_ago(dataset):
+    """Move the end of the dataset's last refill out of the cooldown (the clock is not waited on)."""
+    long_ago = utcnow() - datetime.timedelta(seconds=leases.REFILL_COOLDOWN_SECONDS + 60)
+    last = jobs.latest(dataset, jobs.REFILL)
+    Job.update(finished_at=long_ago).where(Job.id == last.id).execute()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,8 +214,8 @@ def test_skip_holds_the_item_back_and_it_comes_back_later(app, ana, dataset, bob
     assert skipped in offered + [bob.item]
 
 
-def test_a_skipped_item_comes_back_when_nothing_else_is_free(app, dataset, analyst):
-    labeling.ensure_queue(dataset)
+def test_a_skipped_item_comes_back_when_nothing_else_is_free(app, queued, analyst):
+    dataset = queued
     kept = QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority).limit(2)
     keep = [e.id for e in kept]
     QueueEntry.delete().where(QueueEntry.id.not_in(keep)).execute()
@@ -288,12 +307,13 @@ def test_csrf_is_required_and_a_refused_post_changes_nothing(ana, dataset):
     assert Lease.get(Lease.item == ana.item).state == "active"
 
 
-def test_fields_holding_markup_are_escaped(app, tmp_path, analyst):
+def test_fields_holding_markup_are_escaped(app, tmp_path, analyst, run_jobs):
     path = tmp_path / "shop.csv"
     rows = ["merchant,Amount,V1,V2"] + [f"shop {n},{n}.5,{n % 7}.25,{n % 3}.5" for n in range(1, 20)]
     rows.insert(1, '"<script>alert(1)</script>",99999.5,40.0,-30.0')
     path.write_text("\n".join(rows) + "\n")
     dataset = import_file(str(path), "cc").dataset
+    prepare_queue(dataset, run_jobs)
     set_settings(dataset, refill_below=0)
     screen = Screen(app, "ana")
     for _ in range(25):
@@ -311,13 +331,38 @@ def test_feature_bars_are_z_scores_against_the_whole_pool(ana, dataset):
     _, features = load_pool(dataset)
     mean, std = features.mean(axis=0, dtype=np.float64), features.std(axis=0, dtype=np.float64)
     item = Item.get_by_id(ana.item)
-    bars = features_view.feature_bars(item.feature_vector, features_view.feature_stats(dataset),
-                                      dataset.feature_columns)
+    stored_mean, stored_std, rows = feature_stats(dataset)  # written by the refill job, read by the screen
+    bars = screen_view.feature_bars(item.feature_vector, (stored_mean, stored_std), dataset.feature_columns)
     z = (item.feature_vector - mean) / std
     assert [b["z"] for b in bars] == pytest.approx(z.tolist(), rel=1e-5)
     top = set(np.argsort(-np.abs(z))[:3].tolist())
     assert {i for i, b in enumerate(bars) if b["marked"]} == {i for i in top if abs(z[i]) >= 2}
-    assert Dataset.get_by_id(dataset.id).settings["feature_stats"]["rows"] == len(features)
+    assert rows == len(features) == FeatureStats.get(FeatureStats.dataset == dataset).rows
+    assert "feature_stats" not in Dataset.get_by_id(dataset.id).settings  # statistics live apart, not in settings
+
+
+def _dataset_writes(records):
+    """The SQL statements among peewee's logged queries that write the dataset table."""
+    statements = [record.msg[0] for record in records if isinstance(record.msg, tuple) and record.msg]
+    return [sql for sql in statements if re.match(r'\s*(UPDATE|INSERT INTO|DELETE FROM)\s+"dataset"', sql)]
+
+
+def test_the_labeling_screen_never_writes_the_dataset_settings(client, queued, analyst, caplog):
+    dataset_row = lambda: Dataset.select().where(Dataset.id == queued.id).tuples().get()  # noqa: E731
+    before = dataset_row()
+    login(client, "ana")
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        html = client.get("/datasets/cc/label").get_data(as_text=True)
+        assert item_on_screen(html) is not None and html.count('<g class="bar') == len(queued.feature_columns)
+        FeatureStats.delete().execute()  # statistics not (yet) stored: the screen shows no bars, computes none
+        partial = client.get("/datasets/cc/label", headers=HX).get_data(as_text=True)
+        assert item_on_screen(partial) == item_on_screen(html)
+        assert '<g class="bar' not in partial and "Feature bars appear once the worker" in partial
+        client.get("/datasets/cc/label/status", headers=HX)
+    assert any(isinstance(record.msg, tuple) for record in caplog.records)  # the query log was captured
+    assert _dataset_writes(caplog.records) == []
+    assert dataset_row() == before
+    assert FeatureStats.select().count() == 0 and feature_stats(queued) is None
 
 
 def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, dataset):
@@ -333,17 +378,17 @@ def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, data
     def expected(candidates):
         return sorted(candidates, key=lambda i: np.sqrt(((standardized[i] - standardized[current.id]) ** 2).mean()))
 
-    stats = features_view.feature_stats(dataset)
-    found = features_view.similar_labeled(dataset, current.id, current.feature_vector, stats, k=5)
+    stats = feature_stats(dataset)[:2]
+    found = similar_labeled(dataset, current.id, current.feature_vector, stats, k=5)
     assert [f["item_id"] for f in found] == expected(labeled)[:5]
     external = dict(Item.select(Item.id, Item.external_id).tuples())
     assert [f["external_id"] for f in found] == [external[i] for i in expected(labeled)[:5]]
     for row in found:
         assert f"<tr><td>{row['external_id']}</td>" in ana.html
     ana.undo()
-    found = features_view.similar_labeled(dataset, current.id, current.feature_vector, stats, k=10)
+    found = similar_labeled(dataset, current.id, current.feature_vector, stats, k=10)
     assert [f["item_id"] for f in found] == expected(labeled[:-1])
-    found = features_view.similar_labeled(dataset, labeled[0], Item.get_by_id(labeled[0]).feature_vector, stats)
+    found = similar_labeled(dataset, labeled[0], Item.get_by_id(labeled[0]).feature_vector, stats)
     assert labeled[0] not in [f["item_id"] for f in found]  # never the item itself
 
 
@@ -383,7 +428,7 @@ def test_an_expired_lease_goes_to_another_analyst_and_the_old_form_is_refused(ap
 
 
 def _label_in_thread(user_name, count, results, errors, start):
-    from labeler.db import Dataset, User
+    from labeler.store.db import Dataset, User
 
     try:
         with database.connection_context():
@@ -391,9 +436,9 @@ def _label_in_thread(user_name, count, results, errors, start):
             dataset = Dataset.get(Dataset.name == "cc")
             done = []
             start.wait(timeout=120)  # all workers begin together, so that their requests really overlap
-            lease = labeling.next_item(dataset, user)
+            lease = leases.next_item(dataset, user)
             while len(done) < count and lease is not None:
-                outcome, following = labeling.decide(dataset, user, lease.item_id, "accept")
+                outcome, following = decisions.decide(dataset, user, lease.item_id, "accept")
                 assert outcome.kind == "recorded", outcome.message
                 done.append(lease.item_id)
                 lease = following
@@ -402,11 +447,10 @@ def _label_in_thread(user_name, count, results, errors, start):
         errors.append(repr(error))
 
 
-def test_concurrent_threads_lease_distinct_items(app, dataset):
+def test_concurrent_threads_lease_distinct_items(app, queued):
     names = [f"t{n}" for n in range(4)]
     for name in names:
         create_user(name, PASSWORD)
-    labeling.ensure_queue(dataset)
     results, errors = {}, []
     start = threading.Barrier(len(names))
     threads = [threading.Thread(target=_label_in_thread, args=(name, 15, results, errors, start)) for name in names]
@@ -427,12 +471,12 @@ def _label_in_process(store, user_name, count, queue, start):
     queue.put((user_name, results.get(user_name), errors))
 
 
-def test_concurrent_processes_lease_distinct_items(app, dataset):
+@pytest.mark.slow  # two spawned interpreters
+def test_concurrent_processes_lease_distinct_items(app, queued):
     store = app.config["DATABASE"]
     names = ("p0", "p1")
     for name in names:
         create_user(name, PASSWORD)
-    labeling.ensure_queue(dataset)
     context = multiprocessing.get_context("spawn")
     queue, start = context.Queue(), context.Barrier(len(names))
     processes = [context.Process(target=_label_in_process, args=(store, name, 20, queue, start)) for name in names]
@@ -454,7 +498,8 @@ def test_the_database_refuses_a_second_lease_on_one_item(ana, dataset, bob_user)
             Lease.create(dataset=dataset, item=lease.item_id, user=bob_user, expires_at=utcnow(), strategy="test")
 
 
-def test_overlap_gives_a_labeled_item_to_a_second_analyst_blind(app, dataset, analyst, bob_user):
+def test_overlap_gives_a_labeled_item_to_a_second_analyst_blind(app, queued, analyst, bob_user):
+    dataset = queued
     set_settings(dataset, overlap_share=1.0)
     create_user("cy", PASSWORD)
     ana = Screen(app, "ana")
@@ -474,7 +519,8 @@ def test_overlap_gives_a_labeled_item_to_a_second_analyst_blind(app, dataset, an
     assert cy.item != first  # two looks are enough
 
 
-def test_hidden_suggestion_records_that_it_was_hidden(app, dataset, analyst):
+def test_hidden_suggestion_records_that_it_was_hidden(app, queued, analyst):
+    dataset = queued
     set_settings(dataset, hide_suggestion_share=1.0)
     screen = Screen(app, "ana")
     lease = Lease.get(Lease.item == screen.item)
@@ -492,9 +538,9 @@ def test_hidden_suggestion_records_that_it_was_hidden(app, dataset, analyst):
 
 
 @pytest.fixture
-def three_labels(app, small_csv, analyst):
+def three_labels(app, small_csv, analyst, run_jobs):
     dataset = import_file(small_csv, "cc", labels=["genuine", "fraud", "unsure"]).dataset
-    labeling.ensure_queue(dataset)
+    prepare_queue(dataset, run_jobs)
     probabilities = {"genuine": 0.2, "fraud": 0.5, "unsure": 0.3}
     QueueEntry.update(suggested="fraud", probability=0.5, probabilities=probabilities).execute()
     return dataset
@@ -536,56 +582,178 @@ def test_multi_class_reject_in_requeue_mode_brings_the_item_back_with_the_next_g
 def test_status_partial_shows_model_quality_and_the_last_job(ana, dataset):
     response = ana.client.get("/datasets/cc/label/status", headers=HX)
     html = response.get_data(as_text=True)
+    assert jobs.latest(dataset, jobs.REFILL).state == "done"  # a refill is brief: the status line leaves it out
     assert 'hx-trigger="every 5s"' in html and "no model yet — cold start" in html and "idle" in html
     ModelVersion.create(dataset=dataset, kind="mlp", metrics={"auprc": 0.8123}, labels_used=120, serving=True)
-    Job.create(dataset=dataset, kind="train", state="running", stage="fitting", percent=40.0)
+    Job.create(dataset=dataset, kind=jobs.RETRAIN, state="running", stage="fitting", percent=40.0)
     html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
-    assert "auprc 0.812" in html and "120 labels" in html and "train running, fitting 40%" in html
+    assert "auprc 0.812" in html and "120 labels" in html and "retrain running, fitting 40%" in html
     ana.decide("label:fraud")
     html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
     assert "<b>1</b> labeled in total" in html and "<b>1</b> fraud in total" in html
 
 
-def test_background_runs_keep_their_cooldown_and_requests_within_it_are_served_or_dropped(dataset):
-    def runner(again):
-        runs = []
-        return runs, labeling.BackgroundRunner("test", lambda d: runs.append(time.monotonic()), cooldown=0.3,
-                                               again=again)
-
-    runs, trailing = runner(again=True)
-    assert trailing.request(dataset.id)
-    trailing.wait(timeout=10)
-    assert [trailing.request(dataset.id) for _ in range(5)] == [True, False, False, False, False]
-    trailing.wait(timeout=10)
-    assert len(runs) == 2 and runs[1] - runs[0] > 0.25  # one more run for the five requests, after the cooldown
-
-    runs, dropping = runner(again=False)
-    assert dropping.request(dataset.id)
-    dropping.wait(timeout=10)
-    assert not dropping.request(dataset.id)
-    dropping.wait(timeout=10)
-    assert len(runs) == 1
+def _refill_jobs(dataset, state=None):
+    query = Job.select().where((Job.dataset == dataset) & (Job.kind == jobs.REFILL))
+    return list(query.where(Job.state == state) if state else query)
 
 
-def test_queue_refills_in_the_background_when_it_runs_low(ana, dataset, monkeypatch):
-    monkeypatch.setattr(labeling, "REFILL_CHECK_SECONDS", 0.0)  # count free entries on every decision
+def test_an_empty_queue_shows_preparing_until_the_worker_has_filled_it(client, dataset, analyst, run_jobs):
+    login(client, "ana")
+    assert not leases.has_queue(dataset) and _refill_jobs(dataset) == []
+    html = client.get("/datasets/cc/label").get_data(as_text=True)
+    assert item_on_screen(html) is None
+    [job] = _refill_jobs(dataset)  # the page asked the worker for the first queue
+    assert job.state == "queued" and leases.preparing(dataset).id == job.id
+    [component] = re.findall(r"<[^>]*\bdata-preparing\b[^>]*>", html)
+    assert 'hx-get="/datasets/cc/label"' in component and 'hx-trigger="every ' in component
+    assert "about to choose" in html
+    for _ in range(3):  # the component polls: every poll finds the same waiting job, none is added
+        polled = client.get("/datasets/cc/label", headers=HX).get_data(as_text=True)
+        assert "data-preparing" in polled and item_on_screen(polled) is None
+    Job.update(state="running", stage="choosing the queue", percent=50.0).where(Job.id == job.id).execute()
+    polled = client.get("/datasets/cc/label", headers=HX).get_data(as_text=True)
+    assert "data-preparing" in polled and "choosing the queue, 50%" in polled
+    assert [j.id for j in _refill_jobs(dataset)] == [job.id]  # a running refill counts as requested too
+    Job.update(state="queued", stage="queued", percent=0.0).where(Job.id == job.id).execute()
+    assert QueueEntry.select().count() == 0  # the web computed nothing meanwhile
+
+    assert run_jobs() == {job.id: "done"}
+    polled = client.get("/datasets/cc/label", headers=HX).get_data(as_text=True)
+    shown = item_on_screen(polled)
+    assert shown is not None and "data-preparing" not in polled
+    assert Lease.get(Lease.item == shown).user.name == "ana"
+    assert QueueEntry.select().where(QueueEntry.item == shown).exists()
+    html = client.get("/datasets/cc/label").get_data(as_text=True)  # and the whole page, reloaded
+    assert item_on_screen(html) == shown and "data-preparing" not in html
+    assert [j.id for j in _refill_jobs(dataset)] == [job.id]
+
+
+def test_a_low_queue_asks_the_worker_for_one_refill_which_rewrites_it(ana, dataset, run_jobs, monkeypatch):
+    monkeypatch.setattr(leases, "REFILL_CHECK_SECONDS", 0.0)  # count free entries on every decision
+    refill_finished_long_ago(dataset)
+    [first] = _refill_jobs(dataset)
     written_before = QueueEntry.select(fn.MAX(QueueEntry.created_at)).where(QueueEntry.dataset == dataset).scalar()
     set_settings(dataset, refill_below=10000)  # more than the queue holds: low at once
     labeled = ana.item
     ana.decide("label:genuine")
-    labeling.refiller.wait(timeout=120)
+    [requested] = _refill_jobs(dataset, "queued")
+    assert requested.id != first.id and "free entries left" in requested.payload["reason"]
+    ana.decide("label:genuine")  # still low: the waiting request is the only one
+    ana.skip()
+    assert [j.id for j in _refill_jobs(dataset, "queued")] == [requested.id]
+    assert ana.item is not None and outcome_of(ana.html) == "skipped"  # the old queue serves meanwhile
+    assert QueueEntry.select(fn.MAX(QueueEntry.created_at)).scalar() == written_before  # the web wrote none
+
+    assert run_jobs(dataset) == {requested.id: "done"}
     after = QueueEntry.select().where(QueueEntry.dataset == dataset)
     assert after.count() > 0
-    assert min(entry.created_at for entry in after) > written_before  # rewritten by labeler.queue
+    assert min(entry.created_at for entry in after) > written_before  # rewritten by the refill job
     assert labeled not in {entry.item_id for entry in after}
+
+
+def test_a_refill_is_not_asked_for_again_within_the_cooldown(queued):
+    [done] = _refill_jobs(queued)
+    assert done.state == "done" and leases.preparing(queued) is None
+    cooldown = datetime.timedelta(seconds=leases.REFILL_COOLDOWN_SECONDS)
+    for after in (datetime.timedelta(0), cooldown / 2, cooldown - datetime.timedelta(milliseconds=1)):
+        assert leases.ask_for_queue(queued, "low", now=done.finished_at + after) is None
+    assert [j.id for j in _refill_jobs(queued)] == [done.id]
+
+    job = leases.ask_for_queue(queued, "low", now=done.finished_at + cooldown)
+    assert job is not None and job.id != done.id and job.state == "queued"
+    assert job.payload["reason"] == "low" and leases.preparing(queued).id == job.id
+    later = done.finished_at + 100 * cooldown
+    assert leases.ask_for_queue(queued, "again", now=later).id == job.id  # single-flight while it waits
+    Job.update(state="running").where(Job.id == job.id).execute()
+    assert leases.ask_for_queue(queued, "again", now=later).id == job.id  # ... and while it runs
+    Job.update(state="failed", finished_at=later).where(Job.id == job.id).execute()
+    assert leases.ask_for_queue(queued, "again", now=later + cooldown / 2) is None  # a failed one cools down too
+    assert leases.ask_for_queue(queued, "again", now=later + cooldown).state == "queued"
+    assert len(_refill_jobs(queued)) == 3
+
+
+def test_refill_if_low_asks_only_below_the_setting(queued):
+    refill_finished_long_ago(queued)
+    set_settings(queued, refill_below=50)
+    for available in (None, 50, 400):  # None: not counted this time
+        leases.refill_if_low(queued, available)
+    assert _refill_jobs(queued, "queued") == []
+    leases.refill_if_low(queued, 49)
+    [job] = _refill_jobs(queued, "queued")
+    assert job.payload["reason"] == "49 free entries left"
+
+
+def test_a_dataset_without_a_queue_asks_for_one_even_with_refill_below_zero(dataset, analyst, client):
+    set_settings(dataset, refill_below=0)
+    assert leases.next_item(dataset, analyst) is None
+    [job] = _refill_jobs(dataset, "queued")
+    assert job.payload["reason"] == "no queue yet"
+    login(client, "ana")
+    page = client.get("/datasets/cc/label").get_data(as_text=True)
+    assert "data-preparing" in page
+    assert len(_refill_jobs(dataset, "queued")) == 1
+
+
+def set_retrain_every(dataset, every):
+    settings = {**(dataset.settings or {}), "retrain_every": every}
+    Dataset.update(settings=settings).where(Dataset.id == dataset.id).execute()
+    dataset.settings = settings
+
+
+def _retrain_jobs(dataset):
+    return list(Job.select().where((Job.dataset == dataset) & (Job.kind == jobs.RETRAIN)).order_by(Job.id))
+
+
+def test_a_retrain_is_queued_as_soon_as_retrain_every_labels_are_committed(queued, analyst):
+    dataset = queued
+    set_retrain_every(dataset, 3)
+    lease = leases.next_item(dataset, analyst)
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:genuine")
+    outcome, lease = decisions.skip(dataset, analyst, lease.item_id)  # a skip is no label
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:genuine")
+    assert outcome.kind == "recorded" and _retrain_jobs(dataset) == []
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:fraud")
+    [job] = _retrain_jobs(dataset)  # right after decide() returned: nothing runs in the background
+    assert (job.state, job.payload["reason"]) == ("queued", "3 new labels")
+    assert jobs.latest(dataset, jobs.RETRAIN).id == job.id and jobs.is_pending(dataset, jobs.RETRAIN)
+
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:genuine")
+    assert [j.id for j in _retrain_jobs(dataset)] == [job.id]  # single-flight while it waits
+
+    # the worker finishes it with every label so far: counting starts again after its watermark
+    watermark = Label.select(fn.MAX(Label.id)).scalar()
+    Job.update(state="done", finished_at=utcnow(), payload={**job.payload, "watermark": watermark}).where(
+        Job.id == job.id).execute()
+    for value in ("genuine", "genuine"):
+        outcome, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{value}")
+    assert [j.id for j in _retrain_jobs(dataset)] == [job.id]
+    edited = outcome.label.item_id
+    outcome, _ = decisions.edit(dataset, analyst, edited, "fraud")  # an edit writes a new label too
+    assert outcome.kind == "edited"
+    first, second = _retrain_jobs(dataset)
+    assert first.id == job.id and (second.state, second.payload["reason"]) == ("queued", "3 new labels")
+
+
+def test_a_label_posted_through_the_screen_queues_the_retrain(ana, dataset):
+    set_retrain_every(dataset, 2)
+    ana.decide("label:genuine")
+    assert _retrain_jobs(dataset) == []
+    ana.decide("accept")
+    [job] = _retrain_jobs(dataset)
+    assert job.state == "queued"
+    html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
+    assert "retrain queued" in html
 
 
 def test_settings_are_validated(dataset):
     for changes, message in (({"overlap_share": "1.5"}, "between 0 and 1"), ({"reject_mode": "guess"}, "reject_mode"),
-                             ({"lease_minutes": "soon"}, "must be a number"), ({"colour": "red"}, "unknown")):
-        with pytest.raises(labeling.SettingsError, match=message):
-            labeling.update_labeling_settings(dataset, changes)
-    assert labeling.labeling_settings(dataset) == labeling.DEFAULT_SETTINGS
+                             ({"lease_minutes": "soon"}, "must be a number"), ({"colour": "red"}, "unknown"),
+                             ({"refill_below": "-1"}, "at least 0")):
+        with pytest.raises(SettingsError, match=message):
+            update_labeling_settings(dataset, changes)
+    assert labeling_settings(dataset) == DEFAULTS["labeling"]
+    assert labeling_settings(Dataset.get_by_id(dataset.id)) == DEFAULTS["labeling"]  # nothing was stored
 
 
 def test_migration_2_upgrades_a_version_1_store(tmp_path):

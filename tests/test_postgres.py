@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 from peewee import IntegrityError, PostgresqlDatabase
 
-from labeler import create_app
-from labeler.db import Dataset, GroundTruth, Item, Label, database
-from labeler.importer import ImportFailed, import_file
-from labeler.users import create_user
+from labeler.cli import register_commands
+from labeler.data.importer import ImportFailed, import_file
+from labeler.data.users import create_user
+from labeler.labeling import decisions, leases
+from labeler.store.artifacts import feature_stats
+from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, database
+from labeler.web import create_app
+from labeler.worker import jobs
 from tests.conftest import PASSWORD, login
 from tests.test_import import store_snapshot
 
@@ -28,7 +32,7 @@ def _rows(n, start=0):
 
 
 @pytest.fixture
-def pg_app():
+def pg_app(tmp_path):
     url = os.environ.get("LABELER_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("LABELER_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL server)")
@@ -41,7 +45,9 @@ def pg_app():
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
         app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                          "DATABASE": urlsplit(url)._replace(path=f"/{name}").geturl()})
+                          "DATABASE": urlsplit(url)._replace(path=f"/{name}").geturl(),
+                          "TASK_QUEUE": str(tmp_path / "queue.sqlite3"), "MODEL_FOLDER": str(tmp_path / "models")})
+        register_commands(app)
         database.connect(reuse_if_open=True)
         yield app
     finally:
@@ -58,7 +64,7 @@ def test_the_store_is_postgresql(pg_app):
 
 
 def test_import_label_undo_and_export(pg_app, tmp_path, monkeypatch):
-    monkeypatch.setattr("labeler.importer.PG_ROWS_PER_STATEMENT", 4)  # several multi-row statements per chunk
+    monkeypatch.setattr("labeler.data.importer.PG_ROWS_PER_STATEMENT", 4)  # several multi-row statements per chunk
     path = tmp_path / "tx.csv"
     path.write_text(HEADER + _rows(30), encoding="utf-8")
     result = import_file(str(path), "cc", label_column="Class", id_column="tx", chunk_rows=7)
@@ -114,3 +120,37 @@ def test_failed_import_leaves_postgres_unchanged(pg_app, tmp_path):
         import_file(str(path), "cc", chunk_rows=5)
     assert store_snapshot() == before
     assert Dataset.select().count() == 1 and Item.select().count() == 10
+
+
+def test_refill_labeling_and_the_retrain_trigger(pg_app, small_csv):
+    """The queue refill job, leases and decisions, and the retrain trigger's hand-written SQL on PostgreSQL."""
+    dataset = import_file(small_csv, "cc", label_column="Class").dataset
+    ana = create_user("ana", PASSWORD, "analyst")
+    assert leases.next_item(dataset, ana) is None  # no queue yet: the worker is asked for one
+    job = leases.preparing(dataset)
+    assert job is not None and job.kind == jobs.REFILL
+    assert jobs.run_queued(pg_app.extensions["labeler.config"], dataset) == {job.id: "done"}
+    assert QueueEntry.select().where(QueueEntry.dataset == dataset).count() > 0
+    assert feature_stats(dataset)[2] == Item.select().where(Item.dataset == dataset).count()
+
+    dataset.settings = {**(dataset.settings or {}), "retrain_every": 3}
+    Dataset.update(settings=dataset.settings).where(Dataset.id == dataset.id).execute()
+    lease = leases.next_item(dataset, ana)
+    labeled = []
+    for value in ("genuine", "fraud", "genuine"):
+        assert jobs.latest(dataset, jobs.RETRAIN) is None
+        labeled.append(lease.item_id)
+        outcome, lease = decisions.decide(dataset, ana, lease.item_id, f"label:{value}")
+        assert outcome.kind == "recorded"
+    retrain = jobs.latest(dataset, jobs.RETRAIN)
+    assert (retrain.state, retrain.payload["reason"]) == ("queued", "3 new labels")
+    outcome, following = decisions.undo(dataset, ana)
+    assert outcome.kind == "undone" and following.item_id == labeled[-1]
+    assert {label.item_id: label.value for label in Label.effective(dataset)} == {
+        labeled[0]: "genuine", labeled[1]: "fraud"}
+    assert Job.select().where(Job.kind == jobs.RETRAIN).count() == 1
+
+    client = pg_app.test_client()
+    login(client, "ana")
+    html = client.get("/datasets/cc/label").get_data(as_text=True)
+    assert f'data-item-id="{labeled[-1]}"' in html and "retrain queued" in html

@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeler import simulate
-from labeler.db import Label, ModelVersion, QueueEntry
-from labeler.engine import DEFAULT_SETTINGS
-from labeler.importer import import_file
+from labeler.data.importer import import_file
+from labeler.store.db import Label, ModelVersion, QueueEntry
+from labeler.store.settings import DEFAULTS
+from labeler.worker import simulate
 from tests.conftest import SAMPLE
 
-FAST = {**DEFAULT_SETTINGS, "cv_repeats": 1, "cv_folds": 3}
+FAST = {**{key: value for key, value in DEFAULTS.items() if key != "labeling"}, "cv_repeats": 1, "cv_folds": 3}
 
 
+@pytest.mark.slow
 def test_simulate_command_writes_results_and_leaves_the_store_alone(runner, dataset, tmp_path):
     dataset.settings = {"cv_repeats": 1, "cv_folds": 3}
     dataset.save()
@@ -65,6 +66,7 @@ def sample(small_csv):
     return _features_and_truth(small_csv)
 
 
+@pytest.mark.slow
 def test_the_loop_beats_random_on_the_bundled_sample():
     """The whole bundled sample (28,481 rows, 49 frauds: the real 0.17% rate), 200 labels in batches of 20."""
     X, y = _features_and_truth(SAMPLE)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from peewee import IntegrityError
 
-from labeler.datasets import label_counts
-from labeler.db import TABLES, Dataset, Item, Label, SchemaVersion, database, open_database
-from labeler.migrations import MIGRATIONS, current_version, latest_version, upgrade
+from labeler.data.datasets import label_counts
+from labeler.store.db import TABLES, Dataset, FeatureStats, Item, Label, SchemaVersion, database, open_database
+from labeler.store.migrations import MIGRATIONS, current_version, upgrade
 from tests.test_import import store_snapshot
 
 
@@ -37,7 +37,7 @@ def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
 
 
 def test_fresh_store_is_at_the_latest_schema_version(app):
-    assert current_version() == latest_version() == max(v for v, _ in MIGRATIONS)
+    assert current_version() == max(v for v, _ in MIGRATIONS) == 6
     applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
     tables = set(database.get_tables())
@@ -55,9 +55,34 @@ def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
     with database.connection_context():
         upgrade()
         database.execute_sql('DROP INDEX "label_source_kind_id"')
+        database.drop_tables([FeatureStats])  # a version-4 store: neither the index nor migration 6's table
         SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
-        assert upgrade() == [5]
+        assert upgrade() == [5, 6]
         assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
+
+
+def test_migration_6_moves_the_feature_statistics_out_of_the_settings(tmp_path):
+    """A version-5 store kept the screen's feature statistics in Dataset.settings; version 6 keeps them in the
+    FeatureStats table (written by the worker's refill), so the upgrade drops the old cache from the settings."""
+    open_database(str(tmp_path / "old.sqlite3"))
+    with database.connection_context():
+        upgrade()
+        database.drop_tables([FeatureStats])
+        SchemaVersion.delete().where(SchemaVersion.version >= 6).execute()
+        kept = {"labeling": {"overlap_share": 0.2}, "truth_map": {"1": "fraud", "0": "genuine"}, "retrain_every": 20}
+        old = Dataset.create(name="old", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
+                             settings={**kept, "feature_stats": {"rows": 3, "mean": [1.0], "std": [0.5]}})
+        plain = Dataset.create(name="plain", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
+                               settings=dict(kept))
+        bare = Dataset.create(name="bare", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
+                              settings={})
+        assert current_version() == 5 and not FeatureStats.table_exists()
+        assert upgrade() == [6]
+        assert FeatureStats.table_exists() and FeatureStats.select().count() == 0  # the worker's refill fills it
+        assert Dataset.get_by_id(old.id).settings == kept  # only the statistics went
+        assert Dataset.get_by_id(plain.id).settings == kept
+        assert Dataset.get_by_id(bare.id).settings == {}
+        assert current_version() == 6 and upgrade() == []
 
 
 def test_label_counts_walk_the_labels_not_the_items_of_the_dataset(app, analyst):

@@ -1,9 +1,13 @@
 """Query strategies, weak models, selection and pseudo-labels on the bundled real sample (numpy, no store)."""
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from models import pseudo, selection, strategies, weak
+from models import generative_candidates, names, pseudo, selection, strategies, weak
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +165,14 @@ def test_blend_is_the_mean_of_its_parts(sample):
     assert np.allclose(blend.raw(X), np.mean(parts, axis=0))
     with pytest.raises(ValueError, match="unknown model kind"):
         weak.fit("forest", X[rows], y[rows])
+
+
+def test_the_names_that_settings_refer_to_are_the_ones_the_models_use_and_load_no_machine_learning():
+    assert tuple(strategies.UNCERTAINTY) == names.UNCERTAINTY_MEASURES
+    assert names.MIX_STRATEGIES == (strategies.HIGH_RISK, strategies.UNCERTAIN, strategies.EXPLORATION)
+    assert generative_candidates.NAMES == names.GENERATIVE_CANDIDATES
+    code = ("import sys, models.names; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('numpy', 'sklearn', 'scipy', 'tensorflow', 'keras', 'flask', 'peewee', 'labeler')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -2,8 +2,8 @@
 import pytest
 from werkzeug.security import check_password_hash
 
-from labeler.db import User
-from labeler.importer import import_file
+from labeler.data.importer import import_file
+from labeler.store.db import User
 from tests.conftest import PASSWORD, csrf_token_of, login
 from tests.test_import import store_snapshot
 

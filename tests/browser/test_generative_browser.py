@@ -4,11 +4,10 @@ import os
 
 import pytest
 
-from labeler import generative
-from labeler.datasets import get_dataset
-from labeler.db import GroundTruth, Item, Label, User, database, open_database
-from tests.browser.conftest import LiveServer, _free_port, log_in
-from tests.conftest import ROOT
+from labeler.data.datasets import get_dataset
+from labeler.store.db import GroundTruth, Item, Label, User, database, open_database
+from labeler.worker import autoencoder
+from tests.browser.conftest import LiveServer, _free_port, log_in, store_config
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def server_with_outputs(seeded_store, tmp_path):
         genuine = [row for row in truth if row.value == "genuine"][:150]
         for row in frauds[:30] + genuine:  # labeled before the map: coloured by label on it
             Label.create(item=row.item_id, value=row.value, annotator=ana, source="human")
-        generative.compute(dataset, epochs=3)
+        autoencoder.compute(dataset, None, store_config(seeded_store).MODEL_FOLDER, epochs=3)
     log_path = tmp_path / "server.log"
     server = LiveServer(seeded_store, _free_port(), str(log_path))
     yield server
@@ -31,7 +30,7 @@ def server_with_outputs(seeded_store, tmp_path):
     print(f"--- {log_path} ---\n{log_path.read_text()}")
 
 
-def test_reconstruction_bars_and_the_latent_map(browser, server_with_outputs):
+def test_reconstruction_bars_and_the_latent_map(browser, server_with_outputs, screenshots):
     server = server_with_outputs
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     log_in(page, server, "ana")
@@ -45,7 +44,7 @@ def test_reconstruction_bars_and_the_latent_map(browser, server_with_outputs):
     page.keyboard.press("1")  # label it genuine: the next item's bars replace these
     page.wait_for_function(f"document.querySelector('#labeling').dataset.itemId !== '{first}'")
     assert page.locator("figure[data-reconstruction] g.recon").count() == 30
-    page.screenshot(path=os.path.join(ROOT, "docs", "reconstruction.png"), full_page=True)
+    page.screenshot(path=os.path.join(screenshots, "reconstruction.png"), full_page=True)
     admin = browser.new_page(viewport={"width": 1000, "height": 900})
     log_in(admin, server, "root")
     admin.goto(server.url + "/datasets/cc")
@@ -55,6 +54,6 @@ def test_reconstruction_bars_and_the_latent_map(browser, server_with_outputs):
     assert admin.locator("ul.legend li").count() == 3  # unlabeled, genuine, fraud
     assert "fraud (30)" in admin.inner_text("ul.legend")
     assert admin.locator("[data-projection]").inner_text() == "PCA"
-    admin.screenshot(path=os.path.join(ROOT, "docs", "latent_map.png"), full_page=True)
+    admin.screenshot(path=os.path.join(screenshots, "latent_map.png"), full_page=True)
     page.close()
     admin.close()

@@ -1,9 +1,9 @@
 """The labeling screen in real headless Chromium against the real server: keyboard only, two analysts at once."""
 import os
 
-from labeler.db import Dataset, Label, Lease, User, database, open_database
-from tests.browser.conftest import log_in
-from tests.conftest import ROOT
+from labeler.store.db import Dataset, Label, Lease, User, database, open_database
+from labeler.worker import jobs
+from tests.browser.conftest import LiveServer, _free_port, log_in
 
 
 def on_screen(page):
@@ -42,7 +42,7 @@ def read_store(server, name):
     return standing, undos, deferred
 
 
-def test_label_twenty_items_with_the_keyboard_only(browser, live_server):
+def test_label_twenty_items_with_the_keyboard_only(browser, live_server, screenshots):
     page = open_screen(browser, live_server, "ana")
     expected = {}  # item id -> (value, reason, note)
     history = []  # item ids labeled, in order, for undo
@@ -99,8 +99,7 @@ def test_label_twenty_items_with_the_keyboard_only(browser, live_server):
     # the header's totals poll the server (every 5 s) and catch up without a reload
     page.wait_for_function("document.getElementById('label-status').innerText.includes('20 labeled in total')",
                            timeout=15000)
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    page.screenshot(path=os.path.join(ROOT, "docs", "labeling.png"), full_page=True)
+    page.screenshot(path=os.path.join(screenshots, "labeling.png"), full_page=True)
 
     standing, undos, deferred = read_store(live_server, "ana")
     assert standing == expected
@@ -185,3 +184,27 @@ def test_a_server_error_is_shown_and_the_key_works_again(browser, live_server):
     standing, _, _ = read_store(live_server, "ana")
     assert standing == {first: ("genuine", None, None)}
     page.close()
+
+
+def test_the_page_waits_for_the_workers_first_queue_and_shows_it_unasked(browser, imported_store, tmp_path):
+    """Before the worker's first refill the page says it is preparing and polls; once the job ran (here the
+    test plays the worker) the first item appears without a reload or a key."""
+    log_path = tmp_path / "server.log"
+    server = LiveServer(imported_store, _free_port(), str(log_path))
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        log_in(page, server, "ana")
+        page.goto(server.url + "/datasets/cc/label")
+        preparing = page.locator("[data-preparing]")
+        assert "Preparing the queue" in preparing.inner_text()
+        assert page.locator("#labeling").get_attribute("data-item-id") is None
+        open_database(imported_store)
+        with database.connection_context():
+            assert set(jobs.run_queued(server.config).values()) == {"done"}
+        page.wait_for_selector("#labeling[data-item-id]", timeout=15000)
+        assert page.locator("[data-preparing]").count() == 0
+        assert page.locator("#labeling button.accept").count() == 1
+        page.close()
+    finally:
+        server.stop()
+        print(f"--- {log_path} ---\n{log_path.read_text()}")

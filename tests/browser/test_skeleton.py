@@ -2,10 +2,9 @@
 import os
 
 from tests.browser.conftest import log_in
-from tests.conftest import ROOT
 
 
-def test_login_datasets_and_htmx_paging(browser, live_server):
+def test_login_datasets_and_htmx_paging(browser, live_server, screenshots):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     log_in(page, live_server, "root")
     assert page.locator("table.grid td a", has_text="cc").count() == 1
@@ -17,8 +16,7 @@ def test_login_datasets_and_htmx_paging(browser, live_server):
     page.wait_for_function("document.querySelector('.pager span').innerText.startsWith('Page 2')")
     assert page.inner_text("#items tbody tr:first-child td:first-child") != first_id
     assert page.url.endswith("?page=2")
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    page.screenshot(path=os.path.join(ROOT, "docs", "dataset.png"))
+    page.screenshot(path=os.path.join(screenshots, "dataset.png"))
     page.close()
 
 

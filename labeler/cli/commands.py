@@ -1,0 +1,223 @@
+"""The store's commands: init-db, import, create-user, serve, export, stats and the demo."""
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from waitress import serve
+
+from labeler.cli.common import configuration, fail
+from labeler.config import ROOT, Config
+from labeler.data import datasets as datasets_service
+from labeler.data import exporter
+from labeler.data.importer import ImportFailed, import_file
+from labeler.data.users import UserError, create_user
+from labeler.store.db import database
+from labeler.store.migrations import upgrade
+from labeler.web import create_app
+from labeler.worker import jobs
+
+SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
+DEMO_DATASET = "creditcard-sample"
+SERVE_THREADS = 2
+
+
+def _run_import(path, dataset, label_column, id_column, exclude, labels):
+    """Import with a progress bar when stderr is a terminal (silent otherwise, so an error stays one line);
+    returns the ImportResult. Raises ImportFailed."""
+    def run(progress=None):
+        with database.connection_context():
+            return import_file(path, dataset, label_column=label_column, id_column=id_column,
+                               exclude=exclude, labels=labels, progress=progress)
+
+    if not sys.stderr.isatty():
+        return run()
+    with click.progressbar(length=1000, label=f"Importing {os.path.basename(path)}", file=sys.stderr) as bar:
+        return run(lambda done, total: bar.update(int(1000 * done / max(total, 1)) - bar.pos))
+
+
+def _serve(app, host, port, threads):
+    """Serve ``app`` with waitress until Ctrl-C. Every template is compiled first, so that the first analyst's
+    request does not wait for Jinja to compile the labeling screen (a few hundred ms on a busy machine)."""
+    for name in app.jinja_env.list_templates():
+        app.jinja_env.get_template(name)
+    click.echo(f"Serving labeler on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(app, host=host, port=port, threads=threads, ident="labeler")
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command():
+    """Create the label store's tables, or upgrade an existing store in place."""
+    with database.connection_context():
+        applied = upgrade()
+    where = configuration().DATABASE
+    if applied:
+        click.echo(f"Store at {where}: applied schema version(s) {', '.join(map(str, applied))}.")
+    else:
+        click.echo(f"Store at {where} is up to date.")
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, help="Name of the dataset to create or append to.")
+@click.option("--label-column", default=None, help="Column holding ground truth (kept apart, never shown).")
+@click.option("--id-column", default=None, help="Column holding transaction ids (default: row numbers).")
+@click.option("--exclude", multiple=True, help="Numeric column to keep for display only, not as a feature. Repeatable.")
+@click.option("--labels", default=None, help="Comma-separated label set of a new dataset (default: genuine,fraud).")
+@with_appcontext
+def import_command(path, dataset, label_column, id_column, exclude, labels):
+    """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing."""
+    names = [name.strip() for name in labels.split(",")] if labels else None
+    try:
+        result = _run_import(path, dataset, label_column, id_column, exclude, names)
+    except ImportFailed as error:
+        fail(f"{error} (nothing was imported)")
+    verb = "created" if result.created else "updated"
+    click.echo(
+        f"Dataset {dataset!r} {verb}: {result.rows_read:,} rows read, {result.rows_added:,} added, "
+        f"{result.rows_skipped:,} already present."
+    )
+    if result.rows_added:
+        with database.connection_context():
+            refill, _ = jobs.request(result.dataset, jobs.REFILL, "after an import")
+            autoencoder, _ = jobs.request(result.dataset, jobs.AUTOENCODER, "after an import")
+        click.echo(f"Jobs queued for the worker: queue refill {refill.id} (queue and feature statistics), "
+                   f"autoencoder {autoencoder.id} (screen bars, latent map, cold-start score).")
+
+
+@click.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["analyst", "admin"]), default="analyst", show_default=True,
+              help="What the user may do: analysts label, admins also import, export and manage.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
+@with_appcontext
+def create_user_command(name, role, password_stdin):
+    """Create a user NAME who can log in."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with database.connection_context():
+            create_user(name, password, role)
+    except UserError as error:
+        fail(str(error))
+    click.echo(f"User {name!r} created with role {role}.")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, help="Port to listen on.")
+@click.option("--threads", default=SERVE_THREADS, show_default=True,
+              help="Worker threads of the HTTP server. Python runs one at a time, so more threads make each "
+                   "request slower under load; more help only when some requests wait on I/O.")
+@with_appcontext
+def serve_command(host, port, threads):
+    """Serve the web app (waitress). Needs LABELER_SECRET_KEY."""
+    if not configuration().SECRET_KEY:
+        fail("LABELER_SECRET_KEY is not set; set it to a long random string, e.g. "
+              "export LABELER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')")
+    _serve(current_app._get_current_object(), host, port, threads)
+
+
+@click.command("export")
+@click.option("--dataset", required=True, help="Dataset to export.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="Output format.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write.")
+@click.option("--include-pseudo", is_flag=True, help="Also export pseudo and model labels (marked by source).")
+@with_appcontext
+def export_command(dataset, fmt, out, include_pseudo):
+    """Write the labeled items: original columns plus label, annotator, time and source."""
+    try:
+        with database.connection_context():
+            count = exporter.export(datasets_service.get_dataset(dataset), out, fmt, include_pseudo)
+    except (datasets_service.DatasetNotFound, OSError) as error:
+        fail(str(error))
+    click.echo(f"Exported {count:,} labeled items to {out}.")
+
+
+@click.command("stats")
+@click.option("--dataset", required=True, help="Dataset to describe.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@with_appcontext
+def stats_command(dataset, as_json):
+    """Print a dataset's rows, features and label counts."""
+    try:
+        with database.connection_context():
+            figures = datasets_service.stats(datasets_service.get_dataset(dataset))
+    except datasets_service.DatasetNotFound as error:
+        fail(str(error))
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    click.echo(f"Dataset {figures['dataset']}: {figures['rows']:,} rows, {figures['features']} features")
+    click.echo(f"Label set: {', '.join(figures['labels'])}")
+    click.echo(f"Human labels: {figures['human_labeled']:,} {figures['human_labels']}")
+    click.echo(f"Pseudo labels: {sum(figures['pseudo_labels'].values()):,}")
+    if figures["ground_truth"]:
+        click.echo(f"Ground truth (evaluation only): {figures['ground_truth']}")
+
+
+@click.command("demo")
+@click.option("--port", default=5000, show_default=True, help="Port to serve on (127.0.0.1).")
+@click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
+              help="Folder for the demo store (default: a new temporary folder).")
+def demo_command(port, directory):
+    """Fresh store with the bundled sample, a demo login printed, then the server and a worker (which runs the
+    autoencoder job first), each in its own process with the demo's settings (Ctrl-C stops both)."""
+    directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="labeler-demo-"))
+    os.makedirs(directory, exist_ok=True)
+    store = os.path.join(directory, "labeler.sqlite3")
+    if os.path.exists(store):
+        fail(f"{store} already exists; give --dir a new folder")
+    # The server and the worker share the store, the task queue and the model folder through this configuration.
+    config = Config.load({"INSTANCE_PATH": directory, "DATABASE": store, "SECRET_KEY": secrets.token_hex(32),
+                          "TASK_QUEUE": os.path.join(directory, "queue.sqlite3"),
+                          "MODEL_FOLDER": os.path.join(directory, "models")})
+    env = {**os.environ, **config.environment()}
+    create_app(config.as_dict())
+    click.echo(f"Demo store: {store}")
+    try:
+        result = _run_import(SAMPLE_PATH, DEMO_DATASET, "Class", None, ("Time",), None)
+    except ImportFailed as error:
+        fail(str(error))
+    click.echo(f"Imported {result.rows_added:,} transactions into dataset {DEMO_DATASET!r}.")
+    password = secrets.token_urlsafe(9)
+    with database.connection_context():
+        refill, _ = jobs.request(result.dataset, jobs.REFILL, "demo", enqueue=False)
+        state = jobs.run(refill.id, config)  # here, so the first page has its queue before the server starts
+        create_user("demo", password, "admin")
+        # a waiting job: the worker hands every waiting job to its queue when it starts (one runner, no race)
+        jobs.request(result.dataset, jobs.AUTOENCODER, "demo", enqueue=False)
+        queued = jobs.latest(result.dataset, jobs.REFILL).payload.get("queued", 0)
+    if state != "done":
+        fail(f"the cold-start queue could not be computed: {jobs.latest(result.dataset, jobs.REFILL).error}")
+    click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder job now and retrains "
+               f"as labels arrive.")
+    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
+    children = [subprocess.Popen(manage + ["worker"], env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}),
+                subprocess.Popen(manage + ["serve", "--port", str(port)], env=env)]
+    click.echo(f"Log in at http://127.0.0.1:{port}/ as user: demo  password: {password}")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        children[-1].wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait(timeout=30)
+
+
+COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
+            stats_command, demo_command]

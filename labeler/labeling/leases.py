@@ -1,0 +1,267 @@
+"""Leases on queued items: which item an analyst sees next, held so that no two analysts get the same one.
+
+Items are handed out through Lease rows whose item column is unique, so the database itself guarantees that two
+analysts never hold the same item, across threads and processes alike. The next item comes from the queue that
+the worker wrote ahead of time (labeler.worker.refill); this module picks the first free entry, and asks the
+worker for a refill (a job) when the queue is empty or runs low. Nothing here computes a score.
+"""
+import datetime
+import random
+import time
+
+from peewee import JOIN, SQL, IntegrityError, fn
+
+from labeler.store.db import Label, Lease, QueueEntry, dataset_key, database, utcnow, write_transaction
+from labeler.store.settings import labeling_settings
+from labeler.worker import jobs
+
+CANDIDATES = 20  # queue entries tried per acquisition when others grab the first ones
+REFILL_CHECK_SECONDS = 2.0  # free queue entries are counted at most this often per dataset and process
+REFILL_COOLDOWN_SECONDS = 10.0  # the least time between the end of one refill and the request of the next
+
+
+def has_queue(dataset):
+    """Whether the worker has written a queue for ``dataset``."""
+    return QueueEntry.select().where(QueueEntry.dataset == dataset).exists()
+
+
+def ask_for_queue(dataset, reason, now=None):
+    """Ask the worker for a queue refill of ``dataset`` unless one waits or runs, or one finished less than
+    REFILL_COOLDOWN_SECONDS ago (a queue with nothing free would otherwise be refilled on every request);
+    returns the refill Job that waits or runs, else None."""
+    last = jobs.latest(dataset, jobs.REFILL)
+    if last is not None and last.state not in jobs.FINISHED:
+        return last
+    now = now or utcnow()
+    if last is not None and last.finished_at is not None and \
+            (now - last.finished_at).total_seconds() < REFILL_COOLDOWN_SECONDS:
+        return None
+    return jobs.request(dataset, jobs.REFILL, reason)[0]
+
+
+def preparing(dataset):
+    """The refill job of ``dataset`` that waits or runs, or None."""
+    job = jobs.latest(dataset, jobs.REFILL)
+    return job if job is not None and job.state not in jobs.FINISHED else None
+
+
+def retracted_subquery(label_alias):
+    undo = Label.alias("undo")
+    return fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == label_alias.id))
+
+
+def _standing_label_exists(item_column, annotator=None):
+    """SQL: the item in ``item_column`` has a standing human label (by ``annotator`` when given)."""
+    label = Label.alias("standing")
+    condition = ((label.item == item_column) & (label.kind == "label") & (label.source == "human")
+                 & ~retracted_subquery(label))
+    if annotator is not None:
+        condition &= label.annotator == annotator
+    return fn.EXISTS(label.select(SQL("1")).where(condition))
+
+
+def my_standing_label(item_id, user):
+    """The standing human label ``user`` gave ``item_id``, or None."""
+    return (Label.select().where((Label.item == item_id) & (Label.annotator == user) & (Label.kind == "label")
+                                 & (Label.source == "human") & ~retracted_subquery(Label))
+            .order_by(Label.id.desc()).first())
+
+
+def _suggestion_from(entry, rejected, labels):
+    """(suggested, probability) from a queue entry, skipping labels rejected already."""
+    if not rejected:
+        return entry.suggested, entry.probability
+    ranked = sorted(((p, label) for label, p in (entry.probabilities or {}).items()
+                     if label in labels and label not in rejected), reverse=True)
+    if not ranked:
+        return None, None
+    return ranked[0][1], float(ranked[0][0])
+
+
+def current_lease(dataset, user):
+    """The item on ``user``'s screen: their most recently offered active lease (an undone item comes first)."""
+    return (Lease.select().where((Lease.dataset == dataset) & (Lease.user == user) & (Lease.state == "active"))
+            .order_by(Lease.offered_at.desc(), Lease.id.desc()).first())
+
+
+def next_item(dataset, user, now=None):
+    """The lease of the item ``user`` should see now: the one they hold, else a newly leased one, else None."""
+    now = now or utcnow()
+    with write_transaction():
+        lease, available = next_lease(dataset, user, labeling_settings(dataset), now)
+    refill_if_low(dataset, available)
+    return lease
+
+
+def next_lease(dataset, user, settings, now):
+    """(lease or None, free queue entries seen or None); call inside write_transaction()."""
+    lease = current_lease(dataset, user)
+    if lease is not None:
+        expires = now + datetime.timedelta(minutes=settings["lease_minutes"])
+        Lease.update(expires_at=expires).where(Lease.id == lease.id).execute()
+        lease.expires_at = expires
+        return lease, None
+    return _acquire(dataset, user, settings, now)
+
+
+def _acquire(dataset, user, settings, now):
+    """Lease the next item for ``user``: a blind second look, else the first free queue entry, else an item
+    they skipped earlier. Returns (lease or None, free queue entries counted, or None when not counted)."""
+    lease = _take_second_look(dataset, user, settings, now)
+    if lease is not None:
+        return lease, None
+    for entry_id in _free_entries(dataset, now, CANDIDATES):
+        entry = QueueEntry.get_or_none(QueueEntry.id == entry_id)  # None: a refresh replaced the queue meanwhile
+        lease = _take_entry(dataset, user, settings, now, entry) if entry is not None else None
+        if lease is not None:
+            return lease, _count_free_now_and_then(dataset, settings, now)
+    return _take_back_deferred(dataset, user, settings, now), 0
+
+
+def _free_entries(dataset, now, limit):
+    """Ids of up to ``limit`` queue entries, first first, whose item nobody holds and nobody has labeled.
+
+    The labeled head of the queue is not walked again on every call: see _QueueFloors.
+    """
+    head = (QueueEntry.select(QueueEntry.id, QueueEntry.item, QueueEntry.created_at)
+            .where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority, QueueEntry.id).tuples().first())
+    if head is None:
+        return []
+    floor = _floors.floor(dataset, head)
+    free = _unclaimed(QueueEntry.select(QueueEntry.id, QueueEntry.priority), dataset, now)
+    if floor is None:
+        found = scanned = list(free.limit(limit).tuples())
+    else:
+        scanned = list(free.where(QueueEntry.priority >= floor).limit(limit).tuples())
+        returned = list(  # from the few lapsed leases (CROSS JOIN keeps SQLite from walking the queue's head)
+            Lease.select(QueueEntry.id, QueueEntry.priority)
+            .join(QueueEntry, JOIN.CROSS)
+            .where((QueueEntry.item == Lease.item) & (Lease.dataset == dataset) & (Lease.expires_at <= now)
+                   & Lease.state.in_(("active", "deferred")) & (QueueEntry.dataset == dataset)
+                   & (QueueEntry.priority < floor)
+                   & ~_standing_label_exists(QueueEntry.item))
+            .limit(limit).tuples())
+        found = sorted(returned + scanned, key=lambda pair: pair[1])[:limit]
+    if scanned:
+        _floors.advance(dataset, head, scanned[0][1])
+    return [entry_id for entry_id, _ in found]
+
+
+def _unclaimed(query, dataset, now):
+    """``query`` over the dataset's queue entries, restricted to items nobody holds and nobody has labeled."""
+    live = Lease.select(Lease.item).where((Lease.dataset == dataset) & (Lease.expires_at > now))
+    return (query.where((QueueEntry.dataset == dataset) & QueueEntry.item.not_in(live)
+                        & ~_standing_label_exists(QueueEntry.item))
+            .order_by(QueueEntry.priority, QueueEntry.id))
+
+
+class _QueueFloors:
+    """Per dataset and process: a queue priority below which the last scan found every entry claimed (held or
+    labeled), so that the next scan starts there instead of walking the labeled head of the queue again.
+
+    A claimed entry comes free again only through its lease (it runs out, or a skip's hold ends; an undone
+    label is leased straight back), and those are looked up in the small Lease table. A rewritten queue (a new
+    head entry) starts from the bottom. Labels retracted by other code than this module's undo are seen at
+    the next queue refresh.
+    """
+
+    def __init__(self):
+        self._floors = {}
+
+    def floor(self, dataset, head):
+        """The floor for the queue whose first entry is ``head``, or None to scan from the start."""
+        known_head, floor = self._floors.get(dataset_key(dataset), (None, None))
+        return floor if known_head == head else None
+
+    def advance(self, dataset, head, priority):
+        """Every entry of the queue headed by ``head`` before ``priority`` was found claimed."""
+        self._floors[dataset_key(dataset)] = (head, priority)
+
+
+_floors = _QueueFloors()
+_counted_at = {}
+
+
+def _count_free_now_and_then(dataset, settings, now):
+    """How many queue entries are free (up to refill_below), counted at most every REFILL_CHECK_SECONDS per
+    dataset and process; None between counts."""
+    key = dataset_key(dataset)
+    if time.monotonic() - _counted_at.get(key, -1e9) < REFILL_CHECK_SECONDS:
+        return None
+    _counted_at[key] = time.monotonic()
+    return len(_free_entries(dataset, now, settings["refill_below"]))
+
+
+def _new_terms(settings, now):
+    return {
+        "expires_at": now + datetime.timedelta(minutes=settings["lease_minutes"]),
+        "offered_at": now,
+        "show_suggestion": random.random() >= settings["hide_suggestion_share"],
+    }
+
+
+def _take_entry(dataset, user, settings, now, entry):
+    """Lease ``entry``'s item: insert a lease row, or take over an expired one; None when someone was faster."""
+    terms = dict(
+        _new_terms(settings, now), user=user.id, state="active", strategy=entry.strategy,
+        suggested=entry.suggested, probability=entry.probability, probabilities=entry.probabilities or {},
+        model_version=entry.model_version_id, second_look=False,
+    )
+    try:
+        with database.atomic():
+            return Lease.create(dataset=dataset, item=entry.item_id, rejected=[], **terms)
+    except IntegrityError:
+        pass
+    old = Lease.get_or_none(Lease.item == entry.item_id)
+    if old is None or old.state == "second" or old.expires_at > now:
+        return None
+    terms["suggested"], terms["probability"] = _suggestion_from(entry, old.rejected, dataset.labels)
+    taken = (Lease.update(**terms)
+             .where((Lease.id == old.id) & (Lease.expires_at <= now) & (Lease.state != "second"))
+             .execute())
+    return Lease.get_by_id(old.id) if taken else None
+
+
+def _take_second_look(dataset, user, settings, now):
+    """Lease an item labeled by another analyst that waits for a blind second look, or return None."""
+    waiting = (
+        Lease.select(Lease.id, Lease.item)
+        .where((Lease.dataset == dataset) & Lease.second_look
+               & (((Lease.state == "second") & (Lease.user != user))
+                  | ((Lease.state == "active") & (Lease.expires_at <= now))))
+        .order_by(Lease.id)
+        .limit(CANDIDATES)
+        .tuples()
+    )
+    for lease_id, item_id in list(waiting):
+        if my_standing_label(item_id, user) is not None:
+            continue
+        terms = dict(_new_terms(settings, now), user=user.id, state="active")
+        taken = (Lease.update(**terms)
+                 .where((Lease.id == lease_id) & ((Lease.state == "second") | (Lease.expires_at <= now)))
+                 .execute())
+        if taken:
+            return Lease.get_by_id(lease_id)
+    return None
+
+
+def _take_back_deferred(dataset, user, settings, now):
+    """When nothing else is free: the item ``user`` skipped longest ago, back before its time is up."""
+    row = (Lease.select().where((Lease.dataset == dataset) & (Lease.user == user) & (Lease.state == "deferred"))
+           .order_by(Lease.expires_at).first())
+    if row is None:
+        return None
+    terms = dict(_new_terms(settings, now), state="active")
+    taken = Lease.update(**terms).where((Lease.id == row.id) & (Lease.state == "deferred")).execute()
+    return Lease.get_by_id(row.id) if taken else None
+
+
+def refill_if_low(dataset, available):
+    """Ask the worker for a refill when ``available`` (free entries counted, None: not counted) is below the
+    dataset's ``refill_below``, or when the dataset has no queue at all (whatever ``refill_below`` says)."""
+    if available is None:
+        return
+    if available < labeling_settings(dataset)["refill_below"]:
+        ask_for_queue(dataset, f"{available} free entries left")
+    elif available == 0 and not has_queue(dataset):
+        ask_for_queue(dataset, "no queue yet")

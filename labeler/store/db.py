@@ -1,0 +1,376 @@
+"""The label store: one peewee database object, the tables, and schema migrations.
+
+SQLite (WAL, foreign keys on) by default; any URL peewee's ``db_url`` understands, e.g.
+``postgresql://user:pass@host/db``, for teams that outgrow one machine.
+"""
+import contextlib
+import datetime
+import json
+import os
+import threading
+
+import numpy as np
+from peewee import (
+    SQL,
+    BlobField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+    fn,
+)
+from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "busy_timeout": 10000,
+    "cache_size": -64000,
+}
+
+
+# Connections are pooled: a request's close hands its connection back instead of reopening it next time (on
+# SQLite the last close of a WAL database also checkpoints it, which cost more than the request's own work).
+POOL_OPTIONS = {"max_connections": 64, "stale_timeout": 300, "timeout": 30}
+POOLED_SCHEMES = ("postgres", "postgresql", "mysql")
+
+
+def open_database(target):
+    """Open the store at ``target`` (a file path or a database URL) and bind the models to it.
+
+    Returns the peewee database. Raises ValueError for an unsupported URL scheme.
+    """
+    if "://" in target:
+        if target.startswith("sqlite:///"):
+            target = target[len("sqlite:///"):]
+        else:
+            scheme, rest = target.split("://", 1)
+            if scheme in POOLED_SCHEMES:
+                scheme += "+pool"
+            db = connect_url(f"{scheme}://{rest}", **POOL_OPTIONS)
+            database.initialize(db)
+            return db
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
+    db = PooledSqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL_OPTIONS)
+    database.initialize(db)
+    return db
+
+
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction():
+    """``database.atomic()`` for a read-then-write transaction; on SQLite it takes the write lock at once.
+
+    A deferred SQLite transaction that reads and then writes fails with "database is locked" when another
+    connection commits in between; BEGIN IMMEDIATE waits instead. Threads of this process also queue on a lock
+    first, because SQLite's busy handler waits by sleeping in growing steps (long tails under contention).
+    Other processes still wait in the busy handler. PostgreSQL needs neither.
+    """
+    if isinstance(database.obj, SqliteDatabase) and database.transaction_depth() == 0:
+        with _sqlite_writer, database.atomic(lock_type="IMMEDIATE") as transaction:
+            yield transaction
+    else:
+        with database.atomic() as transaction:
+            yield transaction
+
+
+def dataset_key(dataset):
+    """What identifies ``dataset`` across stores in one process (for per-process caches): the store's name,
+    the dataset's id and its creation time."""
+    return (database.obj.database, dataset.id, str(dataset.created_at))
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    """A JSON document kept as text, so it works the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    ROLES = ("admin", "analyst")
+
+    name = CharField(unique=True, max_length=80)
+    password_hash = CharField(max_length=256)
+    role = CharField(max_length=16, constraints=[SQL("CHECK (role IN ('admin', 'analyst'))")])
+    created_at = DateTimeField(default=utcnow)
+
+    # The attributes Flask-Login reads, written here so the store stays free of Flask imports.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self):
+        return str(self.id)
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+
+class Dataset(BaseModel):
+    name = CharField(unique=True, max_length=120)
+    columns = JSONField()  # every column kept for display, in file order (never the id or label column)
+    text_columns = JSONField(default=list)  # the display columns that hold text rather than numbers
+    feature_columns = JSONField()  # numeric columns that form the feature vector, in order
+    labels = JSONField()  # the label set, e.g. ["genuine", "fraud"]
+    positive_label = CharField(null=True, max_length=80)  # the label the model hunts (fraud)
+    id_column = CharField(null=True, max_length=120)  # None: ids are row numbers
+    label_column = CharField(null=True, max_length=120)  # ground truth column of the imported file
+    settings = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def n_features(self):
+        return len(self.feature_columns)
+
+    def items(self):
+        return Item.select().where(Item.dataset == self)
+
+
+def format_number(value):
+    """A stored number as it reads in a file: shortest round-trip text, integers without '.0', NaN empty."""
+    if value != value:
+        return ""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+class Item(BaseModel):
+    """One transaction: its original row for display and its feature vector.
+
+    ``numbers`` holds the numeric display columns as float64 (exact), ``texts`` the text columns as JSON,
+    ``features`` the feature vector as float32.
+    """
+
+    dataset = ForeignKeyField(Dataset, backref="item_set", on_delete="CASCADE")
+    external_id = CharField(max_length=200)
+    row_number = IntegerField()  # position in the dataset's import order, 0-based
+    numbers = BlobField()
+    texts = TextField(null=True)
+    features = BlobField()
+
+    class Meta:
+        indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True))
+
+    def display_values(self, dataset):
+        """The original row as text, in ``dataset.columns`` order."""
+        numbers = iter(np.frombuffer(self.numbers, dtype=np.float64).tolist())
+        texts = iter(json.loads(self.texts) if self.texts else [])
+        text_columns = set(dataset.text_columns)
+        values = []
+        for column in dataset.columns:
+            if column in text_columns:
+                value = next(texts)
+                values.append("" if value is None else str(value))
+            else:
+                values.append(format_number(next(numbers)))
+        return values
+
+    @property
+    def feature_vector(self):
+        return np.frombuffer(self.features, dtype=np.float32)
+
+
+class GroundTruth(BaseModel):
+    """The label column of an imported file: used for simulation and evaluation only, never shown."""
+
+    item = ForeignKeyField(Item, primary_key=True, on_delete="CASCADE")
+    value = CharField(max_length=80)
+
+
+class Label(BaseModel):
+    """Append-only label log. An undo writes a row of kind 'undo' that retracts an earlier row."""
+
+    SOURCES = ("human", "pseudo", "model")
+
+    item = ForeignKeyField(Item, backref="label_set", on_delete="CASCADE")
+    kind = CharField(max_length=8, default="label")  # 'label' or 'undo'
+    value = CharField(null=True, max_length=80)  # None for an undo row
+    retracts = ForeignKeyField("self", null=True, backref="retractions")
+    annotator = ForeignKeyField(User, null=True, backref="labels")
+    source = CharField(max_length=8, default="human")
+    suggested = CharField(null=True, max_length=80)
+    suggested_probability = FloatField(null=True)
+    accepted = BooleanField(null=True)  # True: the suggestion was accepted, False: rejected
+    note = TextField(null=True)
+    reason = CharField(null=True, max_length=80)
+    seconds_on_screen = FloatField(null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    suggestion_shown = BooleanField(null=True)  # None: no suggestion existed (or a row older than schema 2)
+
+    class Meta:
+        # (source, kind, id): counts of a dataset's human labels walk the labels, not the dataset's items
+        indexes = ((("item", "id"), False), (("source", "kind", "id"), False))
+
+    @classmethod
+    def effective(cls, dataset, sources=("human",)):
+        """Label rows of ``dataset`` that stand: kind 'label', not retracted, the latest per item."""
+        retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
+        latest = (
+            Label.select(fn.MAX(Label.id))
+            .join(Item)
+            .where(
+                (Item.dataset == dataset)
+                & (Label.kind == "label")
+                & Label.source.in_(sources)
+                & Label.id.not_in(retracted)
+            )
+            .group_by(Label.item)
+        )
+        return Label.select().where(Label.id.in_(latest))
+
+
+class ModelVersion(BaseModel):
+    """A trained model of a dataset. ``scores_path`` is its P(positive) for every pool item (float32 .npy in item
+    id order; what serves: the model itself is not kept, and ``path`` is only set on versions trained before it
+    was dropped), ``holdout_path`` the P(positive) of its twin trained without the
+    holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``digests`` the sha256 of each file
+    as written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.
+    ``served_at`` is when it began serving (None: never served)."""
+
+    dataset = ForeignKeyField(Dataset, backref="model_versions", on_delete="CASCADE")
+    kind = CharField(max_length=40)
+    path = CharField(null=True, max_length=500)
+    metrics = JSONField(default=dict)
+    device = CharField(null=True, max_length=80)
+    labels_used = IntegerField(default=0)
+    serving = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    scores_path = CharField(null=True, max_length=500)
+    holdout_path = CharField(null=True, max_length=500)
+    digests = JSONField(null=True)
+    gate = JSONField(null=True)
+    served_at = DateTimeField(null=True)
+
+
+class QueueEntry(BaseModel):
+    """An item chosen ahead of time for analysts: by which strategy, with which suggestion.
+
+    The queue of a dataset is rewritten as a whole by the worker (labeler.worker.refill); lower priority comes first.
+    """
+
+    dataset = ForeignKeyField(Dataset, backref="queue", on_delete="CASCADE")
+    item = ForeignKeyField(Item, on_delete="CASCADE")
+    priority = FloatField()
+    strategy = CharField(max_length=40)  # e.g. "cold start", "uncertain", "high risk", "exploration"
+    suggested = CharField(max_length=80)
+    probability = FloatField()  # the model's probability of the suggested label
+    probabilities = JSONField(default=dict)  # {label: probability} for every label
+    model_version = ForeignKeyField(ModelVersion, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("dataset", "item"), True), (("dataset", "priority"), False))
+
+
+class Job(BaseModel):
+    """One piece of work for the worker (labeler.worker.jobs): a retrain, a queue refill, the autoencoder.
+    ``state`` goes queued -> running -> done or failed; ``stage`` and ``percent`` tell where a running job is;
+    a job a dead worker left running is marked failed with stage "interrupted" when the next worker starts."""
+
+    dataset = ForeignKeyField(Dataset, null=True, backref="jobs", on_delete="CASCADE")
+    kind = CharField(max_length=40)
+    state = CharField(max_length=16, default="queued")  # queued, running, done, failed
+    stage = CharField(null=True, max_length=120)
+    percent = FloatField(default=0.0)
+    error = TextField(null=True)
+    payload = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+
+
+class Lease(BaseModel):
+    """Who holds an item of the labeling queue now; ``item`` is unique, so one holder at a time.
+
+    state 'active': on the holder's screen until ``expires_at`` (after that anyone may take it over);
+    'deferred': skipped, or rejected in multi-class requeue mode, and held back from everyone until ``expires_at``;
+    'second': labeled by ``user`` and waiting for a blind second look by another analyst.
+    The suggestion is copied from the queue when the lease is taken, so a queue refresh cannot change it.
+    """
+
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE")
+    item = ForeignKeyField(Item, unique=True, on_delete="CASCADE")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    state = CharField(max_length=8, default="active",
+                      constraints=[SQL("CHECK (state IN ('active', 'deferred', 'second'))")])
+    expires_at = DateTimeField()
+    offered_at = DateTimeField(default=utcnow)  # when the holder first saw it
+    strategy = CharField(max_length=40)
+    suggested = CharField(null=True, max_length=80)
+    probability = FloatField(null=True)
+    probabilities = JSONField(default=dict)
+    model_version = ForeignKeyField(ModelVersion, null=True, on_delete="SET NULL")
+    show_suggestion = BooleanField(default=True)
+    second_look = BooleanField(default=False)  # deliberately given to a second analyst, blind to the first
+    rejected = JSONField(default=list)  # suggestions already rejected (multi-class requeue mode)
+
+    class Meta:
+        indexes = ((("dataset", "user", "state"), False), (("dataset", "expires_at"), False))
+
+
+class GenerativeArtifacts(BaseModel):
+    """A dataset's current autoencoder outputs, written by labeler.worker.autoencoder (one row per dataset,
+    replaced whole). Row i of each ``.npy`` file belongs to the item ``ids_path`` holds at position i (item id order)."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    ids_path = CharField(max_length=500)  # int64 item ids, sorted
+    reconstruction_path = CharField(max_length=500)  # float32 (items, features), in the features' units
+    anomaly_path = CharField(max_length=500)  # float32 per item: the autoencoder's reconstruction error
+    latent_path = CharField(max_length=500)  # .npz: ids, x, y, labels of the latent map's points
+    model_path = CharField(null=True, max_length=500)  # the fitted autoencoder (.keras)
+    pool_rows = IntegerField()  # items in the pool when computed
+    projection = CharField(max_length=16)  # "tsne" or "pca"
+    scaling = JSONField(default=dict)  # {"minimum": [...], "maximum": [...]} per feature, as fitted
+    device = CharField(max_length=80)
+    seconds = FloatField()
+    details = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+
+class FeatureStats(BaseModel):
+    """Per-feature mean and standard deviation of a dataset's pool, computed by the worker's queue refill when
+    the pool grew (labeler.worker.refill); the labeling screen's bars and similar items read them."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    rows = IntegerField()  # items in the pool when computed
+    mean = JSONField()
+    std = JSONField()  # 1.0 where a feature is constant
+    created_at = DateTimeField(default=utcnow)
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+
+
+TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
+          FeatureStats]

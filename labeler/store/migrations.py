@@ -1,0 +1,88 @@
+"""Schema migrations: a fresh store gets every table at once, an existing one upgrades in place.
+
+Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
+applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
+"""
+from peewee import BooleanField, CharField, DateTimeField, PostgresqlDatabase
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Lease, ModelVersion,
+                              SchemaVersion, database)
+
+
+def _leases_and_suggestion_shown(migrator):
+    """2: the Lease table of the labeling screen; Label.suggestion_shown (was the suggestion on screen)."""
+    Lease.create_table(safe=True)
+    migrate(migrator.add_column("label", "suggestion_shown", BooleanField(null=True)))
+
+
+def _model_version_files(migrator):
+    """3: ModelVersion.scores_path, holdout_path, digests, gate and served_at (stored pool scores and the gate).
+
+    Adds only the columns a store lacks, so it is safe to run again.
+    """
+    table = ModelVersion._meta.table_name
+    present = {column.name for column in database.get_columns(table)}
+    wanted = {"scores_path": CharField(null=True, max_length=500), "holdout_path": CharField(null=True, max_length=500),
+              "digests": JSONField(null=True), "gate": JSONField(null=True), "served_at": DateTimeField(null=True)}
+    migrate(*[migrator.add_column(table, name, field) for name, field in wanted.items() if name not in present])
+
+
+def _generative_artifacts(migrator):
+    """4: the GenerativeArtifacts table (the autoencoder's stored outputs per dataset, labeler.worker.autoencoder)."""
+    GenerativeArtifacts.create_table(safe=True)
+
+
+def _label_source_kind_index(migrator):
+    """5: an index on Label (source, kind, id), so that counting a dataset's human labels walks the labels
+    instead of every item of the dataset (30 ms on the full credit-card file, after every decision)."""
+    present = {index.name for index in database.get_indexes("label")}
+    if "label_source_kind_id" not in present:
+        migrate(migrator.add_index("label", ("source", "kind", "id"), False))
+
+
+def _feature_stats_table(migrator):
+    """6: the FeatureStats table (the worker's per-dataset feature statistics), taking the cache that lived in
+    Dataset.settings['feature_stats'] out of the settings."""
+    FeatureStats.create_table(safe=True)
+    for dataset in Dataset.select():
+        if "feature_stats" in (dataset.settings or {}):
+            settings = {key: value for key, value in dataset.settings.items() if key != "feature_stats"}
+            Dataset.update(settings=settings).where(Dataset.id == dataset.id).execute()
+
+
+MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
+              (5, _label_source_kind_index), (6, _feature_stats_table)]
+
+
+def current_version():
+    """The highest applied migration, 0 for a store with no schema table."""
+    if not SchemaVersion.table_exists():
+        return 0
+    return SchemaVersion.select().order_by(SchemaVersion.version.desc()).scalar() or 0
+
+
+def _migrator():
+    engine = database.obj
+    if isinstance(engine, PostgresqlDatabase):
+        return PostgresqlMigrator(engine)
+    return SqliteMigrator(engine)
+
+
+def upgrade():
+    """Create or upgrade the schema; returns the list of versions applied."""
+    with database.atomic():
+        version = current_version()
+        if version == 0:
+            database.create_tables([SchemaVersion, *TABLES])
+            versions = [1] + [v for v, _ in MIGRATIONS if v > 1]
+            SchemaVersion.insert_many([(v,) for v in versions], fields=[SchemaVersion.version]).execute()
+            return versions
+        applied = []
+        migrator = _migrator()
+        for number, migration in sorted(MIGRATIONS, key=lambda pair: pair[0]):
+            if number > version:
+                migration(migrator)
+                SchemaVersion.create(version=number)
+                applied.append(number)
+        return applied

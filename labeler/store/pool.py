@@ -1,0 +1,33 @@
+"""The pool of a dataset as numpy arrays, for scoring and ranking, and its size."""
+import numpy as np
+from peewee import fn
+
+from labeler.store.db import Item, Label, database
+
+
+def load_pool(dataset):
+    """(item ids as int64, features as float32 of shape (n, n_features)) in item id order."""
+    query = Item.select(Item.id, Item.features).where(Item.dataset == dataset).order_by(Item.id)
+    cursor = database.execute(query)  # the driver's rows as they come: no peewee row objects for 284,807 items
+    ids, blobs = [], []
+    for item_id, blob in cursor:
+        ids.append(item_id)
+        blobs.append(bytes(blob))  # PostgreSQL hands bytea back as memoryview
+    features = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dataset.n_features)
+    return np.asarray(ids, dtype=np.int64), features
+
+
+def pool_size(dataset):
+    """How many items ``dataset`` holds, read from the (dataset, row_number) index without a scan (row numbers
+    run from 0 without gaps: an append continues after the last one)."""
+    last = Item.select(fn.MAX(Item.row_number)).where(Item.dataset == dataset).scalar()
+    return 0 if last is None else last + 1
+
+
+def human_labels(dataset, ids):
+    """(pool indices, label values) of the standing human labels of ``dataset``; ``ids`` sorted item ids."""
+    rows = list(Label.effective(dataset).select(Label.item, Label.value).tuples())
+    if not rows:
+        return np.zeros(0, dtype=np.int64), []
+    items = np.array([item for item, _ in rows], dtype=np.int64)
+    return np.searchsorted(ids, items), [value for _, value in rows]

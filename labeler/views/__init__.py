@@ -1,1 +1,0 @@
-"""Blueprints, one per area of the app."""

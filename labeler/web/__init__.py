@@ -1,0 +1,99 @@
+"""The web process: reads, leases, records and renders. It requests work from the worker through jobs and
+never computes a model or a score (no scikit-learn, no TensorFlow here)."""
+import os
+import time
+
+from flask import Flask, g, render_template
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from labeler.config import ROOT, Config
+from labeler.store.db import User, database, open_database
+from labeler.store.migrations import upgrade
+from labeler.web import admin, auth, datasets, label
+from labeler.worker.jobs import task_queue
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please log in."
+
+
+def create_app(test_config=None):
+    """Build the Flask app on the configuration (labeler.config.Config: the LABELER_* environment variables,
+    overridden by ``test_config``), open the store (upgrading its schema) and the task queue.
+
+    SECRET_KEY has no default, so ``serve`` refuses to start without LABELER_SECRET_KEY.
+    """
+    config = Config.load(test_config)
+    app = Flask(
+        __name__,
+        instance_path=config.INSTANCE_PATH,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    app.config.from_mapping(
+        **config.as_dict(),
+        ITEMS_PER_PAGE=50,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    if test_config:
+        app.config.update({key: value for key, value in test_config.items() if key not in config.as_dict()})
+    app.extensions["labeler.config"] = config
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    open_database(config.DATABASE)
+    with database.connection_context():
+        upgrade()
+    task_queue.open(config)
+
+    @app.before_request
+    def _start_clock():  # first, so the CSRF check and everything after it are timed
+        g.request_clock = time.perf_counter()
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    @app.after_request
+    def _server_timing(response):
+        """The request's time in the app (Server-Timing header; bench/label_latency.py reads it)."""
+        started = g.get("request_clock")
+        if started is not None:
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return response
+
+    @app.before_request
+    def _connect():
+        g.opened_database = database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if g.pop("opened_database", False) and not database.is_closed():
+            database.close()
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error):
+        message = f"Your form has expired or was not sent by this page ({error.description}). Reload and try again."
+        return render_template("error.html", message=message), 400
+
+    @app.errorhandler(404)
+    def _not_found(error):
+        return render_template("error.html", message="Not found."), 404
+
+    @app.errorhandler(403)
+    def _forbidden(error):
+        return render_template("error.html", message="Your role does not allow this."), 403
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(datasets.bp)
+    app.register_blueprint(label.bp)
+    app.register_blueprint(admin.bp)
+
+    return app
+
+
+@login_manager.user_loader
+def _load_user(user_id):
+    return User.get_or_none(User.id == int(user_id))

@@ -1,0 +1,176 @@
+"""What the labeling screen shows, as plain data for the templates: the item panel (headline values, feature
+bars against the pool, the autoencoder's reconstruction beside the actual values, the suggestion and its
+alternatives, similar labeled items) and the polled status line. Reads what the worker stored; computes nothing
+heavier than a few numpy operations on one item.
+"""
+import math
+
+import numpy as np
+
+from labeler.data.datasets import label_counts
+from labeler.labeling.similar import similar_labeled
+from labeler.store import artifacts
+from labeler.store.db import Item, Job, ModelVersion
+from labeler.store.serving import serving_scores
+from labeler.store.settings import labeling_settings
+from labeler.worker import jobs
+
+BAR_LIMIT = 20.0  # |z| that fills half the chart; the scale is logarithmic so that 2 and 20 both read
+MARKED = 3  # how many of the most unusual features are marked
+MARK_FROM = 2.0  # ... provided they lie at least this many standard deviations out
+ROW_HEIGHT = 16
+NAME_WIDTH = 80
+CHART_WIDTH = 300
+TEXT_WIDTH = 60
+RECON_WIDTH = 200  # the reconstruction chart: 0..1 in scaled units
+RECON_MARK_FROM = 10.0  # a feature is marked when its error is at least this many times the pool's mean error
+
+SIMILAR_COUNT = 5
+HEADLINE_NAMES = ("amount", "time")
+STATUS_JOB_KINDS = (jobs.RETRAIN, jobs.AUTOENCODER)  # the status line's "retrain:" shows these (refills are brief)
+
+
+def feature_bars(vector, stats, names):
+    """One dict per feature: name, value, z-score, bar geometry (x, width in the SVG) and whether it is marked.
+
+    ``stats`` is (mean, std) of the pool's features, ``names`` the feature columns. Bars grow from the centre line, right
+    for values above the pool mean, left below, on a log scale.
+    """
+    mean, std = stats
+    z = (np.asarray(vector, dtype=np.float64) - mean) / std
+    half = CHART_WIDTH / 2
+    centre = NAME_WIDTH + half
+    order = np.argsort(-np.abs(z), kind="stable")
+    marked = {int(i) for i in order[:MARKED] if abs(z[i]) >= MARK_FROM}
+    bars = []
+    for index, name in enumerate(names):
+        score = float(z[index])
+        length = half * min(1.0, math.log1p(abs(score)) / math.log1p(BAR_LIMIT))
+        bars.append({
+            "name": name,
+            "value": float(vector[index]),
+            "z": score,
+            "x": centre - length if score < 0 else centre,
+            "width": length,
+            "y": index * ROW_HEIGHT,
+            "marked": index in marked,
+        })
+    return bars
+
+
+def chart_geometry(count):
+    """Sizes the bar chart template needs: total width and height, centre line, tick positions."""
+    half = CHART_WIDTH / 2
+    centre = NAME_WIDTH + half
+    ticks = []
+    for value in (1, 3, 10):
+        offset = half * math.log1p(value) / math.log1p(BAR_LIMIT)
+        ticks += [(centre - offset, -value), (centre + offset, value)]
+    return {
+        "width": NAME_WIDTH + CHART_WIDTH + TEXT_WIDTH,
+        "height": count * ROW_HEIGHT + 14,
+        "centre": centre,
+        "ticks": ticks,
+        "text_x": NAME_WIDTH + CHART_WIDTH + 6,
+        "row_height": ROW_HEIGHT,
+    }
+
+
+def reconstruction_bars(dataset, item_id, vector, names):
+    """The item's actual values beside the autoencoder's reconstruction, per feature, from the stored outputs:
+    a dict with ``rows`` (one dict per feature: name, actual and reconstruction in the features' units, both
+    scaled to 0..1 as the autoencoder sees them, bar widths, the squared error, its ratio to the pool's mean
+    error for that feature, whether it is marked), ``chart`` (sizes) and ``created_at``; None when the dataset
+    has no stored outputs holding the item (the screen then shows no reconstruction).
+
+    At most MARKED features are marked: those with the largest error ratio, provided it is at least
+    RECON_MARK_FROM. Nothing here touches a model.
+    """
+    stored = artifacts.reconstruction_of(dataset, item_id)
+    if stored is None:
+        return None
+    vector = np.asarray(vector, dtype=np.float64)
+    actual = artifacts.scaled(vector, stored["minimum"], stored["maximum"])
+    rebuilt = artifacts.scaled(stored["reconstruction"], stored["minimum"], stored["maximum"])
+    error = np.square(actual - rebuilt)
+    ratio = error / np.maximum(stored["feature_error"], 1e-12)
+    order = np.argsort(-ratio, kind="stable")
+    marked = {int(i) for i in order[:MARKED] if ratio[i] >= RECON_MARK_FROM}
+    rows = []
+    for index, name in enumerate(names):
+        rows.append({
+            "name": name,
+            "value": float(vector[index]),
+            "reconstruction": float(stored["reconstruction"][index]),
+            "scaled": float(actual[index]),
+            "scaled_reconstruction": float(rebuilt[index]),
+            "width": RECON_WIDTH * float(np.clip(actual[index], 0.0, 1.0)),
+            "reconstruction_width": RECON_WIDTH * float(np.clip(rebuilt[index], 0.0, 1.0)),
+            "error": float(error[index]),
+            "ratio": float(ratio[index]),
+            "y": index * ROW_HEIGHT,
+            "marked": index in marked,
+        })
+    chart = {"width": NAME_WIDTH + RECON_WIDTH + TEXT_WIDTH, "height": len(rows) * ROW_HEIGHT + 14,
+             "left": NAME_WIDTH, "right": NAME_WIDTH + RECON_WIDTH, "text_x": NAME_WIDTH + RECON_WIDTH + 6}
+    return {"rows": rows, "chart": chart, "created_at": stored["created_at"]}
+
+
+def dataset_status(dataset):
+    """Totals, the serving model, the latest retrain or autoencoder job, why the newest model lost the gate (if it did) and which file
+    is unusable (if one is), of ``dataset``, for the polled header component."""
+    counts = label_counts(dataset)
+    model = (ModelVersion.select().where((ModelVersion.dataset == dataset) & ModelVersion.serving)
+             .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).first())
+    job = (Job.select().where((Job.dataset == dataset) & Job.kind.in_(STATUS_JOB_KINDS))
+           .order_by(Job.created_at.desc(), Job.id.desc()).first())
+    quality = None
+    if model is not None and model.metrics:
+        for key in ("auprc", "average_precision", "roc_auc", "f1"):
+            if isinstance(model.metrics.get(key), (int, float)):
+                quality = (key, float(model.metrics[key]))
+                break
+    newest = (ModelVersion.select().where(ModelVersion.dataset == dataset).order_by(ModelVersion.id.desc()).first())
+    lost = newest is not None and not newest.serving and (newest.gate or {}).get("passed") is False
+    return {"labeled": sum(counts.values()), "frauds": counts.get(dataset.positive_label, 0),
+            "model": model, "quality": quality, "job": job,
+            "gate": newest.gate.get("line") if lost else None,  # why the newest model does not serve
+            "notice": serving_scores(dataset).notice}  # an unusable scores file and what serves instead
+
+
+def headline_columns(dataset):
+    """Columns shown first: the display-only ones and any feature called Amount or Time, in file order."""
+    features = set(dataset.feature_columns)
+    return [c for c in dataset.columns if c not in features or c.lower() in HEADLINE_NAMES]
+
+
+def screen(dataset, lease, settings=None):
+    """Everything the item panel shows for ``lease``: item, headline values, feature bars, suggestion,
+    alternatives for a reject (most likely first), reason codes and similar labeled items."""
+    settings = settings or labeling_settings(dataset)
+    item = Item.get_by_id(lease.item_id)
+    values = dict(zip(dataset.columns, item.display_values(dataset)))
+    vector = item.feature_vector
+    shown = lease.suggested is not None and lease.show_suggestion
+    probabilities = lease.probabilities or {}
+    alternatives = sorted((label for label in dataset.labels if label != lease.suggested),
+                          key=lambda label: -float(probabilities.get(label, 0.0)))
+    stored = artifacts.feature_stats(dataset)  # None until the worker's first refill stored them
+    stats = None if stored is None else stored[:2]
+    bars = None if stats is None else feature_bars(vector, stats, dataset.feature_columns)
+    return {
+        "lease": lease,
+        "item": item,
+        "headline": [(column, values[column]) for column in headline_columns(dataset)],
+        "bars": bars,
+        "chart": None if bars is None else chart_geometry(len(bars)),
+        "reconstruction": reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
+        "shown": shown,
+        "suggested": lease.suggested if shown else None,
+        "probability": lease.probability if shown else None,
+        "strategy": lease.strategy if shown else None,
+        "alternatives": [(label, probabilities.get(label)) for label in alternatives],
+        "reasons": settings["reason_codes"],
+        "reject_mode": settings["reject_mode"],
+        "similar": [] if stats is None else similar_labeled(dataset, item.id, vector, stats, SIMILAR_COUNT),
+    }

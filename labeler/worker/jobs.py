@@ -1,0 +1,199 @@
+"""One job lifecycle for everything the worker computes, and the task queue that carries jobs to it.
+
+A job is a Job row: queued -> running -> done or failed, with a stage and a percentage while it runs. Requests
+are single-flight per dataset and kind: asking again while one waits returns the waiting one. The request is
+committed first, then its id goes to the task queue (Huey: SQLite storage beside the store by default, Redis
+when the configuration names one); a worker that starts hands every waiting job to the queue again and marks
+the jobs a dead worker left running as interrupted, queueing a fresh one of each.
+
+This module is the worker's one door for the web and the command line: it loads no model code. What each kind
+of job does lives in its own worker module, named in HANDLERS and imported only when a job of that kind runs,
+so the web process that requests jobs never loads scikit-learn or TensorFlow.
+"""
+import importlib
+import logging
+import os
+
+from huey import RedisHuey, SqliteHuey
+
+from labeler.store.db import Dataset, Job, database, utcnow, write_transaction
+
+RETRAIN = "retrain"
+REFILL = "refill"
+AUTOENCODER = "autoencoder"
+HANDLERS = {  # kind -> "module:function" taking (dataset, progress, config, **options), returning a summary dict
+    RETRAIN: "labeler.worker.retrain:run_retrain",
+    REFILL: "labeler.worker.refill:run_refill",
+    AUTOENCODER: "labeler.worker.autoencoder:run_autoencoder",
+}
+FINISHED = ("done", "failed")
+
+log = logging.getLogger(__name__)
+
+
+class TaskQueueClosed(RuntimeError):
+    """A job was requested before the task queue was opened with a configuration."""
+
+
+class TaskQueue:
+    """The one task queue object of a process (like the store's one database object): ``open(config)`` builds
+    Huey from the configuration; ``enqueue(job_id)`` hands a committed job to the worker."""
+
+    def __init__(self):
+        self.huey = None
+        self.config = None
+        self._task = None
+
+    def open(self, config):
+        """Build the queue named by ``config`` (labeler.config.Config): Redis when it names one, else SQLite."""
+        if config.REDIS_URL:
+            huey = RedisHuey("labeler", url=config.REDIS_URL)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(config.TASK_QUEUE)), exist_ok=True)
+            huey = SqliteHuey("labeler", filename=config.TASK_QUEUE)
+        self._task = huey.task(name="run_job")(self._run)
+        self.huey, self.config = huey, config
+
+    def _run(self, job_id):
+        if not database.is_closed():  # a caller's connection (Huey's immediate mode) stays open for it
+            return run(job_id, self.config)
+        with database.connection_context():
+            return run(job_id, self.config)
+
+    def enqueue(self, job_id):
+        """Send job ``job_id`` to the worker. Raises TaskQueueClosed before ``open``."""
+        if self._task is None:
+            raise TaskQueueClosed("the task queue is not open (create_app or the command line opens it)")
+        self._task(job_id)
+
+    def consumer(self, workers):
+        """A Huey consumer running ``workers`` threads (the ``worker`` command runs it)."""
+        return self.huey.create_consumer(workers=workers, periodic=False)
+
+
+task_queue = TaskQueue()
+
+
+def request(dataset, kind, reason, enqueue=True, options=None):
+    """Queue a job of ``kind`` for ``dataset`` unless one of that kind already waits; returns (job, created).
+
+    ``options`` (a dict) are passed to the handler as keyword arguments. The row is committed before the job
+    goes to the task queue; with ``enqueue`` False it only waits in the store (a worker that starts, or
+    run_queued, picks it up). Raises ValueError for an unknown kind, TaskQueueClosed.
+    """
+    if kind not in HANDLERS:
+        raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(HANDLERS)})")
+    is_waiting = (Job.dataset == dataset) & (Job.kind == kind) & (Job.state == "queued")
+    waiting = Job.get_or_none(is_waiting)
+    if waiting is not None:
+        return waiting, False
+    with write_transaction():
+        waiting = Job.get_or_none(is_waiting)
+        if waiting is not None:
+            return waiting, False
+        payload = {"reason": reason, **({"options": options} if options else {})}
+        job = Job.create(dataset=dataset, kind=kind, state="queued", stage="queued", payload=payload)
+    if enqueue:
+        task_queue.enqueue(job.id)
+    return job, True
+
+
+def is_pending(dataset, kind):
+    """Whether a job of ``kind`` for ``dataset`` waits or runs."""
+    return Job.select().where((Job.dataset == dataset) & (Job.kind == kind)
+                              & Job.state.in_(("queued", "running"))).exists()
+
+
+def latest(dataset, kind, state=None):
+    """The newest job of ``kind`` for ``dataset`` (in ``state`` when given), or None."""
+    condition = (Job.dataset == dataset) & (Job.kind == kind)
+    if state is not None:
+        condition &= Job.state == state
+    return Job.select().where(condition).order_by(Job.id.desc()).first()
+
+
+def _update(job_id, **fields):
+    with write_transaction():
+        Job.update(**fields).where(Job.id == job_id).execute()
+
+
+class Progress:
+    """Given to a job's handler: ``progress(stage, percent)`` records where it is; ``record(**fields)`` adds
+    fields to the job's payload at once (kept when the job fails)."""
+
+    def __init__(self, job):
+        self.job_id = job.id
+        self.payload = dict(job.payload or {})
+
+    def __call__(self, stage, percent):
+        _update(self.job_id, stage=stage[:120], percent=float(percent))
+
+    def record(self, **fields):
+        self.payload.update(fields)
+        _update(self.job_id, payload=self.payload)
+
+
+def handler_of(kind):
+    """The function that runs jobs of ``kind`` (imported now, in the worker). Raises KeyError, ImportError."""
+    module, function = HANDLERS[kind].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def run(job_id, config):
+    """Run the waiting job ``job_id`` with ``config``; returns its final state.
+
+    A job no longer waiting (another worker thread took it) is left alone and its state returned. Exceptions
+    from the handler mark the job failed with the error (what served before keeps serving) and are logged,
+    not raised.
+    """
+    with write_transaction():
+        claimed = (Job.update(state="running", stage="starting", percent=0.0, started_at=utcnow())
+                   .where((Job.id == job_id) & (Job.state == "queued")).execute())
+    job = Job.get_by_id(job_id)
+    if not claimed:
+        return job.state
+    progress = Progress(job)
+    try:
+        handler = handler_of(job.kind)
+        summary = handler(Dataset.get_by_id(job.dataset_id), progress, config, **progress.payload.get("options", {}))
+    except Exception as error:  # the job records any failure
+        log.exception("%s job %s failed", job.kind, job_id)
+        _update(job_id, state="failed", stage="failed", error=f"{type(error).__name__}: {error}",
+                finished_at=utcnow())
+        return "failed"
+    _update(job_id, state="done", stage=str(summary.get("stage", "done"))[:120], percent=100.0,
+            finished_at=utcnow(),
+            payload={**progress.payload, **{key: value for key, value in summary.items() if key != "stage"}})
+    return "done"
+
+
+def run_queued(config, dataset=None, limit=100):
+    """Run waiting jobs (of ``dataset`` when given) in this process, oldest first, including the jobs they
+    queue, until none waits or ``limit`` ran; returns {job id: final state}. For the command line (the demo's
+    cold start, the ``autoencoder`` command) and tests; the worker runs jobs from the task queue."""
+    states = {}
+    while len(states) < limit:
+        condition = (Job.state == "queued") & Job.id.not_in(list(states) or [0])
+        if dataset is not None:
+            condition &= Job.dataset == dataset
+        job = Job.select().where(condition).order_by(Job.id).first()
+        if job is None:
+            break
+        states[job.id] = run(job.id, config)
+    return states
+
+
+def recover_interrupted():
+    """At worker start (no worker running): mark jobs left 'running' by a dead worker failed, queue a fresh job
+    of each, and hand every waiting job to the task queue again (a message lost with the worker is harmless
+    twice). Returns {kind: number interrupted}."""
+    for job in Job.select().where(Job.state == "queued").order_by(Job.id):
+        task_queue.enqueue(job.id)
+    interrupted = {}
+    for job in list(Job.select().where(Job.state == "running")):
+        _update(job.id, state="failed", stage="interrupted", finished_at=utcnow(),
+                error="the worker stopped during this job; a new one was queued")
+        if job.dataset_id is not None and job.kind in HANDLERS:
+            request(Dataset.get_by_id(job.dataset_id), job.kind, f"retry after an interrupted {job.kind} job")
+        interrupted[job.kind] = interrupted.get(job.kind, 0) + 1
+    return interrupted

@@ -1,0 +1,143 @@
+"""The queue refill: the worker rewrites a dataset's labeling queue ahead of time, each entry with the strategy
+that picked it and a suggestion, and keeps the pool's feature statistics up to date for the screen.
+
+With a serving model the queue follows the dataset's mix of high-risk, uncertain and exploration picks over the
+pool scores that the retrain stored (labeler.store.serving): no model is loaded. When the serving version's
+scores file is missing or corrupt, the newest earlier version whose file is intact serves instead, else the
+cold start: unsupervised anomalies spread over k-means clusters, with a share of random exploration.
+"""
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from labeler.store.artifacts import stored_anomaly
+from labeler.store.db import FeatureStats, QueueEntry, database, utcnow, write_transaction
+from labeler.store.pool import human_labels, load_pool
+from labeler.store.serving import serving_scores, serving_version
+from labeler.store.settings import engine_settings
+from models.learner import ActiveLearner, cold_start_probability
+
+# BLAS/OpenMP threads of a retrain and of a queue refill: the weak models train on a few thousand labels plus
+# pseudo-labels, where a second thread gains little, and on busy cores (the web server, other work) spinning
+# OpenMP threads multiplied the CPU time of a retrain by ten (25 s against 2.9 s on 2 shared cores, 1,000 labels).
+# Keras models keep TensorFlow's own thread pools.
+COMPUTE_THREADS = 1
+INSERT_BATCH = 500
+
+
+def run_refill(dataset, progress, config):
+    """The refill job's handler (labeler.worker.jobs): the feature statistics when the pool changed size, then
+    the queue. Returns the job's summary."""
+    progress("loading the pool", 10)
+    ids, features = load_pool(dataset)
+    stats_rows = update_feature_stats(dataset, features)
+    progress("choosing the queue", 50)
+    queued = refresh_queue(dataset, pool=(ids, features))
+    source = "stale: a retrain switched models meanwhile" if queued == 0 and len(ids) else f"{queued} queued"
+    return {"stage": f"queue refilled: {source}", "queued": queued, "feature_stats_rows": stats_rows}
+
+
+def update_feature_stats(dataset, features):
+    """Store the per-feature mean and standard deviation of ``features`` (``dataset``'s whole pool) unless they
+    were stored for a pool of this size already; returns the pool size they describe."""
+    rows = len(features)
+    stored = FeatureStats.get_or_none(FeatureStats.dataset == dataset)
+    if stored is not None and stored.rows == rows and len(stored.mean) == dataset.n_features:
+        return rows
+    mean = features.mean(axis=0, dtype=np.float64) if rows else np.zeros(dataset.n_features)
+    std = features.std(axis=0, dtype=np.float64) if rows else np.ones(dataset.n_features)
+    std[~(std > 0)] = 1.0
+    fields = {"rows": rows, "mean": mean.tolist(), "std": std.tolist(), "created_at": utcnow()}
+    with write_transaction():
+        if FeatureStats.update(**fields).where(FeatureStats.dataset == dataset).execute() == 0:
+            FeatureStats.create(dataset=dataset, **fields)
+    return rows
+
+
+def cold_start_anomaly(dataset, ids, learner):
+    """The cold start's anomaly score of the pool ``ids``: the autoencoder's stored score when the worker has
+    computed one (labeler.store.artifacts.stored_anomaly), else the learner's robust-distance score."""
+    stored = stored_anomaly(dataset, ids)
+    return stored if stored is not None else learner.anomaly
+
+
+def refresh_queue(dataset, size=None, seed=None, pool=None):
+    """Rewrite ``dataset``'s queue with ``size`` unlabeled items (default: the dataset's queue size setting);
+    returns the number queued, or 0 when a retrain switched models meanwhile (its queue is left as written).
+    ``pool``: the dataset's (ids, features) when loaded already.
+
+    Uses the stored pool scores of the version serving_scores chooses, else the cold start. Loads and trains no
+    model; runs on COMPUTE_THREADS BLAS/OpenMP threads (the cold start's k-means). Raises SettingsError.
+    """
+    with threadpool_limits(limits=COMPUTE_THREADS):
+        return _refresh(dataset, size, seed, pool)
+
+
+def _refresh(dataset, size, seed, pool):
+    settings = engine_settings(dataset)
+    size = settings["queue_size"] if size is None else size
+    ids, features = load_pool(dataset) if pool is None else pool
+    source = serving_scores(dataset, pool_size=len(ids))
+    if len(ids) == 0:
+        return _write_unless_switched(dataset, source, ids, [], np.zeros(0), negative_label(dataset))
+    labeled, values = human_labels(dataset, ids)
+    unlabeled_mask = np.ones(len(ids), dtype=bool)
+    unlabeled_mask[labeled] = False
+    learner = ActiveLearner(features, ids, settings, seed=seed)
+    negative = negative_label(dataset, values)
+    if source.version is None:
+        learner.anomaly = cold_start_anomaly(dataset, ids, learner)
+        picks = learner.pick(None, np.flatnonzero(unlabeled_mask), size)
+        return _write_unless_switched(dataset, source, ids, picks, cold_start_probability(learner.anomaly), negative)
+    p_positive = np.zeros(len(ids))
+    p_positive[:len(source.scores)] = source.scores
+    unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
+    picks = learner.pick(p_positive, np.flatnonzero(unlabeled_mask), size)
+    return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
+
+
+def _write_unless_switched(dataset, source, ids, picks, p_positive, negative, version=None):
+    """write_queue in a write transaction, unless the serving version changed since ``source`` was chosen."""
+    with write_transaction():
+        now = serving_version(dataset)
+        if (now.id if now is not None else None) != source.serving_id:
+            return 0
+        return write_queue(dataset, ids, picks, p_positive, negative, version)
+
+
+def negative_label(dataset, values=()):
+    """The label suggested when the model says 'not positive': the most common non-positive human label,
+    else the first non-positive label of the label set."""
+    others = [value for value in values if value != dataset.positive_label]
+    if others:
+        names, counts = np.unique(others, return_counts=True)
+        return str(names[np.argmax(counts)])
+    return next((label for label in dataset.labels if label != dataset.positive_label), dataset.positive_label)
+
+
+def label_probabilities(dataset, p, negative):
+    """(suggested label, its probability, {label: probability}) for P(positive) ``p``."""
+    probabilities = {label: 0.0 for label in dataset.labels}
+    probabilities[negative] = 1.0 - p
+    probabilities[dataset.positive_label] = p
+    if p >= 0.5:
+        return dataset.positive_label, p, probabilities
+    return negative, 1.0 - p, probabilities
+
+
+def write_queue(dataset, ids, picks, p_positive, negative, model_version=None):
+    """Replace ``dataset``'s queue with ``picks`` ([(pool index, strategy)], shown in that order); returns the
+    number queued."""
+    rows = []
+    for order, (index, strategy) in enumerate(picks):
+        p = float(p_positive[index])
+        suggested, probability, probabilities = label_probabilities(dataset, p, negative)
+        rows.append({
+            "dataset": dataset.id, "item": int(ids[index]), "priority": float(order), "strategy": strategy,
+            "suggested": suggested, "probability": probability, "probabilities": probabilities,
+            "model_version": model_version.id if model_version else None,
+        })
+    with database.atomic():
+        QueueEntry.delete().where(QueueEntry.dataset == dataset).execute()
+        for start in range(0, len(rows), INSERT_BATCH):
+            QueueEntry.insert_many(rows[start:start + INSERT_BATCH]).execute()
+    return len(rows)

@@ -1,0 +1,281 @@
+"""The retrain: train and select the weak model on the human labels, gate it, score the whole pool, store the
+scores, switch the serving version and rewrite the queue, write pseudo-labels. The worker runs it as a job
+(``run_retrain``); the numpy loop itself is models.learner.ActiveLearner.
+"""
+import os
+import time
+import uuid
+
+import numpy as np
+from peewee import fn
+from threadpoolctl import threadpool_limits
+
+from labeler.store.artifacts import artifacts_of
+from labeler.store.db import Item, Label, ModelVersion, database, utcnow, write_transaction
+from labeler.store.files import load_scores, save_scores
+from labeler.store.pool import human_labels, load_pool, pool_size
+from labeler.store.serving import serving_scores, version_name
+from labeler.store.settings import engine_settings
+from labeler.worker import jobs
+from labeler.worker.refill import (COMPUTE_THREADS, cold_start_anomaly, negative_label, refresh_queue,
+                                   update_feature_stats, write_queue)
+from models import gate, generative_candidates, selection
+from models.learner import ActiveLearner
+
+INSERT_BATCH = 500
+
+
+def standing_pseudo(dataset):
+    """{item id: (label row id, value)} of the pseudo-labels of ``dataset`` that stand."""
+    query = Label.effective(dataset, ("pseudo",)).select(Label.id, Label.item, Label.value).tuples()
+    return {item: (label_id, value) for label_id, item, value in query}
+
+
+def write_pseudo_labels(dataset, ids, indices, labels, negative):
+    """Make the standing pseudo-labels of ``dataset`` exactly the given ones (pool indices, binary labels):
+    retract the ones dropped or changed, add the new ones, keep the rest. Returns (added, retracted)."""
+    wanted = {int(ids[index]): (dataset.positive_label if label else negative)
+              for index, label in zip(indices, labels)}
+    standing = standing_pseudo(dataset)
+    retract = [(item, label_id) for item, (label_id, value) in standing.items() if wanted.get(item) != value]
+    add = [(item, value) for item, value in wanted.items() if standing.get(item, (None, None))[1] != value]
+    rows = ([{"item": item, "kind": "undo", "value": None, "retracts": label_id, "source": "pseudo"}
+             for item, label_id in retract]
+            + [{"item": item, "kind": "label", "value": value, "source": "pseudo"} for item, value in add])
+    with database.atomic():
+        for start in range(0, len(rows), INSERT_BATCH):
+            Label.insert_many(rows[start:start + INSERT_BATCH]).execute()
+    return len(add), len(retract)
+
+
+def run_retrain(dataset, progress, config):
+    """The retrain job's handler (labeler.worker.jobs): retrain unless no human label arrived since the last
+    finished retrain; afterwards queue the autoencoder job when its stored outputs are missing or were computed
+    on a pool of another size. Returns the job's summary, with the human-label watermark it trained on."""
+    watermark = human_label_watermark(dataset)
+    progress.record(watermark=watermark)
+    if watermark <= last_trained_watermark(dataset):
+        return {"stage": "no new labels: nothing to do"}
+    summary = retrain(dataset, config.MODEL_FOLDER, progress)
+    if autoencoder_outdated(dataset):
+        jobs.request(dataset, jobs.AUTOENCODER, "after a retrain")
+    return summary
+
+
+def human_label_watermark(dataset):
+    """The id of the newest human label row (labels and undos) of ``dataset``, 0 when none."""
+    return (Label.select(fn.MAX(Label.id)).join(Item)
+            .where((Item.dataset == dataset) & (Label.source == "human")).scalar() or 0)
+
+
+def last_trained_watermark(dataset):
+    """The watermark of the newest finished retrain of ``dataset``, 0 when none finished."""
+    job = jobs.latest(dataset, jobs.RETRAIN, state="done")
+    return (job.payload or {}).get("watermark", 0) if job else 0
+
+
+def autoencoder_outdated(dataset):
+    """True when ``dataset`` has no autoencoder outputs or they were computed on a pool of another size, and no
+    autoencoder job of it waits or runs, and the last one did not fail on the pool as it is now."""
+    size = pool_size(dataset)
+    record = artifacts_of(dataset)
+    if record is not None and record.pool_rows == size:
+        return False
+    if jobs.is_pending(dataset, jobs.AUTOENCODER):
+        return False
+    last = jobs.latest(dataset, jobs.AUTOENCODER)
+    return last is None or not (last.state == "failed" and (last.payload or {}).get("pool_rows") == size)
+
+
+def retrain(dataset, folder, progress=None, seed=None):
+    """Train and select a model on ``dataset``'s human labels outside the fixed holdout (plus its pseudo-labels),
+    gate it against the model serving now on the held-out labels (models.gate), and when it passes refit it on
+    all human labels, score the whole pool, store the scores and switch: the new ModelVersion serves and the
+    queue is rewritten from its scores in one transaction. A model that loses the gate is recorded, not serving,
+    with the gate's figures and reason; the serving model and its queue stay.
+
+    Why a twin: a model cannot be judged on labels it trained on, yet the served model should learn from every
+    label. So each version has a twin trained without the holdout items (their labels and pseudo-labels), whose
+    scores on the pool's holdout items are stored (``holdout_path``); the gate compares the new twin with the
+    serving version's twin on today's held-out labels. Holdout membership depends on the item id alone, so no
+    twin ever trained on an item of the holdout, and the serving twin's stored scores stay fair for labels
+    given after it was trained. The served model is the twin's kind and calibration refitted on all labels.
+    The first model is gated against the cold start's anomaly score.
+
+    Until both the positive label and another label were given, no model is trained and the queue comes from
+    the cold start. ``progress(stage, percent)`` is told where it is; files go to ``folder``. Returns a summary dict for the job record, with seconds per stage under "timings".
+    Runs on COMPUTE_THREADS BLAS/OpenMP threads. Raises OSError when a file cannot be written (the store is
+    then unchanged).
+    """
+    with threadpool_limits(limits=COMPUTE_THREADS):
+        return _retrain(dataset, progress, folder, seed)
+
+
+def _retrain(dataset, progress, folder, seed):
+    progress = progress or (lambda stage, percent: None)
+    timings = Stopwatch()
+    settings = engine_settings(dataset)
+    progress("loading the pool", 5)
+    ids, X = load_pool(dataset)
+    update_feature_stats(dataset, X)  # the screen's bars, when the pool grew since the last refill
+    labeled, values = human_labels(dataset, ids)
+    y = np.array([value == dataset.positive_label for value in values], dtype=np.int8)
+    if len(ids) == 0 or len(np.unique(y)) < 2:
+        queued = refresh_queue(dataset, size=settings["queue_size"], seed=seed, pool=(ids, X))
+        return {"stage": f"cold start: {queued} queued (a model needs both labels)", "labels_used": int(len(y)),
+                "queued": queued, "timings": timings.lap("cold start queue")}
+    negative = negative_label(dataset, values)
+    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed)
+    unlabeled_mask = np.ones(len(ids), dtype=bool)
+    unlabeled_mask[labeled] = False
+    pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None
+    in_holdout = gate.holdout_mask(ids)
+    held = in_holdout[labeled]
+    timings.lap("load")
+
+    progress("selecting the model", 20)
+    baseline = serving_scores(dataset).version
+    if len(np.unique(y[~held])) == 2:
+        twin_pseudo = None if pseudo is None else tuple(part[~in_holdout[pseudo[0]]] for part in pseudo)
+        twin = learner.train(labeled[~held], y[~held], twin_pseudo)
+        timings.lap("select")
+        progress("gating", 50)
+        holdout_scores = np.full(len(ids), np.nan, dtype=np.float32)
+        holdout_scores[in_holdout] = learner.score(twin.model, X[in_holdout])
+        verdict, baseline_name = gate_against(baseline, labeled[held], y[held], holdout_scores,
+                                              lambda: cold_start_anomaly(dataset, ids, learner))
+        timings.lap("gate")
+    else:
+        twin, holdout_scores, baseline_name = None, None, version_name(baseline)
+        verdict = gate.GateResult(True, None, None, int(held.sum()), int(y[held].sum()), None,
+                                  "not compared: the labels outside the holdout hold a single class")
+    kind = twin.kind if twin is not None else None
+    metrics = {"positives": int(y.sum()), "holdout_labels": int(held.sum()),
+               "pseudo_labels": 0 if pseudo is None else int(len(pseudo[0]))}
+    summary_gate = {**verdict.as_dict(), "baseline": baseline_name,
+                    "baseline_version": baseline.id if baseline is not None else None}
+    if not verdict.passed:
+        line = (f"{baseline_name} kept: new model AP {verdict.new_ap:.2f} vs {verdict.old_ap:.2f} "
+                f"on {verdict.holdout} held-out labels")
+        metrics.update(twin.metrics.get(kind) or {}, candidates=twin.metrics, seconds=timings.total())
+        with write_transaction():
+            version = ModelVersion.create(dataset=dataset, kind=kind, metrics=metrics,
+                                          device=training_device_of(learner, kind),
+                                          labels_used=int(len(y)), serving=False, gate={**summary_gate, "line": line})
+        return {"stage": line[:120], "model_version": version.id, "serving": False, "kind": kind,
+                "labels_used": int(len(y)), "gate": summary_gate, "timings": timings.lap("record")}
+
+    progress("fitting on all labels", 60)
+    served = fit_serving(learner, twin, labeled, y, pseudo) if twin is not None else learner.train(labeled, y, pseudo)
+    timings.lap("fit on all labels")
+    progress("scoring the pool", 70)
+    p_positive = learner.score(served.model)
+    timings.lap("score pool")
+    progress("saving the scores", 75)
+    stem = os.path.join(folder, f"dataset-{dataset.id}-{uuid.uuid4().hex}")
+    files = {"scores": stem + ".scores.npy"}
+    digests = {"scores": save_scores(p_positive, files["scores"])}
+    if holdout_scores is not None:
+        files["holdout"] = stem + ".holdout.npy"
+        digests["holdout"] = save_scores(holdout_scores, files["holdout"])
+    timings.lap("save files")
+    unlabeled = np.flatnonzero(unlabeled_mask)
+    picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
+    timings.lap("pick queue")
+    progress("switching to the new model", 85)
+    metrics.update(served.metrics.get(served.kind) or {}, candidates=served.metrics, seconds=timings.total())
+    device = training_device_of(learner, served.kind)
+    with write_transaction():
+        ModelVersion.update(serving=False).where(ModelVersion.dataset == dataset).execute()
+        version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"], holdout_path=files.get("holdout"),
+                                      digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
+                                      serving=True, served_at=utcnow(), gate=summary_gate)
+        queued = write_queue(dataset, ids, picks, p_positive, negative, version)
+    timings.lap("switch + queue")
+    written = (0, 0)
+    if settings["pseudo_labels"]:
+        progress("writing pseudo-labels", 90)
+        indices, pseudo_y = learner.pseudo(p_positive, unlabeled)
+        written = write_pseudo_labels(dataset, ids, indices, pseudo_y, negative)
+        timings.lap("pseudo-labels")
+    auprc = metrics.get("auprc")
+    stage = (f"model {version.id} ({served.kind}) serving; holdout AP "
+             f"{'-' if verdict.new_ap is None else f'{verdict.new_ap:.2f}'} vs {baseline_name} "
+             f"{'-' if verdict.old_ap is None else f'{verdict.old_ap:.2f}'}; {queued} queued")
+    return {"stage": stage[:120], "model_version": version.id, "serving": True, "kind": served.kind,
+            "auprc": auprc, "labels_used": int(len(y)), "gate": summary_gate, "device": device,
+            "pseudo_added": written[0], "pseudo_retracted": written[1], "queued": queued,
+            "timings": timings.laps}
+
+
+class Stopwatch:
+    """Seconds per stage: ``lap(name)`` adds the time since the previous lap to ``name`` and returns all laps."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.laps = {}
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 3)
+        self.last = now
+        return self.laps
+
+    def total(self):
+        return round(time.perf_counter() - self.started, 2)
+
+
+def standing_pseudo_positions(dataset, ids, unlabeled_mask):
+    """(pool indices, binary labels) of ``dataset``'s standing pseudo-labels on items still unlabeled."""
+    standing = standing_pseudo(dataset)
+    items = np.array(list(standing), dtype=np.int64)
+    positions = np.searchsorted(ids, items)
+    keep = positions < len(ids)
+    keep[keep] &= ids[positions[keep]] == items[keep]
+    positions, items = positions[keep], items[keep]
+    keep = unlabeled_mask[positions]
+    labels = np.array([standing[item][1] == dataset.positive_label for item in items[keep]], dtype=np.int8)
+    return positions[keep], labels
+
+
+def fit_serving(learner, selected, labeled, y, pseudo=None):
+    """The model to serve: ``selected`` (learner.train's choice on part of the labels) refitted on the pool
+    indices ``labeled`` with labels ``y`` and the optional pseudo-labels ((pool indices, labels)), with the same
+    kind and calibration. Returns a selection.Selected. Raises ValueError when ``y`` holds a single class."""
+    pseudo_set = None
+    if pseudo is not None and len(pseudo[0]):
+        pseudo_set = (learner.features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+    weight = learner.settings["human_weight"] if pseudo_set is not None else 1.0
+    model = selection.fit_final(selected.kind, learner.features[labeled], np.asarray(y, dtype=np.int8), pseudo_set,
+                                weight, learner.seed, learner.generative)
+    model.calibration = selected.model.calibration
+    return selection.Selected(model=model, kind=selected.kind, metrics=selected.metrics)
+
+
+def gate_against(baseline, held, y_held, holdout_scores, cold_start_score):
+    """The gate's verdict on the new twin's pool-aligned ``holdout_scores`` at the held-out pool indices ``held``
+    (labels ``y_held``) against ``baseline``: the version whose scores serve the queue (its stored twin scores),
+    or None for the cold start, whose pool score ``cold_start_score()`` gives. Returns (GateResult, baseline name).
+    """
+    name = version_name(baseline)
+    y_held = np.asarray(y_held, dtype=np.int8)
+    if baseline is None:
+        return gate.compare(y_held, holdout_scores[held], cold_start_score()[held]), name
+    try:
+        old = load_scores(baseline.holdout_path, (baseline.digests or {}).get("holdout"))
+    except (OSError, ValueError) as error:
+        return gate.GateResult(True, None, None, len(held), int(y_held.sum()), None,
+                               f"not compared: {name} has no readable held-out scores ({error})"), name
+    scored = held < len(old)  # items imported after the baseline was trained have no score of it
+    held, y_held = held[scored], y_held[scored]
+    scored = ~np.isnan(old[held])
+    return gate.compare(y_held[scored], holdout_scores[held[scored]], old[held[scored]]), name
+
+
+def training_device_of(learner, kind):
+    """The device that trained model ``kind``: for a generative candidate, the device its Keras model trained on
+    (models.keras_common.training_device, as the learner's GenerativeCandidates recorded it), else "cpu" (the
+    weak models are scikit-learn)."""
+    if learner.generative is None or not generative_candidates.is_generative(kind):
+        return "cpu"
+    return learner.generative.device_of(kind) or "cpu"

@@ -1,0 +1,110 @@
+"""The active-learning loop over one pool, numpy in and out: train and select the weak model on labels given as
+pool indices, score the pool, choose pseudo-labels, pick the next batch. The worker's retrain and queue refill
+(labeler.worker) and the in-memory simulation use it, so the product and the benchmarks pick batches by the
+same code.
+"""
+import numpy as np
+
+from models import pseudo as pseudo_labels
+from models import generative_candidates, selection, strategies, weak
+from models.names import COLD_START, EXPLORATION
+
+
+def cold_start_probability(anomaly):
+    """A rough P(positive) from the anomaly score's rank in the pool: only the top 0.2% reach 0.5."""
+    ranks = anomaly.argsort().argsort() / max(len(anomaly) - 1, 1)
+    return ranks ** 350
+
+
+class ActiveLearner:
+    """The loop over one pool (``X`` float32 rows, ``ids`` their integer ids): ``train`` on labels given as
+    pool indices, ``score`` the pool, ``pseudo`` to pick pseudo-labels, ``pick`` the next batch."""
+
+    def __init__(self, X, ids, settings, seed=0):
+        self.X = np.asarray(X, dtype=np.float32)
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.settings = settings
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.scale = strategies.RobustScale(self.X)
+        self.z = self.scale.transform(self.X)
+        self.anomaly = strategies.anomaly_scores(self.X, self.scale)
+        self.features = self.features_of(self.X, self.anomaly)
+        names = settings.get("generative_candidates") or []
+        # trains nothing until model selection asks: the web process builds learners and never imports Keras
+        self.generative = (generative_candidates.GenerativeCandidates(self.features, names, seed) if names
+                           else None)
+        self.selected = None
+        self.selected_at = None
+        self.selected_kinds = None
+
+    def train(self, labeled, y, pseudo=None):
+        """Fit the serving model on pool indices ``labeled`` with binary labels ``y`` and optional pseudo-labels
+        ((pool indices, labels)); model selection (the weak kinds, plus the generative candidates the setting
+        ``generative_candidates`` names: models.generative_candidates, trained here, so Keras loads in this
+        process) runs on the first call and again once ``select_every`` more labels arrived, a new candidate
+        became eligible, or the selected generative kind failed to fit. Returns a selection.Selected.
+
+        Raises ValueError when ``y`` holds a single class.
+        """
+        labeled = np.asarray(labeled, dtype=np.int64)
+        y = np.asarray(y, dtype=np.int8)
+        X = self.features[labeled]
+        pseudo_set = None
+        if pseudo is not None and len(pseudo[0]):
+            pseudo_set = (self.features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+        weight = self.settings["human_weight"] if pseudo_set is not None else 1.0
+        kinds = weak.candidate_kinds(y) + (self.generative.kinds(y) if self.generative is not None else [])
+        due = (self.selected is None or len(labeled) - self.selected_at >= self.settings["select_every"]
+               or kinds != self.selected_kinds)
+        if not due:
+            try:
+                model = selection.fit_final(self.selected.kind, X, y, pseudo_set, weight, self.seed,
+                                            self.generative)
+            except generative_candidates.CandidateFailed:
+                due = True  # the selected generative kind failed on the new labels: choose again
+            else:
+                model.calibration = self.selected.model.calibration
+                self.selected = selection.Selected(model=model, kind=self.selected.kind,
+                                                   metrics=self.selected.metrics)
+                return self.selected
+        self.selected = selection.select(X, y, pseudo_set, weight, kinds, self.settings["cv_folds"],
+                                         self.settings["cv_repeats"], self.seed, self.generative)
+        self.selected_at = len(labeled)
+        self.selected_kinds = kinds
+        return self.selected
+
+    def features_of(self, X, anomaly=None):
+        """The rows ``X`` as the models see them: the anomaly score appended when the settings say so."""
+        if not self.settings["anomaly_feature"]:
+            return X
+        if anomaly is None:
+            anomaly = strategies.anomaly_scores(X, self.scale)
+        return np.column_stack([X, anomaly.astype(np.float32)])
+
+    def score(self, model, X=None):
+        """Calibrated P(positive) of every pool item, or of the rows ``X`` from outside the pool."""
+        return model.predict(self.features if X is None else self.features_of(np.asarray(X, dtype=np.float32)))
+
+    def pseudo(self, p_positive, unlabeled):
+        """(pool indices, labels) of the pseudo-labels for the next training, or None when switched off."""
+        if not self.settings["pseudo_labels"]:
+            return None
+        return pseudo_labels.choose(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"],
+                                    self.settings["pseudo_limit"], self.settings["pseudo_positives"])
+
+    def pick(self, p_positive, unlabeled, size):
+        """[(pool index, strategy)] of ``size`` items from the pool indices ``unlabeled``: the mix when a
+        model scored the pool (``p_positive``), else the cold start (anomalies spread over k-means clusters)
+        with the mix's exploration share drawn at random."""
+        if p_positive is not None:
+            return strategies.plan_batch(p_positive, self.z, unlabeled, size, self.settings["mix"], self.rng,
+                                         self.settings["uncertainty"])
+        size = min(size, len(unlabeled))
+        mix = self.settings["mix"]
+        share = mix.get(EXPLORATION, 0) / max(sum(mix.values()), 1e-12)
+        n_explore = int(round(size * share))
+        cold = strategies.cold_start(self.z, self.anomaly, unlabeled, size - n_explore, self.seed)
+        rest = np.setdiff1d(unlabeled, cold)
+        explore = self.rng.choice(rest, size=min(n_explore, len(rest)), replace=False)
+        return strategies.interleave({COLD_START: cold, EXPLORATION: explore})
