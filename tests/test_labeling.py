@@ -347,6 +347,18 @@ def _dataset_writes(records):
     return [sql for sql in statements if re.match(r'\s*(UPDATE|INSERT INTO|DELETE FROM)\s+"dataset"', sql)]
 
 
+def test_the_screen_reads_the_pool_statistics_again_once_they_may_have_changed(queued):
+    screen_view._statistics.clear()
+    mean, std = screen_view.pool_statistics(queued, now=100.0)
+    FeatureStats.update(mean=[value + 1 for value in mean]).execute()  # the worker stored new ones
+    assert list(screen_view.pool_statistics(queued, now=100.0 + screen_view.STATS_CHECK_SECONDS)[0]) == list(mean)
+    newer = screen_view.pool_statistics(queued, now=100.1 + screen_view.STATS_CHECK_SECONDS)[0]
+    assert list(newer) == [value + 1 for value in mean]
+    FeatureStats.delete().execute()
+    assert screen_view.pool_statistics(queued, now=200.0) is None
+    assert screen_view.pool_statistics(queued, now=200.0) is None  # still none: absence is not cached
+
+
 def test_the_labeling_screen_never_writes_the_dataset_settings(client, queued, analyst, caplog):
     dataset_row = lambda: Dataset.select().where(Dataset.id == queued.id).tuples().get()  # noqa: E731
     before = dataset_row()
@@ -355,6 +367,7 @@ def test_the_labeling_screen_never_writes_the_dataset_settings(client, queued, a
         html = client.get("/datasets/cc/label").get_data(as_text=True)
         assert item_on_screen(html) is not None and html.count('<g class="bar') == len(queued.feature_columns)
         FeatureStats.delete().execute()  # statistics not (yet) stored: the screen shows no bars, computes none
+        screen_view._statistics.clear()  # as in a fresh process (a running one reads them again every 10 s)
         partial = client.get("/datasets/cc/label", headers=HX).get_data(as_text=True)
         assert item_on_screen(partial) == item_on_screen(html)
         assert '<g class="bar' not in partial and "Feature bars appear once the worker" in partial
@@ -693,6 +706,22 @@ def test_a_dataset_without_a_queue_asks_for_one_even_with_refill_below_zero(data
     page = client.get("/datasets/cc/label").get_data(as_text=True)
     assert "data-preparing" in page
     assert len(_refill_jobs(dataset, "queued")) == 1
+
+
+def test_a_failed_refill_is_shown_with_its_error_instead_of_an_empty_screen(dataset, analyst, client, run_jobs,
+                                                                            monkeypatch):
+    from labeler.worker import refill
+
+    def broken(dataset, progress, config):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(refill, "run_refill", broken)
+    login(client, "ana")
+    assert "data-preparing" in client.get("/datasets/cc/label").get_data(as_text=True)
+    assert set(run_jobs(dataset).values()) == {"failed"}
+    page = client.get("/datasets/cc/label").get_data(as_text=True)
+    assert "data-refill-failed" in page and "The worker could not prepare the queue: OSError: disk full" in page
+    assert "data-preparing" not in page  # within the cooldown: no new request, no endless polling
 
 
 def set_retrain_every(dataset, every):

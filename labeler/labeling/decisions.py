@@ -141,16 +141,20 @@ def _retrain_if_due(dataset, outcome):
     """After a committed label: queue a retrain for the worker once ``retrain_every`` human labels arrived since
     the last finished retrain (labeler.worker.jobs keeps it single-flight). Returns the queued job or None.
 
-    Runs after every decision, so it is two indexed queries written as SQL (peewee's query building cost more
-    than the queries themselves); together under 2 ms on the full credit-card file.
+    Runs after every decision, so it is plain SQL on indexes: one look at the dataset's newest waiting or
+    finished retrain (nothing more to do while one waits), then a count of the labels since the finished one's
+    watermark; about a millisecond together on the full credit-card file.
     """
     if outcome.label is None:
         return None
     param = database.param
     row = database.execute_sql(
-        f'SELECT "payload" FROM "job" WHERE "dataset_id" = {param} AND "kind" = {param} AND "state" = {param} '
-        f'ORDER BY "id" DESC LIMIT 1', (dataset.id, jobs.RETRAIN, "done")).fetchone()
-    watermark = (JSONField().python_value(row[0]) or {}).get("watermark", 0) if row else 0
+        f'SELECT "state", "payload" FROM "job" WHERE "dataset_id" = {param} AND "kind" = {param} '
+        f'AND "state" IN ({param}, {param}) ORDER BY "id" DESC LIMIT 1',
+        (dataset.id, jobs.RETRAIN, "queued", "done")).fetchone()
+    if row is not None and row[0] == "queued":
+        return None
+    watermark = (JSONField().python_value(row[1]) or {}).get("watermark", 0) if row else 0
     new = database.execute_sql(
         f'SELECT COUNT(*) FROM "label" JOIN "item" ON "item"."id" = "label"."item_id" '
         f'WHERE "label"."id" > {param} AND "item"."dataset_id" = {param} AND "label"."source" = {param} '

@@ -45,6 +45,13 @@ def preparing(dataset):
     return job if job is not None and job.state not in jobs.FINISHED else None
 
 
+def refill_trouble(dataset):
+    """The newest refill job of ``dataset`` when it failed (its error says why the queue is not there), else
+    None."""
+    job = jobs.latest(dataset, jobs.REFILL)
+    return job if job is not None and job.state == "failed" else None
+
+
 def retracted_subquery(label_alias):
     undo = Label.alias("undo")
     return fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == label_alias.id))

@@ -38,6 +38,8 @@ def _render(dataset, lease, outcome=None, error=None, status=200):
         "dataset": dataset,
         "view": screen.screen(dataset, lease, settings) if lease is not None else None,
         "preparing": leases.preparing(dataset) if lease is None else None,
+        "refill_failed": leases.refill_trouble(dataset) if lease is None else None,
+        "refill_cooldown": leases.REFILL_COOLDOWN_SECONDS,
         "outcome": outcome,
         "error": error,
         "recent": decisions.recent_decisions(dataset, current_user),

@@ -4,13 +4,14 @@ alternatives, similar labeled items) and the polled status line. Reads what the 
 heavier than a few numpy operations on one item.
 """
 import math
+import time
 
 import numpy as np
 
 from labeler.data.datasets import label_counts
 from labeler.labeling.similar import similar_labeled
 from labeler.store import artifacts
-from labeler.store.db import Item, Job, ModelVersion
+from labeler.store.db import Item, Job, ModelVersion, dataset_key
 from labeler.store.serving import serving_scores
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
@@ -26,7 +27,9 @@ RECON_WIDTH = 200  # the reconstruction chart: 0..1 in scaled units
 RECON_MARK_FROM = 10.0  # a feature is marked when its error is at least this many times the pool's mean error
 
 SIMILAR_COUNT = 5
+_statistics = {}  # dataset_key -> (monotonic time read, (mean, std))
 HEADLINE_NAMES = ("amount", "time")
+STATS_CHECK_SECONDS = 10.0
 STATUS_JOB_KINDS = (jobs.RETRAIN, jobs.AUTOENCODER)  # the status line's "retrain:" shows these (refills are brief)
 
 
@@ -138,6 +141,23 @@ def dataset_status(dataset):
             "notice": serving_scores(dataset).notice}  # an unusable scores file and what serves instead
 
 
+def pool_statistics(dataset, now=None):
+    """(mean, std) of ``dataset``'s features as the worker stored them, None until its first refill did. Once
+    found they are read again at most every STATS_CHECK_SECONDS per dataset and process (they change only when
+    the pool grows)."""
+    now = time.monotonic() if now is None else now
+    key = dataset_key(dataset)
+    cached = _statistics.get(key)
+    if cached is not None and now - cached[0] <= STATS_CHECK_SECONDS:
+        return cached[1]
+    stored = artifacts.feature_stats(dataset)
+    if stored is None:
+        _statistics.pop(key, None)
+        return None
+    _statistics[key] = (now, stored[:2])
+    return stored[:2]
+
+
 def headline_columns(dataset):
     """Columns shown first: the display-only ones and any feature called Amount or Time, in file order."""
     features = set(dataset.feature_columns)
@@ -155,8 +175,7 @@ def screen(dataset, lease, settings=None):
     probabilities = lease.probabilities or {}
     alternatives = sorted((label for label in dataset.labels if label != lease.suggested),
                           key=lambda label: -float(probabilities.get(label, 0.0)))
-    stored = artifacts.feature_stats(dataset)  # None until the worker's first refill stored them
-    stats = None if stored is None else stored[:2]
+    stats = pool_statistics(dataset)
     bars = None if stats is None else feature_bars(vector, stats, dataset.feature_columns)
     return {
         "lease": lease,
