@@ -35,9 +35,11 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from label_latency import PASSWORD, Analyst, free_port, percentile, wait_for_port  # noqa: E402
 
+from labeler.config import Config  # noqa: E402
 from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, User, database, open_database  # noqa: E402
 from labeler.store.migrations import upgrade  # noqa: E402
 from labeler.store.settings import update_labeling_settings  # noqa: E402
+from labeler.worker import jobs  # noqa: E402
 from labeler.worker.refill import refresh_queue  # noqa: E402
 from labeler.worker.retrain import retrain  # noqa: E402
 
@@ -106,9 +108,13 @@ def latency_during_retrain(args, workdir, env, manage):
                        env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     with database.connection_context():
         dataset = Dataset.get(Dataset.name == "cc")
-        set_settings(dataset, generative_candidates=[], retrain_every=10 ** 9)  # retrains only when asked
+        set_settings(dataset, generative_candidates=[], retrain_every=10 ** 9,  # retrains only when asked
+                     queue_size=args.queue_size)
         update_labeling_settings(dataset, {"refill_below": 0})  # no refill job: both phases run the same path
-        refresh_queue(dataset, size=args.queue_size)
+        # the refill job the import queued, run here (as the demo does), so the worker starts with the
+        # autoencoder job alone and the analysts' queue is the one prepared
+        refill, _ = jobs.request(dataset, jobs.REFILL, "benchmark", enqueue=False)
+        jobs.run(refill.id, Config.load(environ=env))
     port = free_port()
     server_log = open(os.path.join(workdir, "server.log"), "w")
     worker_log = open(os.path.join(workdir, "worker.log"), "w")
