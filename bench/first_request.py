@@ -55,7 +55,7 @@ def one_start(checkout, data, workdir):
     """(first GET client ms, its Server-Timing ms, second GET client ms, its Server-Timing ms) on a fresh store."""
     store = os.path.join(workdir, "labeler.sqlite3")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LABELER_")},
-           "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret", "LABELER_INSTANCE": workdir,
+           "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters", "LABELER_INSTANCE": workdir,
            "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"), "LABELER_MODELS": os.path.join(workdir, "models"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     manage = [sys.executable, os.path.join(checkout, "manage.py")]

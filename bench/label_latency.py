@@ -142,7 +142,7 @@ def run(args):
 
     workdir = tempfile.mkdtemp(prefix="label-bench-")
     store = os.path.join(workdir, "labeler.sqlite3")
-    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret",
+    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
            "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
            "LABELER_MODELS": os.path.join(workdir, "models")}
     config = Config.load(environ=env)

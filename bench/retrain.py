@@ -249,7 +249,7 @@ def run(args):
                "data": os.path.basename(args.data), "retrains": []}
     workdir = tempfile.mkdtemp(prefix="retrain-bench-")
     store = os.path.join(workdir, "labeler.sqlite3")
-    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret",
+    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
            "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
            "LABELER_MODELS": os.path.join(workdir, "models")}
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]

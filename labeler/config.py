@@ -10,6 +10,7 @@ Values come from the LABELER_* environment variables, overridden by a mapping (c
 | TASK_QUEUE | LABELER_QUEUE | ``queue.sqlite3`` in the instance folder (Huey's SQLite storage) |
 | REDIS_URL | LABELER_REDIS_URL | unset; when set the task queue lives in Redis (several machines) |
 | MODEL_FOLDER | LABELER_MODELS | ``models`` beside a SQLite store, else in the instance folder |
+| SESSION_COOKIE_SECURE | LABELER_SECURE_COOKIES | off; ``1`` (``true``, ``on``): the cookie goes over HTTPS only |
 
 Only the standard library here: every layer may import it.
 """
@@ -24,7 +25,20 @@ ENVIRONMENT = {
     "TASK_QUEUE": "LABELER_QUEUE",
     "REDIS_URL": "LABELER_REDIS_URL",
     "MODEL_FOLDER": "LABELER_MODELS",
+    "SESSION_COOKIE_SECURE": "LABELER_SECURE_COOKIES",
 }
+FLAGS = ("SESSION_COOKIE_SECURE",)  # on/off settings: a true or false value, not a string
+TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def flag(value, variable):
+    """A bool from an on/off setting's value (a bool, or a string from the environment). Raises ValueError."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in TRUE or text in FALSE:
+        return text in TRUE
+    raise ValueError(f"{variable}: expected one of {', '.join(TRUE + FALSE[1:])}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class Config:
     TASK_QUEUE: str
     REDIS_URL: str
     MODEL_FOLDER: str
+    SESSION_COOKIE_SECURE: bool = False
 
     @classmethod
     def load(cls, overrides=None, environ=None):
@@ -44,7 +59,10 @@ class Config:
         above; other keys are ignored here) applied, defaults filled in."""
         environ = os.environ if environ is None else environ
         overrides = overrides or {}
-        given = {key: overrides.get(key) or environ.get(variable) or None for key, variable in ENVIRONMENT.items()}
+        given = {key: overrides.get(key) or environ.get(variable) or None for key, variable in ENVIRONMENT.items()
+                 if key not in FLAGS}
+        flags = {key: flag(overrides[key] if key in overrides else environ.get(ENVIRONMENT[key]), ENVIRONMENT[key])
+                 for key in FLAGS}
         instance = os.path.abspath(given["INSTANCE_PATH"] or os.path.join(ROOT, "instance"))
         database = given["DATABASE"] or os.path.join(instance, "labeler.sqlite3")
         return cls(
@@ -54,6 +72,7 @@ class Config:
             TASK_QUEUE=given["TASK_QUEUE"] or os.path.join(instance, "queue.sqlite3"),
             REDIS_URL=given["REDIS_URL"],
             MODEL_FOLDER=given["MODEL_FOLDER"] or default_model_folder(database, instance),
+            **flags,
         )
 
     def as_dict(self):
@@ -62,7 +81,8 @@ class Config:
 
     def environment(self):
         """The LABELER_* variables that give another process (the demo's server and worker) this configuration."""
-        return {variable: getattr(self, key) for key, variable in ENVIRONMENT.items() if getattr(self, key)}
+        return {variable: "1" if key in FLAGS else getattr(self, key)
+                for key, variable in ENVIRONMENT.items() if getattr(self, key)}
 
 
 def default_model_folder(database, instance):

@@ -1,6 +1,7 @@
 // Keyboard for the labeling screen: a key clicks the button whose data-key names it (the button shows the
 // key in <kbd>), so the mouse and the keyboard do the same thing. Keys do nothing while focus is in a text
-// field (esc leaves it). An open panel (reason codes, alternatives, help) takes the keys until it closes.
+// field (esc leaves it). An open panel (reason codes, alternatives, help) takes the keys until it closes. A
+// key means the same whatever has the focus.
 (function () {
   "use strict";
 
@@ -25,15 +26,34 @@
     return null;
   }
 
-  // A key pressed while a decision is on its way is dropped: one keystroke, one decision, and never a decision
-  // on an item the analyst has not seen yet. A key pressed once the next item is on screen but before htmx has
-  // wired its buttons (the settle step, ~20 ms) is held and replayed then, so a fast analyst loses nothing.
+  // A key pressed while a decision is on its way, or while the next item settles in (htmx wires its buttons
+  // after the settle step, ~20 ms), is queued: once the next item is on screen the queued keys are pressed in
+  // order, each on the screen the one before it left (a key that posts waits again for its reply). So a fast
+  // analyst loses no key, and the queue is shown on screen ("2 keys queued") until it is worked off.
   var waiting = null;  // the request of the decision on its way
   var settling = false;
-  var held = null;
+  var queue = [];
+  var QUEUE_LIMIT = 20;
+  var LABELS = { "space": "space", "enter": "enter", "backspace": "\u232b", "escape": "esc" };
 
   function inWorkspace(element) {
     return !!(element && element.closest && element.closest("#labeling"));
+  }
+
+  function known(name) {  // a key some button of the page answers to, shown or not
+    var buttons = document.querySelectorAll("[data-key]");
+    for (var i = 0; i < buttons.length; i++) {
+      if (buttons[i].getAttribute("data-key").split(" ").indexOf(name) >= 0) return true;
+    }
+    return false;
+  }
+
+  function showQueue() {
+    var line = document.getElementById("key-queue");
+    if (!line) return;
+    line.hidden = queue.length === 0;
+    line.textContent = queue.length === 0 ? "" : (queue.length === 1 ? "1 key queued: " :
+      queue.length + " keys queued: ") + queue.map(function (name) { return LABELS[name] || name; }).join(" ");
   }
 
   function press(name) {
@@ -41,11 +61,23 @@
     if (button) button.click();
   }
 
+  function busy() {
+    return !!(waiting || settling);
+  }
+
+  // Press the queued keys in order until one posts (its reply brings the screen the next one is meant for).
+  function drain() {
+    while (queue.length && !busy()) press(queue.shift());
+    showQueue();
+  }
+
   function closePanels() {
     document.querySelectorAll(".panel").forEach(function (panel) { panel.hidden = true; });
     document.querySelectorAll("[data-role=decision]").forEach(function (input) { input.disabled = true; });
   }
 
+  // A key means the same whatever has the focus: a handled key never reaches the focused element, and space or
+  // enter without a meaning here does not click a focused button either (a link still follows enter).
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (typing(event.target)) {
@@ -55,15 +87,21 @@
     var name = NAMES[event.key] || (event.key.length === 1 ? event.key.toLowerCase() : null);
     var workspace = document.getElementById("labeling");
     if (!name || !workspace) return;
-    if (settling) {
+    if (busy()) {
+      if (!known(name)) return;
       event.preventDefault();
-      if (!event.repeat && !waiting) held = name;
+      if (!event.repeat && queue.length < QUEUE_LIMIT) queue.push(name);
+      showQueue();
       return;
     }
     var button = buttonFor(openPanel() || document.body, name);
-    if (!button) return;
+    if (!button) {
+      var link = event.target.closest && event.target.closest("a[href]");
+      if ((name === "space" || (name === "enter" && !link)) && event.target !== document.body) event.preventDefault();
+      return;
+    }
     event.preventDefault();
-    if (event.repeat || waiting) return;
+    if (event.repeat) return;
     button.click();
   });
 
@@ -75,27 +113,32 @@
   });
   // (htmx tells afterRequest on the page once the form that asked is gone: known by its request, not its form)
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (event.detail.xhr === waiting) waiting = null;
+    if (event.detail.xhr !== waiting) return;
+    waiting = null;
+    if (!settling) drain();  // a reply that replaced nothing
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!settling || event.target.id !== "labeling") return;
     settling = false;
-    var name = held;
-    held = null;
-    if (name) press(name);
+    drain();
   });
 
   // No usable reply (a server error, the network): say so on the screen; the key can be pressed again.
   function failed(event, what) {
     if (event.detail.xhr !== waiting) return;
     waiting = null;
+    var dropped = queue.length;
+    queue = [];  // they were meant for a next item that did not come
+    showQueue();
     var work = document.querySelector("#labeling .work");
     if (!work) return;
     var line = work.querySelector("[data-role=failure]") || document.createElement("p");
     line.className = "error";
     line.setAttribute("role", "alert");
     line.setAttribute("data-role", "failure");
-    line.textContent = what + ": the last key was not recorded. Press it again, or reload the page.";
+    var after = dropped === 1 ? " nor the key pressed after it" : " nor the " + dropped + " keys pressed after it";
+    line.textContent = what + ": the last key was not recorded" + (dropped ? after : "") +
+      ". Press it again, or reload the page.";
     work.insertBefore(line, work.firstChild);
   }
   document.addEventListener("htmx:responseError", function (event) {
@@ -138,6 +181,13 @@
     }
     closePanels();  // any other button drops a decision that was waiting for its reason
   }, true);
+
+  // A clicked button does not keep the focus (space or enter on it would click it again). Only once its form
+  // was sent: htmx knows the button that submitted a form by its focus.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button");
+    if (button && document.getElementById("labeling")) setTimeout(function () { button.blur(); }, 0);
+  });
 
   // A stale form (409) or bad input (400) still carries the screen to show, with its message.
   document.addEventListener("htmx:beforeSwap", function (event) {

@@ -1,5 +1,6 @@
 """The command line through click's runner, and as real subprocesses: import, serve and demo."""
 import csv
+import dataclasses
 import http.cookiejar
 import json
 import os
@@ -81,7 +82,13 @@ def test_create_user_reads_the_password_from_stdin(runner, app):
 
 @pytest.mark.parametrize("args, password, exit_code, message", [
     (["create-user", "ana", "--password-stdin"], "another long one\n", 1, "Error: user 'ana' already exists"),
-    (["create-user", "dave", "--password-stdin"], "short\n", 1, "Error: password must have at least 8 characters"),
+    (["create-user", "dave", "--password-stdin"], "short\n", 1, "Error: password must have at least 12 characters"),
+    (["create-user", "dave", "--password-stdin"], "12345678\n", 1, "Error: password must have at least 12 characters"),
+    (["create-user", "dave", "--password-stdin"], " " * 8 + "\n", 1, "Error: password must have at least 12 characters"),
+    (["create-user", "dave", "--password-stdin"], " " * 12 + "\n", 1, "Error: password must not be only spaces"),
+    (["create-user", "dave", "--password-stdin"], "123456789012\n", 1, "Error: password must not be only digits"),
+    (["create-user", "davedavedave", "--password-stdin"], "DaveDaveDave\n", 1,
+     "Error: password must not be the user name"),
     (["create-user", "erin", "--role", "boss", "--password-stdin"], "a long passphrase\n", 2,
      "Invalid value for '--role'"),
     (["create-user", "f" * 81, "--password-stdin"], "a long passphrase\n", 1,
@@ -91,9 +98,55 @@ def test_create_user_errors(runner, analyst, args, password, exit_code, message)
     result = runner.invoke(args=args, input=password)
     assert result.exit_code == exit_code
     assert message in result.stderr
-    assert result.stdout == ""
+    assert result.stdout == "" and (exit_code == 2 or len(result.stderr.splitlines()) == 1)
     assert [u.name for u in User.select()] == ["ana"]
     assert authenticate("ana", PASSWORD) is not None
+
+
+def test_set_password_revokes_sessions_and_checks_the_policy(runner, analyst):
+    result = runner.invoke(args=["set-password", "ana", "--password-stdin"], input="12345678\n")
+    assert (result.exit_code, result.stderr) == (1, "Error: password must have at least 12 characters\n")
+    assert User.get_by_id(analyst.id).session_version == analyst.session_version  # nothing changed
+    result = runner.invoke(args=["set-password", "ana", "--password-stdin"], input="a new long passphrase\n")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Password of user 'ana' changed; its sessions were revoked.\n"
+    assert User.get_by_id(analyst.id).session_version == analyst.session_version + 1
+    assert authenticate("ana", PASSWORD) is None and authenticate("ana", "a new long passphrase").id == analyst.id
+    result = runner.invoke(args=["set-password", "nobody", "--password-stdin"], input="a new long passphrase\n")
+    assert (result.exit_code, result.stderr) == (1, "Error: no user 'nobody'\n")
+
+
+def test_disable_and_enable_user(runner, analyst):
+    result = runner.invoke(args=["disable-user", "ana"])
+    assert (result.exit_code, result.output) == (0, "User 'ana' disabled; its sessions were revoked.\n")
+    user = User.get_by_id(analyst.id)
+    assert user.disabled and not user.is_active and user.session_version == analyst.session_version + 1
+    assert authenticate("ana", PASSWORD) is None
+    result = runner.invoke(args=["enable-user", "ana"])
+    assert (result.exit_code, result.output) == (0, "User 'ana' enabled.\n")
+    assert authenticate("ana", PASSWORD).id == analyst.id
+    result = runner.invoke(args=["disable-user", "nobody"])
+    assert (result.exit_code, result.stderr) == (1, "Error: no user 'nobody'\n")
+
+
+@pytest.mark.parametrize("command", ["create-user", "set-password", "disable-user", "enable-user", "serve"])
+def test_user_commands_have_help_on_every_option(runner, command):
+    result = runner.invoke(args=[command, "--help"])
+    assert result.exit_code == 0
+    options = re.findall(r"^  (--[a-z-]+)(.*)$", result.output, re.MULTILINE)
+    assert options and all(rest.strip() for _, rest in options), result.output
+
+
+def test_serve_refuses_a_short_secret_key(runner, app, config, monkeypatch):
+    served = []
+    monkeypatch.setattr("labeler.cli.commands._serve", lambda *args: served.append(args))
+    monkeypatch.setitem(app.extensions, "labeler.config", dataclasses.replace(config, SECRET_KEY="x" * 31))
+    result = runner.invoke(args=["serve"])
+    assert result.exit_code == 1 and served == []
+    assert result.stderr.startswith("Error: LABELER_SECRET_KEY is shorter than 32 characters")
+    assert len(result.stderr.splitlines()) == 1
+    monkeypatch.setitem(app.extensions, "labeler.config", dataclasses.replace(config, SECRET_KEY="x" * 32))
+    assert runner.invoke(args=["serve"]).exit_code == 0 and len(served) == 1
 
 
 def _set_up_labels(dataset, analyst, admin):

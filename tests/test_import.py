@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labeler.data.importer import ImportFailed, import_file
+from labeler.data.importer import HEADER_LIMIT, ImportFailed, import_file
 from labeler.store.db import TABLES, Dataset, GroundTruth, Item, SchemaVersion, database
 from tests.conftest import SAMPLE
 
@@ -183,6 +183,18 @@ BAD_INPUTS = {
     "unknown label column": (HEADER + _rows(3), {"label_column": "Klass"}, ["bad.csv", "label column 'Klass'"]),
     "unknown id column": (HEADER + _rows(3), {"id_column": "txid"}, ["bad.csv", "id column 'txid'"]),
     "ragged row": (HEADER + _rows(3) + 'T3,1,2,"0",9\n', {}, ["bad.csv", "line 5", "5 fields", "expected 4"]),
+    "short row": (HEADER + _rows(3) + 'T3,1\n' + _rows(2, 4), {}, ["bad.csv", "line 5: 2 fields, expected 4"]),
+    "short row after a blank line": (HEADER + _rows(2) + '\nT3,1,2\n', {}, ["bad.csv", "line 5: 3 fields, expected 4"]),
+    "empty last cell": (HEADER + _rows(3) + 'T3,1,2,\n', {}, ["bad.csv", "line 5", "'Class'", "value is missing"]),
+    "duplicate column": ('"tx","V1","V2","V1"\n' + _rows(3), {},
+                         ["bad.csv", "line 1", "column 'V1' appears more than once"]),
+    "NUL bytes": ("\x00" * 5000, {}, ["bad.csv", "line 1", "NUL bytes"]),
+    "NUL bytes after the header": (HEADER + _rows(3) + "\x00" * 5000, {}, ["bad.csv", "line 5 holds NUL bytes"]),
+    "empty dataset name": (HEADER + _rows(3), {"dataset": ""}, ["dataset name is empty"]),
+    "dataset name with a slash": (HEADER + _rows(3), {"dataset": "a/b"}, ["dataset name 'a/b'", "'/'"]),
+    "dataset name starting with a dot": (HEADER + _rows(3), {"dataset": ".."}, ["dataset name '..'", "'.'"]),
+    "dataset name too long": (HEADER + _rows(3), {"dataset": "d" * 121}, ["longer than 120 characters"]),
+    "dataset name with a newline": (HEADER + _rows(3), {"dataset": "a\nb"}, ["control character"]),
     "text in a feature column": (HEADER + _rows(3) + 'T3,1,abc,"0"\n', {},
                                  ["bad.csv", "line 5", "'V2'", "'abc' is not a number"]),
     "empty cell in a feature column": (HEADER + _rows(2) + 'T2,,1,"0"\n' + _rows(2, 3), {},
@@ -222,21 +234,23 @@ def test_bad_input_through_the_service(existing, tmp_path, case):
     text, options, fragments = BAD_INPUTS[case]
     path = _bad_file(tmp_path, text)
     before = store_snapshot()
+    options = dict(options)
+    dataset = options.pop("dataset", "new")
     with pytest.raises(ImportFailed) as failure:
-        import_file(path, "new", **options)
+        import_file(path, dataset, **options)
     message = str(failure.value)
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     assert store_snapshot() == before
-    assert Dataset.get_or_none(Dataset.name == "new") is None
+    assert Dataset.get_or_none(Dataset.name == dataset) is None
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_through_the_cli(existing, runner, tmp_path, case):
     text, options, fragments = BAD_INPUTS[case]
     path = _bad_file(tmp_path, text)
-    args = ["import", path, "--dataset", "new"]
+    args = ["import", path, "--dataset", options.get("dataset", "new")]
     if "label_column" in options:
         args += ["--label-column", options["label_column"]]
     if "id_column" in options:
@@ -260,6 +274,7 @@ LATER_CHUNK_ERRORS = {
     "text in a feature column": ('T146,1,oops,"0"\n', ["line 48", "'V2'", "'oops' is not a number"]),
     "inf in a feature column": ('T146,inf,1,"0"\n', ["line 48", "'V1'", "inf"]),
     "ragged row": ('T146,1,2,"0",extra\n', ["line 48", "5 fields", "expected 4"]),
+    "short row": ('T146,1\n', ["line 48: 2 fields, expected 4"]),
     "duplicate id": ('T130,1,2,"0"\n', ["line 48", "duplicate id 'T130'"]),
     "unknown truth value": ('T146,1,2,"7"\n', ["line 48", "'7'"]),
 }
@@ -329,3 +344,146 @@ def test_append_missing_a_column_is_refused(existing, tmp_path):
         import_file(path, "base")
     assert store_snapshot() == before
 
+
+
+# ---- appending without an id column, names, encodings, booleans (issue 13) -----------------------------------
+
+def test_appending_a_different_file_to_a_row_number_dataset_is_refused(app, runner, tmp_path):
+    """Row-number ids collide across different files: the second file's rows must not be dropped as 'present'."""
+    first = write(tmp_path / "first.csv", "v,w\n" + "".join(f"{i},{i * 2}\n" for i in range(100)))
+    second = write(tmp_path / "second.csv", "v,w\n" + "".join(f"{i},{-i}\n" for i in range(1000, 1100)))
+    import_file(first, "d")
+    before = store_snapshot()
+    with pytest.raises(ImportFailed) as failure:
+        import_file(second, "d")
+    message = str(failure.value)
+    assert message.startswith("second.csv: line 2 differs from row 0 already in dataset 'd', whose ids are row numbers")
+    assert "--id-column" in message and "\n" not in message
+    assert store_snapshot() == before
+    result = runner.invoke(args=["import", second, "--dataset", "d"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"Error: {message} (nothing was imported)"]
+    assert store_snapshot() == before
+
+
+def test_a_file_that_differs_only_after_its_first_rows_is_refused(app, tmp_path):
+    rows = [f"{i},{i * 2}\n" for i in range(30)]
+    import_file(write(tmp_path / "a.csv", "v,w\n" + "".join(rows)), "d", chunk_rows=7)
+    rows[20] = "20,41\n"
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^b.csv: line 22 differs from row 20 "):
+        import_file(write(tmp_path / "b.csv", "v,w\n" + "".join(rows + ["30,60\n"])), "d", chunk_rows=7)
+    assert store_snapshot() == before
+
+
+def test_the_same_rows_from_parquet_are_recognized_in_a_row_number_dataset(app, quoted_csv, tmp_path):
+    import_file(quoted_csv, "cc", label_column="Class")
+    parquet_path = str(tmp_path / "quoted.parquet")
+    _file_frame(quoted_csv).to_parquet(parquet_path, index=False)
+    before = store_snapshot()
+    again = import_file(parquet_path, "cc")
+    assert (again.rows_added, again.rows_skipped) == (0, 43)
+    assert store_snapshot() == before
+
+
+def test_duplicate_parquet_columns_are_refused(existing, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = str(tmp_path / "dup.parquet")
+    pq.write_table(pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 4.0])], names=["V1", "V1"]), path)
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^dup.parquet: column 'V1' appears more than once$"):
+        import_file(path, "new")
+    assert store_snapshot() == before
+
+
+def test_duplicate_columns_are_refused_when_appending(existing, tmp_path):
+    path = write(tmp_path / "dup.csv", '"tx","V1","V2","Class","V2"\nT90,1,2,"0",3\n')
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^dup.csv: line 1: column 'V2' appears more than once in the header$"):
+        import_file(path, "base")
+    assert store_snapshot() == before
+
+
+@pytest.mark.parametrize("name", ["cc-2024.v1_a", "x<b>", "Kreditkarten ä", "d" * 120])
+def test_dataset_names_that_are_allowed(app, tmp_path, name):
+    assert import_file(write(tmp_path / "ok.csv", "v\n1\n"), name).dataset.name == name
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_an_encoding_error_names_its_line(existing, tmp_path, gzipped):
+    body = (HEADER + _rows(3000)).encode() + b'T3000,1,2,"caf\xe9"\n' + _rows(5, 3001).encode()
+    path = tmp_path / ("latin.csv.gz" if gzipped else "latin.csv")
+    path.write_bytes(gzip.compress(body) if gzipped else body)
+    before = store_snapshot()
+    with pytest.raises(ImportFailed) as failure:
+        import_file(str(path), "new", label_column="Class", chunk_rows=500)
+    assert str(failure.value) == f"{path.name}: line 3002: byte 0xe9 is not UTF-8"
+    assert store_snapshot() == before
+
+
+def test_nul_bytes_into_an_existing_dataset_are_refused(existing, runner, tmp_path):
+    path = tmp_path / "zeros.csv"
+    path.write_bytes(b"\x00" * (4 * HEADER_LIMIT))
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^zeros.csv: line 1 holds NUL bytes"):
+        import_file(str(path), "base")
+    result = runner.invoke(args=["import", str(path), "--dataset", "base"])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert store_snapshot() == before
+
+
+def test_a_header_only_file_into_an_existing_dataset_is_an_error(existing, tmp_path):
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^head.csv: the file has a header but no data rows$"):
+        import_file(write(tmp_path / "head.csv", HEADER), "base")
+    assert store_snapshot() == before
+
+
+def test_a_header_line_longer_than_the_limit_is_refused(app, tmp_path):
+    path = write(tmp_path / "wide.csv", "a" * (HEADER_LIMIT + 10) + "\n1\n")
+    with pytest.raises(ImportFailed, match="^wide.csv: line 1 \\(the header\\) is longer than"):
+        import_file(path, "d")
+
+
+def test_parquet_booleans_are_named_in_the_summary(app, runner, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = str(tmp_path / "flags.parquet")
+    pq.write_table(pa.table({"amount": [1.5, 2.5, 3.5], "online": pa.array([True, None, False]),
+                             "flagged": pa.array([True, False, True])}), path)
+    result = runner.invoke(args=["import", path, "--dataset", "flags", "--exclude", "online"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Dataset 'flags' created: 3 rows read, 3 added, 0 already present."
+    assert lines[1:3] == ["Column 'online' is boolean: shown as 0/1, not a feature.",
+                          "Column 'flagged' is boolean: shown as True/False, not a feature."]
+    base = write(tmp_path / "base.csv", "tx,amount,flag\nA,1,0\nB,2,1\n")
+    import_file(base, "appended", id_column="tx")
+    more = str(tmp_path / "more.parquet")
+    pq.write_table(pa.table({"tx": ["C", "D"], "amount": [3.0, 4.0], "flag": [True, False]}), more)
+    result = runner.invoke(args=["import", more, "--dataset", "appended"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "Dataset 'appended' updated: 2 rows read, 2 added, 0 already present.",
+        "Column 'flag' is boolean: imported as a 0/1 feature (false 0, true 1)."]
+    items = {i.external_id: i.feature_vector.tolist() for i in Dataset.get(Dataset.name == "appended").items()}
+    assert items["C"] == [3.0, 1.0] and items["D"] == [4.0, 0.0]
+    good = str(tmp_path / "good.parquet")
+    pq.write_table(pa.table({"amount": [1.5, 2.0], "flag": pa.array([True, False], type=pa.bool_())}), good)
+    assert import_file(good, "good").notes == ["Column 'flag' is boolean: shown as True/False, not a feature."]
+    mixed = str(tmp_path / "mixed.parquet")
+    pq.write_table(pa.table({"amount": [1.5, 2.0], "flag": pa.array([True, None])}), mixed)
+    with pytest.raises(ImportFailed, match="column 'flag': value is missing"):
+        import_file(mixed, "mixed")
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_pandas_buffers_it(existing, monkeypatch, tmp_path):
+    """pandas holds a whole line in memory: a huge one (say 1 GB without a newline) is refused at the limit."""
+    from labeler.data import importer
+    monkeypatch.setattr(importer, "LINE_LIMIT", 1000)
+    path = write(tmp_path / "long.csv", HEADER + _rows(3) + "T3," + "7" * 1_000_000 + ',1,"0"\n')
+    before = store_snapshot()
+    with pytest.raises(ImportFailed, match="^long.csv: line 5 is longer than 1,000 bytes$"):
+        import_file(path, "base")
+    assert store_snapshot() == before

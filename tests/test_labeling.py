@@ -440,6 +440,31 @@ def test_an_expired_lease_goes_to_another_analyst_and_the_old_form_is_refused(ap
     assert len(human_labels()) == 1
 
 
+def test_a_decision_on_an_item_never_leased_says_it_was_never_assigned(app, ana, dataset, bob_user):
+    leased = {lease.item_id for lease in Lease.select()}
+    never = Item.select(Item.id).where((Item.dataset == dataset) & Item.id.not_in(leased)).first().id
+    for post in (lambda: ana.decide("accept", item=never), lambda: ana.skip(item=never)):
+        response = post()
+        assert response.status_code == 409 and outcome_of(ana.html) == "stale"
+        assert "was never assigned to you" in ana.html and "lease ran out" not in ana.html
+    bob = Screen(app, "bob")  # on bob's screen, never on ana's: the store cannot tell it from a lost lease
+    ana.decide("accept", item=bob.item)
+    assert "or was never assigned to you" in ana.html
+    assert human_labels() == []
+
+
+@pytest.mark.parametrize("item", [2 ** 63, 2 ** 64, 10 ** 30])
+def test_item_ids_beyond_64_bits_are_not_found(ana, dataset, item):
+    for path in (f"/datasets/cc/label/{item}", f"/datasets/cc/label/{item}/skip", f"/datasets/cc/label/{item}/edit"):
+        response = ana.client.post(path, data={"csrf_token": ana.token, "decision": "accept", "value": "fraud"},
+                                   headers=HX)
+        assert response.status_code == 404, path
+        assert "Not found." in response.get_data(as_text=True)
+    largest = 2 ** 63 - 1  # still an id the store can hold: refused as an unknown item, not by the router
+    assert ana.decide("accept", item=largest).status_code == 400 and f"has no item {largest}" in ana.html
+    assert human_labels() == []
+
+
 def _label_in_thread(user_name, count, results, errors, start):
     from labeler.store.db import Dataset, User
 

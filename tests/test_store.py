@@ -4,7 +4,8 @@ import pytest
 from peewee import IntegrityError
 
 from labeler.data.datasets import label_counts
-from labeler.store.db import TABLES, Dataset, FeatureStats, Item, Label, SchemaVersion, database, open_database
+from labeler.store.db import (TABLES, Dataset, FeatureStats, Item, Label, LoginFailure, SchemaVersion, User, database,
+                              open_database)
 from labeler.store.migrations import MIGRATIONS, current_version, upgrade
 from tests.test_import import store_snapshot
 
@@ -37,7 +38,7 @@ def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
 
 
 def test_fresh_store_is_at_the_latest_schema_version(app):
-    assert current_version() == max(v for v, _ in MIGRATIONS) == 6
+    assert current_version() == max(v for v, _ in MIGRATIONS) == 7
     applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
     tables = set(database.get_tables())
@@ -57,7 +58,7 @@ def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
         database.execute_sql('DROP INDEX "label_source_kind_id"')
         database.drop_tables([FeatureStats])  # a version-4 store: neither the index nor migration 6's table
         SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
-        assert upgrade() == [5, 6]
+        assert upgrade() == [5, 6, 7]  # 7 finds its columns and table already there and adds nothing
         assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
 
 
@@ -77,12 +78,33 @@ def test_migration_6_moves_the_feature_statistics_out_of_the_settings(tmp_path):
         bare = Dataset.create(name="bare", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
                               settings={})
         assert current_version() == 5 and not FeatureStats.table_exists()
-        assert upgrade() == [6]
+        assert upgrade() == [6, 7]
         assert FeatureStats.table_exists() and FeatureStats.select().count() == 0  # the worker's refill fills it
         assert Dataset.get_by_id(old.id).settings == kept  # only the statistics went
         assert Dataset.get_by_id(plain.id).settings == kept
         assert Dataset.get_by_id(bare.id).settings == {}
-        assert current_version() == 6 and upgrade() == []
+        assert current_version() == 7 and upgrade() == []
+
+
+def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_store(tmp_path):
+    """A version-6 store's users had neither a session version nor a disabled flag, and there was no table of
+    failed logins; the upgrade adds them, keeping the users (enabled, at version 0)."""
+    open_database(str(tmp_path / "old.sqlite3"))
+    with database.connection_context():
+        upgrade()
+        database.drop_tables([LoginFailure])
+        database.execute_sql('ALTER TABLE "user" DROP COLUMN "session_version"')
+        database.execute_sql('ALTER TABLE "user" DROP COLUMN "disabled"')
+        database.execute_sql("INSERT INTO \"user\" (name, password_hash, role, created_at) "
+                             "VALUES ('old', 'hash', 'analyst', '2024-01-01 00:00:00')")
+        SchemaVersion.delete().where(SchemaVersion.version >= 7).execute()
+        assert current_version() == 6 and not LoginFailure.table_exists()
+        assert upgrade() == [7]
+        assert {"session_version", "disabled"} <= {column.name for column in database.get_columns("user")}
+        old = User.get(User.name == "old")
+        assert (old.session_version, old.disabled, old.is_active, old.get_id()) == (0, False, True, f"{old.id}:0")
+        assert LoginFailure.table_exists() and LoginFailure.select().count() == 0
+        assert current_version() == 7 and upgrade() == []
 
 
 def test_label_counts_walk_the_labels_not_the_items_of_the_dataset(app, analyst):

@@ -153,3 +153,71 @@ def test_ground_truth_is_not_on_any_page(client, analyst, tmp_path):
         assert len(rows) == 30
         cells = [cell.split(">", 1)[1].split("<", 1)[0] for cell in rows[0].split("<td")[1:]]
         assert cells == ["0", "0.25", "0", "", ""]  # row 0 is a fraud in the file: nothing shows it
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Security headers and the session cookie's Secure flag (issue 13, item 5)
+
+def test_every_reply_carries_the_security_headers(client, analyst, dataset):
+    replies = [client.get("/login"), client.get("/datasets/nope")]
+    login(client, "ana")
+    replies += [client.get("/"), client.get("/datasets/cc/label"),
+                client.get("/datasets/cc/label", headers={"HX-Request": "true"}), client.get("/static/app.js")]
+    for reply in replies:
+        policy = reply.headers["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == directives["script-src"] == directives["style-src"] == "'self'"
+        assert directives["frame-ancestors"] == "'none'" and "unsafe" not in policy
+        assert reply.headers["X-Frame-Options"] == "DENY"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        assert reply.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_templates_need_no_inline_script_or_style():
+    """What the policy forbids: inline script bodies, handler attributes, javascript: addresses, style
+    attributes and elements; htmx's own inline indicator style is turned off by its config meta tag."""
+    import glob
+    import os
+    import re
+
+    from tests.conftest import ROOT
+
+    for path in glob.glob(os.path.join(ROOT, "templates", "*.html")):
+        text = open(path, encoding="utf-8").read()
+        for script in re.findall(r"<script\b([^>]*)>(.*?)</script>", text, re.S):
+            assert "src=" in script[0] and not script[1].strip(), path
+        assert not re.search(r"\son[a-z]+\s*=", text), path
+        assert "javascript:" not in text.lower() and "<style" not in text and not re.search(r"\sstyle\s*=", text), path
+        assert not re.search(r"\shx-on", text) and "js:" not in text, path
+    base = open(os.path.join(ROOT, "templates", "base.html"), encoding="utf-8").read()
+    assert '"includeIndicatorStyles": false' in base
+
+
+def test_the_session_cookie_is_secure_when_configured(tmp_path, monkeypatch):
+    from labeler.config import Config
+    from labeler.data.users import create_user
+    from labeler.store.db import database
+    from labeler.web import create_app
+
+    assert Config.load(environ={}).SESSION_COOKIE_SECURE is False
+    for value, secure in (("1", True), ("true", True), ("on", True), ("0", False), ("", False), ("no", False)):
+        config = Config.load(environ={"LABELER_SECURE_COOKIES": value})
+        assert config.SESSION_COOKIE_SECURE is secure
+        assert config.environment().get("LABELER_SECURE_COOKIES") == ("1" if secure else None)
+    with pytest.raises(ValueError, match="LABELER_SECURE_COOKIES"):
+        Config.load(environ={"LABELER_SECURE_COOKIES": "maybe"})
+
+    def session_cookie(secure, user):
+        monkeypatch.setenv("LABELER_SECURE_COOKIES", "1" if secure else "0")
+        app = create_app({"TESTING": True, "DATABASE": str(tmp_path / "labeler.sqlite3"),
+                          "TASK_QUEUE": str(tmp_path / "queue.sqlite3"), "MODEL_FOLDER": str(tmp_path / "models"),
+                          "SECRET_KEY": "test-secret"})
+        assert app.config["SESSION_COOKIE_SECURE"] is secure
+        with database.connection_context():
+            create_user(user, PASSWORD, "analyst")
+            reply = login(app.test_client(), user)
+        assert reply.status_code == 302
+        return [cookie for cookie in reply.headers.getlist("Set-Cookie") if cookie.startswith("session=")][0]
+
+    assert "Secure" in session_cookie(True, "ana")
+    assert "Secure" not in session_cookie(False, "bob")

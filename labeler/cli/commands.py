@@ -17,7 +17,7 @@ from labeler.config import ROOT, Config
 from labeler.data import datasets as datasets_service
 from labeler.data import exporter
 from labeler.data.importer import ImportFailed, import_file
-from labeler.data.users import UserError, create_user
+from labeler.data.users import UserError, create_user, set_disabled, set_password
 from labeler.store.db import database
 from labeler.store.migrations import upgrade
 from labeler.web import create_app
@@ -26,6 +26,7 @@ from labeler.worker import jobs
 SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
 DEMO_DATASET = "creditcard-sample"
 SERVE_THREADS = 2
+MIN_SECRET_KEY_LENGTH = 32  # the key signs the session cookies: a short one can be guessed offline
 
 
 def _run_import(path, dataset, label_column, id_column, exclude, labels):
@@ -84,6 +85,8 @@ def import_command(path, dataset, label_column, id_column, exclude, labels):
         f"Dataset {dataset!r} {verb}: {result.rows_read:,} rows read, {result.rows_added:,} added, "
         f"{result.rows_skipped:,} already present."
     )
+    for note in result.notes:
+        click.echo(note)
     if result.rows_added:
         with database.connection_context():
             refill, _ = jobs.request(result.dataset, jobs.REFILL, "after an import")
@@ -100,16 +103,60 @@ def import_command(path, dataset, label_column, id_column, exclude, labels):
 @with_appcontext
 def create_user_command(name, role, password_stdin):
     """Create a user NAME who can log in."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     try:
         with database.connection_context():
             create_user(name, password, role)
     except UserError as error:
         fail(str(error))
     click.echo(f"User {name!r} created with role {role}.")
+
+
+def _read_password(password_stdin):
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@click.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input instead of a prompt.")
+@with_appcontext
+def set_password_command(name, password_stdin):
+    """Give user NAME a new password; every session of NAME is revoked (it logs in again)."""
+    password = _read_password(password_stdin)
+    try:
+        with database.connection_context():
+            set_password(name, password)
+    except UserError as error:
+        fail(str(error))
+    click.echo(f"Password of user {name.strip()!r} changed; its sessions were revoked.")
+
+
+@click.command("disable-user")
+@click.argument("name")
+@with_appcontext
+def disable_user_command(name):
+    """Disable user NAME: it can no longer log in, and its sessions stop working at once."""
+    try:
+        with database.connection_context():
+            set_disabled(name, True)
+    except UserError as error:
+        fail(str(error))
+    click.echo(f"User {name.strip()!r} disabled; its sessions were revoked.")
+
+
+@click.command("enable-user")
+@click.argument("name")
+@with_appcontext
+def enable_user_command(name):
+    """Enable user NAME again after disable-user (it logs in anew; its old sessions stay revoked)."""
+    try:
+        with database.connection_context():
+            set_disabled(name, False)
+    except UserError as error:
+        fail(str(error))
+    click.echo(f"User {name.strip()!r} enabled.")
 
 
 @click.command("serve")
@@ -120,10 +167,14 @@ def create_user_command(name, role, password_stdin):
                    "request slower under load; more help only when some requests wait on I/O.")
 @with_appcontext
 def serve_command(host, port, threads):
-    """Serve the web app (waitress). Needs LABELER_SECRET_KEY."""
-    if not configuration().SECRET_KEY:
-        fail("LABELER_SECRET_KEY is not set; set it to a long random string, e.g. "
-              "export LABELER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')")
+    """Serve the web app (waitress). Needs LABELER_SECRET_KEY, at least 32 characters."""
+    secret = configuration().SECRET_KEY
+    example = "export LABELER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')"
+    if not secret:
+        fail(f"LABELER_SECRET_KEY is not set; set it to a long random string, e.g. {example}")
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        fail(f"LABELER_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters, too easy to guess; "
+             f"set it to a long random string, e.g. {example}")
     _serve(current_app._get_current_object(), host, port, threads)
 
 
@@ -219,5 +270,6 @@ def demo_command(port, directory):
             child.wait(timeout=30)
 
 
-COMMANDS = [init_db_command, import_command, create_user_command, serve_command, export_command,
+COMMANDS = [init_db_command, import_command, create_user_command, set_password_command, disable_user_command,
+            enable_user_command, serve_command, export_command,
             stats_command, demo_command]

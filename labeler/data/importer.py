@@ -2,16 +2,21 @@
 
 The file is streamed in chunks and validated as it goes; the whole import is one database transaction,
 so any error leaves the store exactly as it was. A label column becomes ground truth, kept apart from the
-items. Re-importing rows whose ids already exist adds nothing; new ids are appended.
+items. Re-importing rows whose ids already exist adds nothing; new ids are appended. Where the ids are row
+numbers, a re-imported row must be the very row stored under its number (see import_file).
 """
+import codecs
+import csv
 import gzip
+import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from peewee import PostgresqlDatabase, fn
 
@@ -21,6 +26,11 @@ DEFAULT_CHUNK_ROWS = 50_000
 BINARY_TRUTH = {"0": "genuine", "1": "fraud"}
 INSERT_BATCH = 5_000
 PG_ROWS_PER_STATEMENT = 1_000
+HEADER_LIMIT = 1 << 20  # bytes: a CSV header line longer than this is refused (a binary file, not a table)
+LINE_LIMIT = 16 << 20  # bytes: a longer CSV line is refused, so memory stays bounded on any input
+COMPARE_BATCH = 500  # stored rows fetched per query when a re-import is checked against them
+# a dataset name becomes a path segment of the web's URLs (/datasets/<name>): no '/', '\\' or control characters
+NAME_LIMIT = 120
 
 
 class ImportFailed(ValueError):
@@ -34,6 +44,27 @@ class ImportResult:
     rows_read: int
     rows_added: int
     rows_skipped: int
+    notes: list = field(default_factory=list)  # one line each, for the import summary (e.g. boolean columns)
+
+
+def check_dataset_name(name):
+    """Raise ImportFailed unless ``name`` can name a dataset: 1 to NAME_LIMIT printable characters, no '/' or
+    '\\', not starting with '.' nor with or ending in a space (it is a path segment of the web's URLs)."""
+    if not isinstance(name, str) or not name:
+        raise ImportFailed("the dataset name is empty")
+    problem = None
+    if len(name) > NAME_LIMIT:
+        problem = f"is longer than {NAME_LIMIT} characters"
+    elif "/" in name or "\\" in name:
+        problem = "contains '/' or '\\'"
+    elif not name.isprintable():
+        problem = "contains a control character"
+    elif name.startswith("."):
+        problem = "starts with '.'"
+    elif name != name.strip():
+        problem = "starts or ends with a space"
+    if problem:
+        raise ImportFailed(f"dataset name {name!r} {problem}")
 
 
 class _CountingReader:
@@ -55,9 +86,139 @@ class _CountingReader:
         self.raw.close()
 
 
-def _chunks(path, chunk_rows, string_columns, progress):
-    """Yield DataFrames of the file, ``string_columns`` read as text. Raises ImportFailed for unreadable files."""
+class _LineGuard:
+    """Wraps the (decompressed) CSV bytes on their way to pandas, which would buffer a whole line however long:
+    refuses NUL bytes, and a line still unfinished after LINE_LIMIT bytes of it (a line within one read costs
+    no more than the read), naming the line. Raises ImportFailed from read()."""
+
+    def __init__(self, stream, name):
+        self.stream, self.name = stream, name
+        self.line = 1  # file line of the next byte
+        self.run = 0  # bytes since the last newline
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            line = self.line + data.count(b"\n", 0, nul)
+            raise ImportFailed(f"{self.name}: line {line} holds NUL bytes: not a CSV text file")
+        last = data.rfind(b"\n")
+        if last < 0:
+            self.run += len(data)
+        else:
+            self.line += data.count(b"\n")
+            self.run = len(data) - last - 1
+        if self.run > LINE_LIMIT:
+            raise ImportFailed(f"{self.name}: line {self.line} is longer than {LINE_LIMIT:,} bytes")
+        return data
+
+    def readable(self):
+        return True
+
+    def close(self):
+        self.stream.close()
+
+
+def _open_text_source(path, gzipped):
+    """The file's (decompressed) bytes as a binary stream."""
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _undecodable_line(path, gzipped):
+    """(file line, byte) of the first byte that is not UTF-8, or None; reads in blocks, memory stays bounded."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    with _open_text_source(path, gzipped) as stream:
+        while True:
+            block = stream.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                # error.object is the decoder's pending bytes (never a newline) followed by this block
+                return lines + error.object[:error.start].count(b"\n"), error.object[error.start]
+            if not block:
+                return None
+            lines += block.count(b"\n")
+
+
+def _check_csv_header(path, gzipped, name):
+    """Refuse a CSV whose header line is not text or names a column twice (pandas would rename the second
+    'V1' to 'V1.1'). Reads at most HEADER_LIMIT bytes. Raises ImportFailed."""
+    with _open_text_source(path, gzipped) as stream:
+        head = b""
+        while b"\n" not in head and len(head) <= HEADER_LIMIT:
+            block = stream.read(64 * 1024)
+            if not block:
+                break
+            head += block
+    line = head.split(b"\n", 1)[0]
+    if b"\x00" in line:
+        raise ImportFailed(f"{name}: line 1 holds NUL bytes: not a CSV text file")
+    if len(line) > HEADER_LIMIT:
+        raise ImportFailed(f"{name}: line 1 (the header) is longer than {HEADER_LIMIT:,} bytes: not a CSV table")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ImportFailed(f"{name}: line 1: byte 0x{line[error.start]:02x} is not UTF-8") from None
+    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff").rstrip("\r"))), [])
+    seen = set()
+    for column in header:
+        if column in seen:
+            raise ImportFailed(f"{name}: line 1: column {column!r} appears more than once in the header")
+        seen.add(column)
+
+
+class _FieldCounter:
+    """Field counts of the CSV's data rows, read with the csv module on demand, in one forward pass at most.
+
+    pandas fills a short row's missing fields with empty values; this tells a short row from empty cells.
+    """
+
+    def __init__(self, path, gzipped):
+        self.path, self.gzipped = path, gzipped
+        self.reader = None
+        self.row = -1  # data row index of the last row read; the header is row -1
+
+    def fields(self, row_index):
+        """(file line, number of fields) of data row ``row_index`` (0-based, blank lines skipped as pandas does)."""
+        if self.reader is None:
+            self.stream = io.TextIOWrapper(_open_text_source(self.path, self.gzipped), encoding="utf-8",
+                                           newline="")
+            self.reader = csv.reader(self.stream)
+            next(self.reader, None)
+        record = None
+        while self.row < row_index:
+            record = next(self.reader)
+            if record:
+                self.row += 1
+        return self.reader.line_num, len(record)
+
+    def close(self):
+        if self.reader is not None:
+            self.stream.close()
+
+
+def _check_short_rows(frame, counter, first_row, name):
+    """Raise ImportFailed on a row with fewer fields than the header: it has an empty last column, so only
+    those rows are counted."""
+    candidates = np.flatnonzero(frame.iloc[:, -1].isna().to_numpy())
+    for position in candidates:
+        try:
+            line, count = counter.fields(first_row + int(position))
+        except (csv.Error, StopIteration, UnicodeDecodeError):
+            return  # the csv module disagrees with pandas: leave the row to the value checks
+        if count < len(frame.columns):
+            raise ImportFailed(f"{name}: line {line}: {count} field{'s' if count != 1 else ''}, "
+                               f"expected {len(frame.columns)}")
+
+
+def _chunks(path, chunk_rows, string_columns, progress, notes=None):
+    """Yield DataFrames of the file, ``string_columns`` read as text. Raises ImportFailed for unreadable files.
+
+    ``notes`` (a dict), when given, gets "booleans": the Parquet file's boolean columns.
+    """
     name = os.path.basename(path)
+    notes = {} if notes is None else notes
     size = os.path.getsize(path)
     if size == 0:
         raise ImportFailed(f"{name}: the file is empty")
@@ -66,6 +227,13 @@ def _chunks(path, chunk_rows, string_columns, progress):
             parquet = pq.ParquetFile(path)
         except Exception as error:
             raise ImportFailed(f"{name}: not a readable Parquet file ({error})") from None
+        schema = parquet.schema_arrow
+        seen = set()
+        for column in schema.names:
+            if column in seen:
+                raise ImportFailed(f"{name}: column {column!r} appears more than once")
+            seen.add(column)
+        notes["booleans"] = [f.name for f in schema if pa.types.is_boolean(f.type)]
         total, done = parquet.metadata.num_rows, 0
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             frame = batch.to_pandas()
@@ -76,11 +244,17 @@ def _chunks(path, chunk_rows, string_columns, progress):
             yield frame
             progress(done, total)
         return
-    raw = open(path, "rb")
-    counter = _CountingReader(raw)
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
-    stream = gzip.GzipFile(fileobj=counter) if gzipped else counter
+    try:
+        _check_csv_header(path, gzipped, name)
+    except (OSError, EOFError) as error:
+        raise ImportFailed(f"{name}: cannot read the file ({error})") from None
+    raw = open(path, "rb")
+    counter = _CountingReader(raw)
+    stream = _LineGuard(gzip.GzipFile(fileobj=counter) if gzipped else counter, name)
+    fields = _FieldCounter(path, gzipped)
+    rows = 0
     try:
         reader = pd.read_csv(
             stream,
@@ -91,6 +265,9 @@ def _chunks(path, chunk_rows, string_columns, progress):
             low_memory=False,
         )
         for frame in reader:
+            if len(frame.columns):
+                _check_short_rows(frame, fields, rows, name)
+            rows += len(frame)
             yield frame
             progress(counter.position, size)
     except pd.errors.EmptyDataError:
@@ -101,9 +278,15 @@ def _chunks(path, chunk_rows, string_columns, progress):
             expected, line, saw = match.groups()
             raise ImportFailed(f"{name}: line {line} has {saw} fields, expected {expected}") from None
         raise ImportFailed(f"{name}: cannot parse the file ({str(error).strip()})") from None
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        where = _undecodable_line(path, gzipped)
+        if where is None:
+            raise ImportFailed(f"{name}: cannot read the file ({error})") from None
+        raise ImportFailed(f"{name}: line {where[0]}: byte 0x{where[1]:02x} is not UTF-8") from None
+    except (OSError, EOFError) as error:
         raise ImportFailed(f"{name}: cannot read the file ({error})") from None
     finally:
+        fields.close()
         raw.close()
 
 
@@ -278,6 +461,14 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     ``labels`` names the label set of a new dataset (default: genuine/fraud, or the label column's values).
     ``progress(done, total)`` is called after each chunk. Returns an ImportResult.
     Raises ImportFailed with one line naming file, line and column; the store is then unchanged.
+
+    Without an id column an item's id is its row number in the file, so importing into such a dataset again
+    means "this file again, perhaps grown": a row whose id is already stored is skipped only when it is the
+    very row stored under that id (same display values and features); new row numbers are appended. A row
+    that differs from the stored one means a different file: it is refused, naming the line, rather than
+    skipped (which would drop its data while reporting success) or given a new id (which would duplicate the
+    whole file when the same file is imported twice). Different files go into one dataset only with an id
+    column, chosen at its first import (--id-column).
     """
     name = os.path.basename(path)
     if not os.path.exists(path):
@@ -287,6 +478,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     exclude = list(exclude or ())
     progress = progress or (lambda done, total: None)
     existing = Dataset.get_or_none(Dataset.name == dataset_name)
+    if existing is None:
+        check_dataset_name(dataset_name)
     if existing is not None:
         if id_column is not None and id_column != existing.id_column:
             raise ImportFailed(
@@ -308,7 +501,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         truth_seen = set()
         pending_truth = []
         rows_read = rows_added = 0
-        for frame in _chunks(path, chunk_rows, string_columns, progress):
+        file_notes = {}
+        for frame in _chunks(path, chunk_rows, string_columns, progress, file_notes):
             if frame.empty:
                 continue  # a header-only CSV still yields one empty chunk
             first_row = rows_read
@@ -334,6 +528,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                 ids = [str(first_row + i) for i in range(len(frame))]
             truth = _truth_values(frame, label_column)
             numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
+            if not id_column and not created:
+                _check_same_rows(dataset, ids, known_ids, numbers, texts, matrix, name, first_row)
             new_rows = []
             new_truth = []
             for position, external_id in enumerate(ids):
@@ -361,14 +557,49 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
             rows_read += len(frame)
             rows_added += len(new_rows)
 
-        if dataset is None:
+        if dataset is None or rows_read == 0:
             raise ImportFailed(f"{name}: the file has a header but no data rows")
         if created:
             _settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}")
         if pending_truth:
             truth_map = dataset.settings.get("truth_map", {})
             _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
-    return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added)
+    notes = _boolean_notes(dataset, file_notes.get("booleans", []))
+    return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added, notes)
+
+
+def _boolean_notes(dataset, booleans):
+    """One line per boolean column of a Parquet file, saying what it became."""
+    notes = []
+    for column in booleans:
+        if column in dataset.feature_columns:
+            notes.append(f"Column {column!r} is boolean: imported as a 0/1 feature (false 0, true 1).")
+        elif column in dataset.columns and column not in dataset.text_columns:
+            notes.append(f"Column {column!r} is boolean: shown as 0/1, not a feature.")
+        elif column in dataset.text_columns:
+            notes.append(f"Column {column!r} is boolean: shown as True/False, not a feature.")
+    return notes
+
+
+def _check_same_rows(dataset, ids, known_ids, numbers, texts, matrix, name, first_row):
+    """Raise ImportFailed when a row whose row-number id is already stored differs from the stored row."""
+    positions = [p for p, external_id in enumerate(ids) if external_id in known_ids]
+    for start in range(0, len(positions), COMPARE_BATCH):
+        batch = positions[start:start + COMPARE_BATCH]
+        stored = {
+            external_id: (bytes(stored_numbers), stored_texts, bytes(stored_features))
+            for external_id, stored_numbers, stored_texts, stored_features in Item.select(
+                Item.external_id, Item.numbers, Item.texts, Item.features
+            ).where(Item.dataset == dataset, Item.external_id.in_([ids[p] for p in batch])).tuples()
+        }
+        for position in batch:
+            if stored[ids[position]] != (numbers[position], texts[position], matrix[position].tobytes()):
+                raise ImportFailed(
+                    f"{name}: line {_header_line(first_row + position)} differs from row {ids[position]} already "
+                    f"in dataset {dataset.name!r}, whose ids are row numbers: only the same file, or a longer "
+                    f"version of it, can be imported into it again (import a different file into a new dataset, "
+                    f"or give the dataset an id column at its first import with --id-column)"
+                )
 
 
 def _settle_label_set(dataset, truth_values, labels, where):

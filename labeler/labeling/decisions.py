@@ -51,12 +51,21 @@ def _held_by(dataset, user, item):
     if mine is not None:
         return None, Outcome("duplicate", f"You already labeled transaction {item.external_id} as "
                                           f"{mine.value}; nothing was recorded twice.")
+    # The store keeps no lease history: the user surely had the item when the lease row is theirs or they have
+    # a label row on it (undone, or superseded); surely never when it has no lease row and no human label (a
+    # lease row goes only when its label is recorded). Otherwise the message says both.
+    had_it = (lease is not None and lease.user_id == user.id) or Label.select().where(
+        (Label.item == item.id) & (Label.annotator == user.id)).exists()
     if Label.select().where((Label.item == item.id) & (Label.kind == "label") & (Label.source == "human")).exists():
-        why = "was labeled by another analyst meanwhile"
-    elif lease is not None and lease.state == "active":
-        why = "went to another analyst after your lease ran out"
-    else:
+        why = "was labeled by another analyst meanwhile" if had_it else "was labeled by another analyst"
+    elif lease is None:
+        why = "is no longer assigned to you" if had_it else "was never assigned to you"
+    elif lease.state == "active" and lease.user_id != user.id:
+        why = "went to another analyst after your lease ran out" + ("" if had_it else ", or was never assigned to you")
+    elif had_it:
         why = "is no longer assigned to you"
+    else:
+        why = "is held by another analyst and was never assigned to you, or no longer is"
     return None, Outcome("stale", f"Transaction {item.external_id} {why}; your decision was not recorded.")
 
 

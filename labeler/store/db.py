@@ -120,14 +120,22 @@ class User(BaseModel):
     password_hash = CharField(max_length=256)
     role = CharField(max_length=16, constraints=[SQL("CHECK (role IN ('admin', 'analyst'))")])
     created_at = DateTimeField(default=utcnow)
+    # Sessions live in the signed cookie; each carries the version it was issued under, and bumping this
+    # number (logout, password change, disabling) revokes every session issued before (labeler.data.users).
+    session_version = IntegerField(default=0)
+    disabled = BooleanField(default=False)  # a disabled user cannot log in and has no working session
 
     # The attributes Flask-Login reads, written here so the store stays free of Flask imports.
     is_authenticated = True
-    is_active = True
     is_anonymous = False
 
+    @property
+    def is_active(self):
+        return not self.disabled
+
     def get_id(self):
-        return str(self.id)
+        """What the session cookie keeps: the user's id and the session version at login ("12:3")."""
+        return f"{self.id}:{self.session_version}"
 
     @property
     def is_admin(self):
@@ -367,10 +375,19 @@ class FeatureStats(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class LoginFailure(BaseModel):
+    """One failed login: the user name typed and the client's address (labeler.data.users throttles on them).
+    Kept in the store so that every server process sharing it sees the same count; old rows are pruned."""
+
+    name = CharField(max_length=80, index=True)
+    address = CharField(max_length=64, index=True)
+    failed_at = DateTimeField(default=utcnow, index=True)
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats]
+          FeatureStats, LoginFailure]

@@ -3,11 +3,11 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
-from peewee import BooleanField, CharField, DateTimeField, PostgresqlDatabase
+from peewee import BooleanField, CharField, DateTimeField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Lease, ModelVersion,
-                              SchemaVersion, database)
+from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Lease, LoginFailure,
+                              ModelVersion, SchemaVersion, User, database)
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -51,8 +51,18 @@ def _feature_stats_table(migrator):
             Dataset.update(settings=settings).where(Dataset.id == dataset.id).execute()
 
 
+def _session_revocation_and_login_failures(migrator):
+    """7: User.session_version and User.disabled (sessions revoked on logout, password change and disabling),
+    and the LoginFailure table (login throttling per user name and per address). Adds only what is missing."""
+    table = User._meta.table_name
+    present = {column.name for column in database.get_columns(table)}
+    wanted = {"session_version": IntegerField(default=0), "disabled": BooleanField(default=False)}
+    migrate(*[migrator.add_column(table, name, field) for name, field in wanted.items() if name not in present])
+    LoginFailure.create_table(safe=True)
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
-              (5, _label_source_kind_index), (6, _feature_stats_table)]
+              (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures)]
 
 
 def current_version():

@@ -8,9 +8,11 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from labeler.config import ROOT, Config
-from labeler.store.db import User, database, open_database
+from labeler.data.users import session_user
+from labeler.store.db import database, open_database
 from labeler.store.migrations import upgrade
 from labeler.web import admin, auth, datasets, label
+from labeler.web.security import init_security
 from labeler.worker.jobs import task_queue
 
 csrf = CSRFProtect()
@@ -54,6 +56,7 @@ def create_app(test_config=None):
         g.request_clock = time.perf_counter()
 
     csrf.init_app(app)
+    init_security(app)
     login_manager.init_app(app)
 
     @app.after_request
@@ -95,5 +98,7 @@ def create_app(test_config=None):
 
 
 @login_manager.user_loader
-def _load_user(user_id):
-    return User.get_or_none(User.id == int(user_id))
+def _load_user(session_id):
+    """The user of a session cookie, or None (logged out) when the session was revoked by logout, a password
+    change or disabling the user (labeler.data.users.session_user)."""
+    return session_user(session_id)

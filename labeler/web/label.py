@@ -13,6 +13,10 @@ from labeler.web import screen
 
 bp = Blueprint("label", __name__)
 
+# Item ids are SQLite integers (signed 64-bit): a larger number in the address matches no route (404) instead of
+# overflowing in the store.
+ITEM_ID = "int(max=9223372036854775807)"
+
 
 def _dataset(name):
     try:
@@ -69,7 +73,7 @@ def _rejected(dataset, error):
     return _render(dataset, leases.next_item(dataset, current_user), error=str(error), status=400)
 
 
-@bp.route("/datasets/<name>/label/<int:item_id>", methods=("POST",))
+@bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>", methods=("POST",))
 @login_required
 def decide(name, item_id):
     dataset = _dataset(name)
@@ -81,7 +85,7 @@ def decide(name, item_id):
     return _render(dataset, lease, outcome, status=_outcome_status(outcome))
 
 
-@bp.route("/datasets/<name>/label/<int:item_id>/skip", methods=("POST",))
+@bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/skip", methods=("POST",))
 @login_required
 def skip(name, item_id):
     dataset = _dataset(name)
@@ -100,7 +104,7 @@ def undo(name):
     return _render(dataset, lease, outcome)
 
 
-@bp.route("/datasets/<name>/label/<int:item_id>/edit", methods=("POST",))
+@bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/edit", methods=("POST",))
 @login_required
 def edit(name, item_id):
     dataset = _dataset(name)

@@ -39,7 +39,8 @@ def store_config(store):
     """The configuration of a test store: its task queue and model files beside it."""
     folder = os.path.dirname(store)
     return Config.load({"DATABASE": store, "INSTANCE_PATH": folder, "TASK_QUEUE": os.path.join(folder, "queue.sqlite3"),
-                        "MODEL_FOLDER": os.path.join(folder, "models"), "SECRET_KEY": "browser-test-secret"})
+                        "MODEL_FOLDER": os.path.join(folder, "models"),
+                        "SECRET_KEY": "browser-test-secret-of-more-than-32-characters"})
 
 
 @pytest.fixture(scope="session")

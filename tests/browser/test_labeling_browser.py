@@ -97,8 +97,7 @@ def test_label_twenty_items_with_the_keyboard_only(browser, live_server, screens
     assert "20 labels this session" in page.inner_text("#session-stats")
     assert not page.locator("#reasons").is_visible()
     # the header's totals poll the server (every 5 s) and catch up without a reload
-    page.wait_for_function("document.getElementById('label-status').innerText.includes('20 labeled in total')",
-                           timeout=15000)
+    page.wait_for_selector("#label-status:has-text('20 labeled in total')", timeout=15000)  # (no eval under the CSP)
     page.screenshot(path=os.path.join(screenshots, "labeling.png"), full_page=True)
 
     standing, undos, deferred = read_store(live_server, "ana")
@@ -208,3 +207,85 @@ def test_the_page_waits_for_the_workers_first_queue_and_shows_it_unasked(browser
     finally:
         server.stop()
         print(f"--- {log_path} ---\n{log_path.read_text()}")
+
+
+def test_the_page_runs_under_its_content_security_policy(browser, live_server):
+    """The server's CSP allows no inline script or style: the page loads, htmx and the keys work, and the browser
+    reports no violation."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    messages, violations = [], []
+    page.on("console", lambda message: messages.append(message.text))
+    page.on("pageerror", lambda error: messages.append(str(error)))
+    log_in(page, live_server, "ana")
+    page.evaluate("document.addEventListener('securitypolicyviolation', e => window.__csp = (window.__csp || [])"
+                  ".concat([e.violatedDirective + ' ' + e.blockedURI]))")
+    reply = page.goto(live_server.url + "/datasets/cc/label")
+    assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+    page.evaluate("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                  "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI))")
+    page.wait_for_selector("#labeling[data-item-id]")
+    first, _ = on_screen(page)
+    press_and_wait(page, "1")
+    press_and_wait(page, "Space")
+    violations = page.evaluate("window.__csp")
+    assert violations == []
+    assert not [text for text in messages if "Content Security Policy" in text or "Refused" in text], messages
+    assert page.evaluate("htmx.config.includeIndicatorStyles") is False
+    assert page.locator("style").count() == 0  # htmx added no inline style
+    standing, _, deferred = read_store(live_server, "ana")
+    assert standing == {first: ("genuine", None, None)} and len(deferred) == 1
+    page.close()
+
+
+def _slow_requests(page, milliseconds=400):
+    """Each request leaves the page ``milliseconds`` late, so keys certainly arrive while a reply is on its way."""
+    page.evaluate("""ms => { const send = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) { setTimeout(() => send.call(this, body), ms); }; }""",
+                  milliseconds)
+
+
+def test_keys_pressed_during_a_round_trip_are_queued_and_applied_in_order(browser, live_server):
+    page = open_screen(browser, live_server, "ana")
+    _slow_requests(page)
+    first, _ = on_screen(page)
+    page.keyboard.press("Space")
+    page.wait_for_timeout(50)
+    page.keyboard.press("Space")  # 50 ms later: the first skip is still on its way
+    page.keyboard.press("1")
+    queued = page.locator("#key-queue")
+    assert queued.is_visible() and queued.inner_text() == "2 keys queued: space 1"
+    page.wait_for_selector("#key-queue[hidden]", state="attached", timeout=10000)
+    page.wait_for_selector("[data-outcome=recorded]", timeout=10000)  # the "1" comes last
+    third, _ = on_screen(page)
+    standing, _, deferred = read_store(live_server, "ana")
+    assert first in deferred and len(deferred) == 2  # two skips, not one
+    (labeled,) = standing
+    assert standing[labeled] == ("genuine", None, None) and labeled not in deferred and third != labeled
+    page.close()
+
+
+def test_a_key_never_falls_through_to_a_focused_button(browser, live_server):
+    """With "accept genuine" focused, x (fraud, which asks for a reason) then space must not click it: space
+    means skip, and has no meaning while the reason panel is open."""
+    page = open_screen(browser, live_server, "ana")
+    for _ in range(30):
+        if on_screen(page)[1] == "genuine":
+            break
+        press_and_wait(page, "Space")
+    item, suggested = on_screen(page)
+    assert suggested == "genuine"
+    page.focus(".keys button.accept")
+    page.keyboard.press("x")
+    page.wait_for_selector("#reasons:not([hidden])")
+    page.keyboard.press("Space")
+    page.wait_for_timeout(500)
+    assert on_screen(page)[0] == item and page.locator("#reasons:not([hidden])").count() == 1
+    assert read_store(live_server, "ana")[0] == {}
+    press_and_wait(page, "Enter")  # enter's own meaning here: fraud without a reason
+    assert read_store(live_server, "ana")[0] == {item: ("fraud", None, None)}
+    # a button clicked with the mouse does not keep the focus for a later space or enter
+    shown, _ = on_screen(page)
+    page.click(".keys button.skip")
+    page.wait_for_selector(f"#labeling[data-item-id]:not([data-item-id='{shown}'])")
+    assert page.evaluate("document.activeElement.tagName") != "BUTTON"
+    page.close()
