@@ -1,4 +1,5 @@
-"""The store's commands: init-db, import, create-user, serve, export, stats and the demo."""
+"""The store's commands: init-db, import, the user commands (create-user, set-password, disable-user,
+enable-user), serve, export, stats and the demo."""
 import json
 import os
 import secrets
