@@ -32,8 +32,11 @@ def run_refill(dataset, progress, config):
     stats_rows = update_feature_stats(dataset, features)
     progress("choosing the queue", 50)
     queued = refresh_queue(dataset, pool=(ids, features))
-    source = "stale: a retrain switched models meanwhile" if queued == 0 and len(ids) else f"{queued} queued"
-    return {"stage": f"queue refilled: {source}", "queued": queued, "feature_stats_rows": stats_rows}
+    if queued or not len(ids):
+        stage = f"queue refilled: {queued} queued"
+    else:
+        stage = "nothing queued: every item is labeled, or a retrain switched models meanwhile"
+    return {"stage": stage, "queued": queued, "feature_stats_rows": stats_rows}
 
 
 def update_feature_stats(dataset, features):
