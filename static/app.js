@@ -142,7 +142,10 @@
     work.insertBefore(line, work.firstChild);
   }
   document.addEventListener("htmx:responseError", function (event) {
-    failed(event, "The server answered " + event.detail.xhr.status);
+    var xhr = event.detail.xhr;
+    var plain = (xhr.getResponseHeader("Content-Type") || "").indexOf("text/plain") === 0;
+    failed(event, plain && xhr.responseText.length < 300 ? xhr.responseText.replace(/\.$/, "") :
+      "The server answered " + xhr.status);
   });
   document.addEventListener("htmx:sendError", function (event) {
     failed(event, "The server could not be reached");

@@ -12,6 +12,7 @@ import pytest
 
 from labeler.data.importer import HEADER_LIMIT, ImportFailed, import_file
 from labeler.store.db import TABLES, Dataset, GroundTruth, Item, SchemaVersion, database
+from tests.bad_inputs import BAD_INPUTS, HEADER, csv_rows
 from tests.conftest import SAMPLE
 
 FRAUD_LINES = (657, 707, 951)  # file lines of the bundled sample that hold the first three frauds
@@ -168,54 +169,6 @@ def test_id_column_appends_new_ids_and_skips_known_ones(app, tmp_path):
 
 # ---- bad input ----------------------------------------------------------------------------------------------
 
-HEADER = '"tx","V1","V2","Class"\n'
-
-
-def _rows(n, start=0):
-    return "".join(f'T{i},{i}.5,{-i},"{i % 2}"\n' for i in range(start, start + n))
-
-
-BAD_INPUTS = {
-    # name: (file text or None for a missing file, import options, fragments of the one-line message)
-    "missing file": (None, {}, ["nosuch.csv", "no such file"]),
-    "empty file": ("", {}, ["bad.csv", "empty"]),
-    "header only": (HEADER, {}, ["bad.csv", "no data rows"]),
-    "unknown label column": (HEADER + _rows(3), {"label_column": "Klass"}, ["bad.csv", "label column 'Klass'"]),
-    "unknown id column": (HEADER + _rows(3), {"id_column": "txid"}, ["bad.csv", "id column 'txid'"]),
-    "ragged row": (HEADER + _rows(3) + 'T3,1,2,"0",9\n', {}, ["bad.csv", "line 5", "5 fields", "expected 4"]),
-    "short row": (HEADER + _rows(3) + 'T3,1\n' + _rows(2, 4), {}, ["bad.csv", "line 5: 2 fields, expected 4"]),
-    "short row after a blank line": (HEADER + _rows(2) + '\nT3,1,2\n', {}, ["bad.csv", "line 5: 3 fields, expected 4"]),
-    "empty last cell": (HEADER + _rows(3) + 'T3,1,2,\n', {}, ["bad.csv", "line 5", "'Class'", "value is missing"]),
-    "duplicate column": ('"tx","V1","V2","V1"\n' + _rows(3), {},
-                         ["bad.csv", "line 1", "column 'V1' appears more than once"]),
-    "NUL bytes": ("\x00" * 5000, {}, ["bad.csv", "line 1", "NUL bytes"]),
-    "NUL bytes after the header": (HEADER + _rows(3) + "\x00" * 5000, {}, ["bad.csv", "line 5 holds NUL bytes"]),
-    "empty dataset name": (HEADER + _rows(3), {"dataset": ""}, ["dataset name is empty"]),
-    "dataset name with a slash": (HEADER + _rows(3), {"dataset": "a/b"}, ["dataset name 'a/b'", "'/'"]),
-    "dataset name starting with a dot": (HEADER + _rows(3), {"dataset": ".."}, ["dataset name '..'", "'.'"]),
-    "dataset name too long": (HEADER + _rows(3), {"dataset": "d" * 121}, ["longer than 120 characters"]),
-    "dataset name with a newline": (HEADER + _rows(3), {"dataset": "a\nb"}, ["control character"]),
-    "text in a feature column": (HEADER + _rows(3) + 'T3,1,abc,"0"\n', {},
-                                 ["bad.csv", "line 5", "'V2'", "'abc' is not a number"]),
-    "empty cell in a feature column": (HEADER + _rows(2) + 'T2,,1,"0"\n' + _rows(2, 3), {},
-                                       ["bad.csv", "line 4", "'V1'", "missing"]),
-    "NaN in a feature column": (HEADER + _rows(2) + 'T2,NaN,1,"0"\n' + _rows(2, 3), {},
-                                ["bad.csv", "line 4", "'V1'", "'NaN' is not a number"]),
-    "inf in a feature column": (HEADER + _rows(3) + 'T3,1,inf,"0"\n', {},
-                                ["bad.csv", "line 5", "'V2'", "inf"]),
-    "-inf in a feature column": (HEADER + _rows(3) + 'T3,-inf,1,"0"\n', {},
-                                 ["bad.csv", "line 5", "'V1'", "inf"]),
-    "too large for float32": (HEADER + _rows(3) + 'T3,1e300,1,"0"\n', {},
-                              ["bad.csv", "line 5", "'V1'", "32-bit"]),
-    "duplicate id": (HEADER + _rows(3) + 'T1,1,2,"0"\n', {"id_column": "tx"},
-                     ["bad.csv", "line 5", "'tx'", "duplicate id 'T1'"]),
-    "missing id": (HEADER + _rows(3) + ',1,2,"0"\n', {"id_column": "tx"}, ["bad.csv", "line 5", "'tx'", "missing"]),
-    "unknown truth value": (HEADER + _rows(3) + 'T3,1,2,"maybe"\n',
-                            {"label_column": "Class", "labels": ["genuine", "fraud"]},
-                            ["bad.csv", "column 'Class'", "maybe", "not in the label set genuine, fraud"]),
-}
-
-
 def _bad_file(tmp_path, text):
     if text is None:
         return str(tmp_path / "nosuch.csv")
@@ -225,7 +178,7 @@ def _bad_file(tmp_path, text):
 @pytest.fixture
 def existing(app, tmp_path):
     """A store that already holds a dataset 'base' with ground truth, so 'unchanged' means something."""
-    path = write(tmp_path / "base.csv", HEADER + _rows(20))
+    path = write(tmp_path / "base.csv", HEADER + csv_rows(20))
     return import_file(path, "base", label_column="Class", id_column="tx").dataset
 
 
@@ -284,7 +237,7 @@ LATER_CHUNK_ERRORS = {
 def test_error_in_a_later_chunk_rolls_back_rows_already_inserted(existing, tmp_path, case):
     """Chunks 1-4 of an append to 'base' are inserted before chunk 5 fails: all of it must go."""
     bad_line, fragments = LATER_CHUNK_ERRORS[case]
-    text = HEADER + _rows(46, start=100) + bad_line + _rows(10, start=147)
+    text = HEADER + csv_rows(46, start=100) + bad_line + csv_rows(10, start=147)
     path = write(tmp_path / "more.csv", text)
     before = store_snapshot()
     assert before["item"][0] == 20
@@ -293,12 +246,12 @@ def test_error_in_a_later_chunk_rolls_back_rows_already_inserted(existing, tmp_p
     for fragment in ["more.csv", *fragments]:
         assert fragment in str(failure.value), (fragment, str(failure.value))
     assert store_snapshot() == before
-    good = write(tmp_path / "good.csv", HEADER + _rows(46, start=100))
+    good = write(tmp_path / "good.csv", HEADER + csv_rows(46, start=100))
     assert import_file(good, "base", chunk_rows=10).rows_added == 46  # the store still works after the rollback
 
 
 def test_error_in_a_later_chunk_of_a_new_dataset_creates_nothing(app, tmp_path):
-    path = write(tmp_path / "new.csv", HEADER + _rows(25) + 'T25,1,x,"0"\n')
+    path = write(tmp_path / "new.csv", HEADER + csv_rows(25) + 'T25,1,x,"0"\n')
     before = store_snapshot()
     with pytest.raises(ImportFailed, match="line 27"):
         import_file(path, "fresh", chunk_rows=10)
@@ -306,7 +259,7 @@ def test_error_in_a_later_chunk_of_a_new_dataset_creates_nothing(app, tmp_path):
 
 
 def test_failed_append_through_the_cli_leaves_the_dataset_as_it_was(existing, runner, tmp_path):
-    text = HEADER + _rows(46, start=100) + 'T146,1,oops,"0"\n'
+    text = HEADER + csv_rows(46, start=100) + 'T146,1,oops,"0"\n'
     path = write(tmp_path / "more.csv", text)
     before = store_snapshot()
     result = runner.invoke(args=["import", path, "--dataset", "base"])
@@ -317,7 +270,7 @@ def test_failed_append_through_the_cli_leaves_the_dataset_as_it_was(existing, ru
 
 
 def test_a_broken_parquet_file_is_refused(existing, tmp_path):
-    path = write(tmp_path / "broken.parquet", HEADER + _rows(3))
+    path = write(tmp_path / "broken.parquet", HEADER + csv_rows(3))
     before = store_snapshot()
     with pytest.raises(ImportFailed, match="^broken.parquet: not a readable Parquet file"):
         import_file(path, "new")
@@ -330,7 +283,7 @@ def test_a_directory_is_refused(app, tmp_path):
 
 
 def test_dataset_must_keep_its_id_column(existing, tmp_path):
-    path = write(tmp_path / "other.csv", HEADER + _rows(2, start=50))
+    path = write(tmp_path / "other.csv", HEADER + csv_rows(2, start=50))
     before = store_snapshot()
     with pytest.raises(ImportFailed, match="uses id column 'tx', not 'V1'"):
         import_file(path, "base", id_column="V1")
@@ -412,7 +365,7 @@ def test_dataset_names_that_are_allowed(app, tmp_path, name):
 
 @pytest.mark.parametrize("gzipped", [False, True])
 def test_an_encoding_error_names_its_line(existing, tmp_path, gzipped):
-    body = (HEADER + _rows(3000)).encode() + b'T3000,1,2,"caf\xe9"\n' + _rows(5, 3001).encode()
+    body = (HEADER + csv_rows(3000)).encode() + b'T3000,1,2,"caf\xe9"\n' + csv_rows(5, 3001).encode()
     path = tmp_path / ("latin.csv.gz" if gzipped else "latin.csv")
     path.write_bytes(gzip.compress(body) if gzipped else body)
     before = store_snapshot()
@@ -482,7 +435,7 @@ def test_a_line_longer_than_the_limit_is_refused_before_pandas_buffers_it(existi
     """pandas holds a whole line in memory: a huge one (say 1 GB without a newline) is refused at the limit."""
     from labeler.data import importer
     monkeypatch.setattr(importer, "LINE_LIMIT", 1000)
-    path = write(tmp_path / "long.csv", HEADER + _rows(3) + "T3," + "7" * 1_000_000 + ',1,"0"\n')
+    path = write(tmp_path / "long.csv", HEADER + csv_rows(3) + "T3," + "7" * 1_000_000 + ',1,"0"\n')
     before = store_snapshot()
     with pytest.raises(ImportFailed, match="^long.csv: line 5 is longer than 1,000 bytes$"):
         import_file(path, "base")

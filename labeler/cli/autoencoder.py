@@ -2,7 +2,7 @@
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import configuration, fail
+from labeler.cli.common import configuration, fail, stops_on_full_disk
 from labeler.data import datasets as datasets_service
 from labeler.store.artifacts import PROJECTION_NAMES, artifacts_of
 from labeler.store.db import Job, database, write_transaction
@@ -18,6 +18,7 @@ from labeler.worker.autoencoder import DEFAULT_PROJECTION, EPOCHS, PROJECTIONS
               help="Training epochs of the autoencoder.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fit sample, the model and the map.")
 @with_appcontext
+@stops_on_full_disk
 def generative_command(dataset, projection, epochs, seed):
     """Fit the autoencoder on a dataset's pool and store every item's reconstruction and anomaly score and the
     latent map, for the labeling screen, the admin's map and the cold start. Runs here, not in the worker."""

@@ -13,7 +13,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from waitress import serve
 
-from labeler.cli.common import configuration, fail
+from labeler.cli.common import configuration, fail, stops_on_full_disk
 from labeler.config import ROOT, Config
 from labeler.data import datasets as datasets_service
 from labeler.data import exporter
@@ -55,6 +55,7 @@ def _serve(app, host, port, threads):
 
 @click.command("init-db")
 @with_appcontext
+@stops_on_full_disk
 def init_db_command():
     """Create the label store's tables, or upgrade an existing store in place."""
     with database.connection_context():
@@ -67,13 +68,14 @@ def init_db_command():
 
 
 @click.command("import")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path")
 @click.option("--dataset", required=True, help="Name of the dataset to create or append to.")
 @click.option("--label-column", default=None, help="Column holding ground truth (kept apart, never shown).")
 @click.option("--id-column", default=None, help="Column holding transaction ids (default: row numbers).")
 @click.option("--exclude", multiple=True, help="Numeric column to keep for display only, not as a feature. Repeatable.")
 @click.option("--labels", default=None, help="Comma-separated label set of a new dataset (default: genuine,fraud).")
 @with_appcontext
+@stops_on_full_disk
 def import_command(path, dataset, label_column, id_column, exclude, labels):
     """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing."""
     names = [name.strip() for name in labels.split(",")] if labels else None
@@ -102,6 +104,7 @@ def import_command(path, dataset, label_column, id_column, exclude, labels):
               help="What the user may do: analysts label, admins also import, export and manage.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
 @with_appcontext
+@stops_on_full_disk
 def create_user_command(name, role, password_stdin):
     """Create a user NAME who can log in."""
     password = _read_password(password_stdin)
@@ -123,6 +126,7 @@ def _read_password(password_stdin):
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input instead of a prompt.")
 @with_appcontext
+@stops_on_full_disk
 def set_password_command(name, password_stdin):
     """Give user NAME a new password; every session of NAME is revoked (it logs in again)."""
     password = _read_password(password_stdin)
@@ -137,6 +141,7 @@ def set_password_command(name, password_stdin):
 @click.command("disable-user")
 @click.argument("name")
 @with_appcontext
+@stops_on_full_disk
 def disable_user_command(name):
     """Disable user NAME: it can no longer log in, and its sessions stop working at once."""
     try:
@@ -150,6 +155,7 @@ def disable_user_command(name):
 @click.command("enable-user")
 @click.argument("name")
 @with_appcontext
+@stops_on_full_disk
 def enable_user_command(name):
     """Enable user NAME again after disable-user (it logs in anew; its old sessions stay revoked)."""
     try:
@@ -186,13 +192,16 @@ def serve_command(host, port, threads):
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="File to write.")
 @click.option("--include-pseudo", is_flag=True, help="Also export pseudo and model labels (marked by source).")
 @with_appcontext
+@stops_on_full_disk
 def export_command(dataset, fmt, out, include_pseudo):
     """Write the labeled items: original columns plus label, annotator, time and source."""
     try:
         with database.connection_context():
             count = exporter.export(datasets_service.get_dataset(dataset), out, fmt, include_pseudo)
-    except (datasets_service.DatasetNotFound, OSError) as error:
+    except datasets_service.DatasetNotFound as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {out}: {error.strerror or error}")
     click.echo(f"Exported {count:,} labeled items to {out}.")
 
 

@@ -2,7 +2,7 @@
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import fail
+from labeler.cli.common import fail, stops_on_full_disk
 from labeler.data import datasets as datasets_service
 from labeler.store.db import database
 from labeler.store.settings import SettingsError, engine_settings
@@ -21,6 +21,7 @@ from labeler.worker import simulate
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Folder for results.json and curve.png.")
 @with_appcontext
+@stops_on_full_disk
 def simulate_command(dataset, budget, batch, strategy, seeds, out):
     """Simulate labeling with the dataset's ground truth as the oracle; random and uncertainty run beside.
 

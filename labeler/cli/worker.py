@@ -5,7 +5,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import fail
+from labeler.cli.common import fail, stops_on_full_disk
 from labeler.data import datasets as datasets_service
 from labeler.store.db import Job, database
 from labeler.worker import jobs
@@ -44,6 +44,7 @@ def worker_command(workers, niceness):
 @click.option("--wait", is_flag=True, help="Wait for the worker to finish the retrain and print its result.")
 @click.option("--timeout", default=3600, show_default=True, help="Seconds to wait with --wait.")
 @with_appcontext
+@stops_on_full_disk
 def retrain_command(dataset, wait, timeout):
     """Queue a retrain of a dataset for the worker (for cron); does nothing when no label is new."""
     try:

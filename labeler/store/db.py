@@ -5,6 +5,7 @@ SQLite (WAL, foreign keys on) by default; any URL peewee's ``db_url`` understand
 """
 import contextlib
 import datetime
+import errno
 import json
 import os
 import threading
@@ -65,6 +66,26 @@ def open_database(target):
     db = PooledSqliteDatabase(target, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL_OPTIONS)
     database.initialize(db)
     return db
+
+
+# How a full disk shows: SQLite's SQLITE_FULL, PostgreSQL's "could not extend file ... No space left on device",
+# a file write's ENOSPC (disk) or EDQUOT (quota).
+_DISK_FULL_MESSAGES = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def full_disk_error(error):
+    """The exception in ``error``'s chain (itself, its cause, the exception it was raised while handling) that
+    says the disk is full, or None. The chain matters: when a commit fails on a full disk, SQLite has already
+    rolled back, so peewee's own rollback then raises "cannot rollback - no transaction is active"."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        if any(message in str(error).lower() for message in _DISK_FULL_MESSAGES):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 _sqlite_writer = threading.Lock()

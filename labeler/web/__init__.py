@@ -3,18 +3,21 @@ never computes a model or a score (no scikit-learn, no TensorFlow here)."""
 import os
 import time
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from peewee import OperationalError
 
 from labeler.config import ROOT, Config
 from labeler.data.users import session_user
-from labeler.store.db import database, open_database
+from labeler.store.db import database, full_disk_error, open_database
 from labeler.store.migrations import upgrade
 from labeler.web import admin, auth, datasets, label
 from labeler.web.security import init_security
 from labeler.worker.jobs import task_queue
 
+FULL_DISK_MESSAGE = ("The server's disk is full, so this was not saved (nothing saved before is lost). "
+                     "Tell your admin, and try again once space is freed.")
 csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -88,6 +91,18 @@ def create_app(test_config=None):
     @app.errorhandler(403)
     def _forbidden(error):
         return render_template("error.html", message="Your role does not allow this."), 403
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(OSError)
+    def _full_disk(error):
+        """A full disk is one line (507), not a 500: every write is one transaction, so nothing was stored, and
+        the analyst's screen says to try again. Any other error goes on as a 500."""
+        if full_disk_error(error) is None:
+            raise error
+        message = FULL_DISK_MESSAGE
+        if request.headers.get("HX-Request"):  # the labeling screen shows the line above the item
+            return message, 507, {"Content-Type": "text/plain; charset=utf-8"}
+        return render_template("error.html", message=message), 507
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(datasets.bp)

@@ -16,7 +16,7 @@ import os
 
 from huey import RedisHuey, SqliteHuey
 
-from labeler.store.db import Dataset, Job, database, utcnow, write_transaction
+from labeler.store.db import Dataset, Job, database, full_disk_error, utcnow, write_transaction
 
 RETRAIN = "retrain"
 REFILL = "refill"
@@ -158,8 +158,11 @@ def run(job_id, config):
         summary = handler(Dataset.get_by_id(job.dataset_id), progress, config, **progress.payload.get("options", {}))
     except Exception as error:  # the job records any failure
         log.exception("%s job %s failed", job.kind, job_id)
-        _update(job_id, state="failed", stage="failed", error=f"{type(error).__name__}: {error}",
-                finished_at=utcnow())
+        full = full_disk_error(error)
+        message = f"the disk is full ({full})" if full is not None else f"{type(error).__name__}: {error}"
+        # on a full disk this write may fail too: the job then stays "running" until the worker's restart
+        # marks it interrupted and queues it again (recover_interrupted)
+        _update(job_id, state="failed", stage="failed", error=message, finished_at=utcnow())
         return "failed"
     _update(job_id, state="done", stage=str(summary.get("stage", "done"))[:120], percent=100.0,
             finished_at=utcnow(),
