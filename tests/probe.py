@@ -226,6 +226,9 @@ def import_cases():
         Case("1 GiB of NUL bytes into an existing dataset (2)",
              cli(["import", "{folder}/zeros.csv", "--dataset", "base"], write_bytes("zeros.csv", 1024 * MB)), 1,
              ("zeros.csv: line 1 holds NUL bytes",), slow=True),
+        Case("the header, then 1 GiB of NUL bytes (2)",
+             cli(["import", "{folder}/zeros.csv", "--dataset", "base"], _header_then_zeros), 1,
+             ("zeros.csv: line 2 holds NUL bytes",), slow=True),
         Case("duplicate CSV header when appending (8)",
              cli(["import", "{folder}/dup.csv", "--dataset", "base"],
                  write_text("dup.csv", '"tx","V1","V2","Class","V2"\nT90,1,2,"0",3\n')), 1,
@@ -271,6 +274,13 @@ def import_cases():
              ("the disk is full", "nothing was changed")),
     ]
     return cases
+
+
+def _header_then_zeros(folder):
+    write_text("zeros.csv", HEADER)(folder)
+    with open(os.path.join(folder, "zeros.csv"), "ab") as stream:
+        for _ in range(64):
+            stream.write(b"\0" * (16 * MB))
 
 
 def _truncated_gzip(folder):
