@@ -1,0 +1,157 @@
+"""Features of raw transactions, numpy in and numpy out: the time of day, categories one-hot, and each entity's
+(card's, merchant's) recent history in time order with no look-ahead: a transaction sees only the transactions
+of its entity strictly before it in time, never one at the same second or later.
+
+Every function takes whole columns (one value per transaction, in any order) and returns one row per
+transaction in that same order, float32 and finite.
+"""
+import numpy as np
+import pandas as pd
+
+DAY = 86_400
+WINDOWS = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+NIGHT = (22, 6)  # hours [22, 24) and [0, 6)
+NO_HISTORY_SECONDS = 30 * DAY  # "seconds since the previous one" of an entity's first transaction
+OTHER = "(other)"
+
+
+def time_features(seconds):
+    """(matrix, names) of hour of day (0-24, fractional), day of week (0 Monday) and night (0/1) of epoch
+    ``seconds`` (UTC)."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    hour = (seconds % DAY) / 3600.0
+    day_of_week = ((seconds // DAY) + 3) % 7  # 1970-01-01 was a Thursday
+    night = (hour >= NIGHT[0]) | (hour < NIGHT[1])
+    return (np.column_stack([hour, day_of_week, night]).astype(np.float32),
+            ["hour of day", "day of week", "night (22-6 h)"])
+
+
+def category_vocabulary(values, limit):
+    """The categories to one-hot, most frequent first (ties by name), at most ``limit`` of them."""
+    present = np.asarray([value for value in values if value is not None], dtype=object).astype(str)
+    names, counts = np.unique(present, return_counts=True)
+    order = np.lexsort((names, -counts))
+    return names[order][:limit].tolist()
+
+
+def one_hot(values, vocabulary, column):
+    """(matrix, names): one 0/1 column per category of ``vocabulary`` and one for any other value (an unseen
+    category at scoring time, or a missing one)."""
+    index = {category: position for position, category in enumerate(vocabulary)}
+    codes = np.fromiter((index.get(None if value is None else str(value), len(vocabulary)) for value in values),
+                        dtype=np.int64, count=len(values))
+    matrix = np.zeros((len(values), len(vocabulary) + 1), dtype=np.float32)
+    matrix[np.arange(len(values)), codes] = 1.0
+    return matrix, [f"{column} = {category}" for category in vocabulary] + [f"{column} = {OTHER}"]
+
+
+def codes_of(values):
+    """Integer codes of ``values``: equal values, equal codes (pandas' factorize, a hash table; missing values
+    share one code)."""
+    return pd.factorize(np.asarray(values), use_na_sentinel=False)[0].astype(np.int64)
+
+
+class _History:
+    """Transactions ordered by (entity, time). Positions are in that order: ``now[i]`` is where the transactions
+    strictly before the i-th (in that order) end, ``start[i]`` where its entity's run starts. Queries run in
+    sorted order (fast), and ``back`` returns a result to the callers' order."""
+
+    def __init__(self, codes, seconds):
+        seconds = np.asarray(seconds, dtype=np.float64)
+        offset = seconds - (seconds.min() if len(seconds) else 0.0)
+        stride = (float(offset.max()) if len(offset) else 0.0) + 60 * DAY
+        keys = np.asarray(codes, dtype=np.float64) * stride + offset
+        if len(keys) and keys.max() >= 2 ** 53:
+            raise ValueError("too many entities over too long a time for exact keys")
+        self.order = np.argsort(keys, kind="stable")
+        self.ordered = keys[self.order]
+        self.seconds = seconds[self.order]
+        self.now = np.searchsorted(self.ordered, self.ordered, side="left")  # ties at one second are not seen
+        self.start = np.searchsorted(self.ordered, self.ordered - offset[self.order], side="left")
+
+    def since(self, width):
+        """Where the window of ``width`` seconds before each transaction starts."""
+        return np.searchsorted(self.ordered, self.ordered - width, side="left")
+
+    def back(self, values):
+        """``values`` (in sorted order) in the callers' order."""
+        result = np.empty_like(values)
+        result[self.order] = values
+        return result
+
+
+def window_stats(codes, seconds, amounts=None, history=None):
+    """Per transaction and window of WINDOWS: how many transactions of the same entity came in the window
+    before it, and their mean amount (0 without any). Returns (counts, means), each of shape (n, len(WINDOWS))."""
+    history = history or _History(codes, seconds)
+    n = len(history.ordered)
+    counts, means = np.zeros((n, len(WINDOWS))), np.zeros((n, len(WINDOWS)))
+    cumulative = None
+    if amounts is not None:
+        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(amounts, dtype=np.float64)[history.order])])
+    for column, (_, width) in enumerate(WINDOWS):
+        start = history.since(width)
+        count = (history.now - start).astype(np.float64)
+        counts[:, column] = history.back(count)
+        if cumulative is not None:
+            total = cumulative[history.now] - cumulative[start]
+            means[:, column] = history.back(np.divide(total, count, out=np.zeros(n), where=count > 0))
+    return counts, means
+
+
+def seconds_since_previous(codes, seconds, history=None):
+    """Seconds since the same entity's previous transaction (strictly earlier); NO_HISTORY_SECONDS for its first,
+    and capped there."""
+    history = history or _History(codes, seconds)
+    previous = history.now - 1
+    has = previous >= history.start
+    gap = np.full(len(history.ordered), float(NO_HISTORY_SECONDS))
+    gap[has] = history.seconds[has] - history.seconds[previous[has]]
+    return history.back(np.minimum(gap, NO_HISTORY_SECONDS))
+
+
+def earlier_count(codes, seconds):
+    """How many transactions of the same entity came strictly before each one, at any time."""
+    history = _History(codes, seconds)
+    return history.back(history.now - history.start)
+
+
+def entity_features(seconds, entities, amounts=None):
+    """(matrix, names) of the history features of transactions at epoch ``seconds``.
+
+    ``entities`` is a list of (column name, values); the first is the one whose habits are measured (the card):
+    its count and mean amount over each window, the amount against its usual amount (log of the ratio to its
+    30-day mean, 0 without history) and the log seconds since its previous transaction. Every other entity (the
+    merchant) gets its count over each window and whether this is the first transaction of the pair (first
+    entity, this one): "a merchant new to this card". ``amounts`` may be None (no amount features).
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    columns, names = [], []
+    (primary, primary_values), others = entities[0], entities[1:]
+    primary_codes = codes_of(primary_values)
+    history = _History(primary_codes, seconds)
+    counts, means = window_stats(primary_codes, seconds, amounts, history)
+    for position, (window, _) in enumerate(WINDOWS):
+        columns.append(counts[:, position])
+        names.append(f"{primary}: transactions in {window}")
+    if amounts is not None:
+        amounts = np.asarray(amounts, dtype=np.float64)
+        for position, (window, _) in enumerate(WINDOWS):
+            columns.append(means[:, position])
+            names.append(f"{primary}: mean amount in {window}")
+        usual = means[:, -1]
+        ratio = np.where(counts[:, -1] > 0, np.log1p(np.abs(amounts)) - np.log1p(np.abs(usual)), 0.0)
+        columns.append(ratio)
+        names.append(f"amount against {primary}'s usual (log ratio, 30d)")
+    columns.append(np.log1p(seconds_since_previous(primary_codes, seconds, history)))
+    names.append(f"{primary}: log seconds since its previous")
+    for other, values in others:
+        codes = codes_of(values)
+        other_counts, _ = window_stats(codes, seconds)
+        for position, (window, _) in enumerate(WINDOWS):
+            columns.append(other_counts[:, position])
+            names.append(f"{other}: transactions in {window}")
+        pairs = primary_codes * (int(codes.max()) + 1 if len(codes) else 1) + codes
+        columns.append((earlier_count(codes_of(pairs), seconds) == 0).astype(np.float64))
+        names.append(f"first {other} for this {primary}")
+    return np.column_stack(columns).astype(np.float32), names

@@ -1,0 +1,78 @@
+"""The raw-transaction features of models/features.py on their own: each against a brute-force loop over a
+seeded random set of transactions, and the rule that a transaction sees nothing at or after its own time."""
+import numpy as np
+import pytest
+
+from models import features
+
+DAY = features.DAY
+
+
+@pytest.fixture(scope="module")
+def transactions():
+    rng = np.random.default_rng(7)
+    n = 600
+    seconds = 1_500_000_000 + np.sort(rng.integers(0, 40 * DAY, n)).astype(np.float64)
+    seconds[10] = seconds[11]  # two transactions at the same second
+    card = rng.integers(0, 12, n)
+    card[11] = card[10]
+    merchant = np.array([f"M{m}" for m in rng.integers(0, 30, n)])
+    amount = np.round(rng.gamma(2.0, 30.0, n), 2)
+    shuffled = rng.permutation(n)  # the functions take any order
+    return seconds[shuffled], card[shuffled], merchant[shuffled], amount[shuffled]
+
+
+def brute_force(seconds, card, merchant, amount):
+    rows = []
+    for i in range(len(seconds)):
+        earlier = (card == card[i]) & (seconds < seconds[i])
+        row = []
+        for _, width in features.WINDOWS:
+            row.append(np.sum(earlier & (seconds >= seconds[i] - width)))
+        for _, width in features.WINDOWS:
+            inside = earlier & (seconds >= seconds[i] - width)
+            row.append(amount[inside].mean() if inside.any() else 0.0)
+        month = earlier & (seconds >= seconds[i] - 30 * DAY)
+        row.append(np.log1p(amount[i]) - np.log1p(amount[month].mean()) if month.any() else 0.0)
+        gap = seconds[i] - seconds[earlier].max() if earlier.any() else features.NO_HISTORY_SECONDS
+        row.append(np.log1p(min(gap, features.NO_HISTORY_SECONDS)))
+        at_merchant = (merchant == merchant[i]) & (seconds < seconds[i])
+        for _, width in features.WINDOWS:
+            row.append(np.sum(at_merchant & (seconds >= seconds[i] - width)))
+        row.append(float(not np.any(earlier & (merchant == merchant[i]))))
+        rows.append(row)
+    return np.array(rows, dtype=np.float32)
+
+
+def test_entity_features_match_a_brute_force_loop(transactions):
+    seconds, card, merchant, amount = transactions
+    matrix, names = features.entity_features(seconds, [("card_id", card), ("merchant_id", merchant)], amount)
+    assert matrix.shape == (len(seconds), len(names)) == (len(seconds), 12)
+    assert names[0] == "card_id: transactions in 1d" and names[-1] == "first merchant_id for this card_id"
+    np.testing.assert_allclose(matrix, brute_force(seconds, card, merchant, amount), rtol=1e-5, atol=1e-4)
+
+
+def test_a_transaction_sees_nothing_at_or_after_its_own_time(transactions):
+    """Dropping every later transaction (and those at the same second) changes no earlier row's features."""
+    seconds, card, merchant, amount = transactions
+    full, _ = features.entity_features(seconds, [("card", card), ("merchant", merchant)], amount)
+    cut = np.median(seconds)
+    keep = seconds < cut
+    part, _ = features.entity_features(seconds[keep], [("card", card[keep]), ("merchant", merchant[keep])],
+                                       amount[keep])
+    np.testing.assert_array_equal(full[keep], part)
+
+
+def test_time_features():
+    monday_23h = 1_700_438_400 + 23 * 3600  # 2023-11-20 was a Monday
+    matrix, names = features.time_features([monday_23h, monday_23h + 9 * 3600 + 1800])
+    assert names == ["hour of day", "day of week", "night (22-6 h)"]
+    np.testing.assert_allclose(matrix, [[23.0, 0.0, 1.0], [8.5, 1.0, 0.0]])
+
+
+def test_one_hot_keeps_its_vocabulary_and_sends_unseen_values_to_other():
+    vocabulary = features.category_vocabulary(["pos", "web", "pos", None, "pos", "web", "atm"], limit=2)
+    assert vocabulary == ["pos", "web"]
+    matrix, names = features.one_hot(["web", "atm", None, "pos", "moto"], vocabulary, "channel")
+    assert names == ["channel = pos", "channel = web", "channel = (other)"]
+    np.testing.assert_array_equal(matrix, [[0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0], [0, 0, 1]])
