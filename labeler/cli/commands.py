@@ -18,6 +18,7 @@ from labeler.config import ROOT, Config
 from labeler.data import datasets as datasets_service
 from labeler.data import exporter
 from labeler.data.importer import ImportFailed, import_file
+from labeler.data.transactions import describe as describe_roles
 from labeler.data.users import UserError, create_user, set_disabled, set_password
 from labeler.store.db import database
 from labeler.store.migrations import upgrade
@@ -30,13 +31,13 @@ SERVE_THREADS = 2
 MIN_SECRET_KEY_LENGTH = 32  # the key signs the session cookies: a short one can be guessed offline
 
 
-def _run_import(path, dataset, label_column, id_column, exclude, labels):
+def _run_import(path, dataset, label_column, id_column, exclude, labels, roles=None):
     """Import with a progress bar when stderr is a terminal (silent otherwise, so an error stays one line);
-    returns the ImportResult. Raises ImportFailed."""
+    returns the ImportResult. ``roles``: import_file's role options. Raises ImportFailed."""
     def run(progress=None):
         with database.connection_context():
             return import_file(path, dataset, label_column=label_column, id_column=id_column,
-                               exclude=exclude, labels=labels, progress=progress)
+                               exclude=exclude, labels=labels, progress=progress, **(roles or {}))
 
     if not sys.stderr.isatty():
         return run()
@@ -73,14 +74,32 @@ def init_db_command():
 @click.option("--label-column", default=None, help="Column holding ground truth (kept apart, never shown).")
 @click.option("--id-column", default=None, help="Column holding transaction ids (default: row numbers).")
 @click.option("--exclude", multiple=True, help="Numeric column to keep for display only, not as a feature. Repeatable.")
+@click.option("--ignore", multiple=True,
+              help="Column not to import at all (neither shown nor a feature), e.g. a second ground-truth column. "
+                   "Repeatable.")
 @click.option("--labels", default=None, help="Comma-separated label set of a new dataset (default: genuine,fraud).")
+@click.option("--time-column", default=None,
+              help="Column holding each transaction's time (ISO 8601 or epoch seconds): time-of-day features, and "
+                   "with --entity-column the history features.")
+@click.option("--entity-column", "entity_columns", multiple=True,
+              help="Column of an entity whose history matters: the card first, then e.g. the merchant. Repeatable. "
+                   "Never a feature itself; needs --time-column.")
+@click.option("--categorical", multiple=True,
+              help="Text column to one-hot encode as a feature (default: text columns with at most 50 distinct "
+                   "values). Repeatable.")
+@click.option("--amount-column", default=None,
+              help="Column of amounts for the history features (default: a numeric column named amount or amt).")
 @with_appcontext
 @stops_on_full_disk
-def import_command(path, dataset, label_column, id_column, exclude, labels):
-    """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing."""
+def import_command(path, dataset, label_column, id_column, exclude, ignore, labels, time_column, entity_columns,
+                   categorical, amount_column):
+    """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing. Column roles (time,
+    entities, categorical, amount) are chosen at a dataset's first import and kept for its appends."""
     names = [name.strip() for name in labels.split(",")] if labels else None
+    roles = {"time_column": time_column, "entity_columns": entity_columns, "categorical": categorical,
+             "amount_column": amount_column, "ignore": ignore}
     try:
-        result = _run_import(path, dataset, label_column, id_column, exclude, names)
+        result = _run_import(path, dataset, label_column, id_column, exclude, names, roles)
     except ImportFailed as error:
         fail(f"{error} (nothing was imported)")
     verb = "created" if result.created else "updated"
@@ -221,6 +240,9 @@ def stats_command(dataset, as_json):
         return
     click.echo(f"Dataset {figures['dataset']}: {figures['rows']:,} rows, {figures['features']} features")
     click.echo(f"Label set: {', '.join(figures['labels'])}")
+    roles = describe_roles(figures["roles"])
+    if roles:
+        click.echo(roles)
     click.echo(f"Human labels: {figures['human_labeled']:,} {figures['human_labels']}")
     click.echo(f"Pseudo labels: {sum(figures['pseudo_labels'].values()):,}")
     if figures["ground_truth"]:

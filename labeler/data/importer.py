@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from peewee import PostgresqlDatabase, fn
 
+from labeler.data import transactions
+from labeler.data.errors import ImportFailed, file_line
 from labeler.store.db import Dataset, GroundTruth, Item, database
 
 DEFAULT_CHUNK_ROWS = 50_000
@@ -31,10 +33,6 @@ LINE_LIMIT = 16 << 20  # bytes: a longer CSV line is refused, so memory stays bo
 COMPARE_BATCH = 500  # stored rows fetched per query when a re-import is checked against them
 # a dataset name becomes a path segment of the web's URLs (/datasets/<name>): no '/', '\\' or control characters
 NAME_LIMIT = 120
-
-
-class ImportFailed(ValueError):
-    """The file cannot be imported; the message is one line naming the file, line and column."""
 
 
 @dataclass
@@ -290,11 +288,6 @@ def _chunks(path, chunk_rows, string_columns, progress, notes=None):
         raw.close()
 
 
-def _header_line(row_index):
-    """The 1-based file line of data row ``row_index`` (0-based), the header being line 1."""
-    return row_index + 2
-
-
 def _feature_matrix(frame, feature_columns, name, first_row):
     """The chunk's features as float32. Raises ImportFailed on a non-numeric, missing or infinite value."""
     for column in feature_columns:
@@ -305,7 +298,7 @@ def _feature_matrix(frame, feature_columns, name, first_row):
             if bad.any():
                 position = int(np.argmax(bad.to_numpy()))
                 raise ImportFailed(
-                    f"{name}: line {_header_line(first_row + position)}, column {column!r}: "
+                    f"{name}: line {file_line(first_row + position)}, column {column!r}: "
                     f"{values.iloc[position]!r} is not a number"
                 )
             frame[column] = numeric
@@ -315,20 +308,21 @@ def _feature_matrix(frame, feature_columns, name, first_row):
         row, col = np.argwhere(~finite)[0]
         value = matrix[row, col]
         what = "is missing" if np.isnan(value) else f"is {value} (infinite)"
-        raise ImportFailed(f"{name}: line {_header_line(first_row + int(row))}, column {feature_columns[col]!r}: value {what}")
+        raise ImportFailed(f"{name}: line {file_line(first_row + int(row))}, column {feature_columns[col]!r}: value {what}")
     with np.errstate(over="ignore"):
         as32 = matrix.astype(np.float32)
     if not np.isfinite(as32).all():
         row, col = np.argwhere(~np.isfinite(as32))[0]
         raise ImportFailed(
-            f"{name}: line {_header_line(first_row + int(row))}, column {feature_columns[col]!r}: "
+            f"{name}: line {file_line(first_row + int(row))}, column {feature_columns[col]!r}: "
             f"{matrix[row, col]} is too large for a 32-bit float"
         )
     return as32
 
 
-def _infer_schema(frame, name, label_column, id_column, exclude):
-    """(display columns, text columns, feature columns) of a new dataset from its first chunk.
+def _infer_schema(frame, name, label_column, id_column, exclude, text_only=()):
+    """(display columns, text columns, numeric feature columns) of a new dataset from its first chunk.
+    ``text_only`` columns (a time, entities) are kept as text whatever they hold.
 
     Raises ImportFailed.
     """
@@ -346,7 +340,7 @@ def _infer_schema(frame, name, label_column, id_column, exclude):
     numeric = []
     for column in columns:
         values = frame[column]
-        if pd.api.types.is_bool_dtype(values):
+        if column in text_only or pd.api.types.is_bool_dtype(values):
             continue
         if pd.api.types.is_numeric_dtype(values):
             numeric.append(column)
@@ -356,8 +350,6 @@ def _infer_schema(frame, name, label_column, id_column, exclude):
         if len(present) and parsed.mean() >= 0.5 and (column not in exclude or parsed.all()):
             numeric.append(column)  # mostly numbers: the stray values are errors, reported with their line
     features = [c for c in numeric if c not in exclude]
-    if not features:
-        raise ImportFailed(f"{name}: no numeric feature columns found")
     return columns, [c for c in columns if c not in numeric], features
 
 
@@ -375,7 +367,7 @@ def _display_rows(frame, columns, text_columns, name, first_row):
             if bad.any():
                 position = int(np.argmax(bad))
                 raise ImportFailed(
-                    f"{name}: line {_header_line(first_row + position)}, column {column!r}: "
+                    f"{name}: line {file_line(first_row + position)}, column {column!r}: "
                     f"{values.iloc[position]!r} is not a number"
                 )
             frame[column] = parsed
@@ -401,7 +393,7 @@ def _check_truth(values, allowed, name, first_row, label_column):
     for position, value in enumerate(values):
         if value is not None and value not in allowed:
             raise ImportFailed(
-                f"{name}: line {_header_line(first_row + position)}, column {label_column!r}: "
+                f"{name}: line {file_line(first_row + position)}, column {label_column!r}: "
                 f"label {value!r} is not in the dataset's label set ({', '.join(sorted(allowed))})"
             )
 
@@ -455,11 +447,15 @@ def _insert_ground_truth(dataset, truths):
 
 
 def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(), labels=None,
-                chunk_rows=DEFAULT_CHUNK_ROWS, progress=None):
+                chunk_rows=DEFAULT_CHUNK_ROWS, progress=None, time_column=None, entity_columns=(), categorical=(),
+                amount_column=None, ignore=()):
     """Import ``path`` into the dataset ``dataset_name``, creating it on first import.
 
     ``labels`` names the label set of a new dataset (default: genuine/fraud, or the label column's values).
-    ``progress(done, total)`` is called after each chunk. Returns an ImportResult.
+    ``progress(done, total)`` is called after each chunk. Raw transactions: ``time_column`` (ISO 8601 or epoch
+    seconds), ``entity_columns`` (the card first, then e.g. the merchant), ``categorical`` and ``amount_column``
+    name column roles (labeler.data.transactions; detected where not given), chosen at the first import.
+    ``ignore`` names columns not imported at all (say, a second ground-truth column). Returns an ImportResult.
     Raises ImportFailed with one line naming file, line and column; the store is then unchanged.
 
     Without an id column an item's id is its row number in the file, so importing into such a dataset again
@@ -480,69 +476,84 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     existing = Dataset.get_or_none(Dataset.name == dataset_name)
     if existing is None:
         check_dataset_name(dataset_name)
+    role_options = {"time_column": time_column, "entity_columns": list(entity_columns or ()),
+                    "categorical": list(categorical or ()), "amount_column": amount_column}
     if existing is not None:
         if id_column is not None and id_column != existing.id_column:
             raise ImportFailed(
                 f"{name}: dataset {dataset_name!r} uses id column {existing.id_column!r}, not {id_column!r}"
             )
+        _check_same_roles(existing, role_options, name)
         id_column = existing.id_column
         label_column = label_column or existing.label_column
-    string_columns = [c for c in (id_column, label_column) if c]
+    string_columns = [c for c in (id_column, label_column, time_column, *role_options["entity_columns"]) if c]
 
     with database.atomic():
         dataset, created = existing, existing is None
+        roles = (existing.roles or {}) if existing is not None else None
         known_ids = set()
         next_row = 0
         if existing is not None:
             known_ids = {row[0] for row in Item.select(Item.external_id).where(Item.dataset == existing).tuples()}
             last_row = Item.select(fn.MAX(Item.row_number)).where(Item.dataset == existing).scalar()
             next_row = 0 if last_row is None else last_row + 1
+            string_columns += [c for c in [roles.get("time"), *roles.get("entities", [])] if c]
+        history = None
+        if role_options["entity_columns"] or (roles and transactions.has_history(roles)):
+            roles, history = _history_pass(path, name, chunk_rows, string_columns, existing, roles, known_ids,
+                                           id_column, label_column, exclude, role_options, ignore)
         seen = set()
         truth_seen = set()
         pending_truth = []
         rows_read = rows_added = 0
         file_notes = {}
-        for frame in _chunks(path, chunk_rows, string_columns, progress, file_notes):
+        for frame in _without(_chunks(path, chunk_rows, string_columns, progress, file_notes), ignore, name):
             if frame.empty:
                 continue  # a header-only CSV still yields one empty chunk
             first_row = rows_read
             if dataset is None:
-                columns, text_columns, features = _infer_schema(frame, name, label_column, id_column, exclude)
+                columns, text_columns, numeric = _infer_schema(frame, name, label_column, id_column, exclude,
+                                                               _role_columns(role_options))
+                if roles is None:
+                    roles = transactions.detect_roles(frame, name, numeric, text_columns, **role_options)
+                names = _feature_names(roles, history)
+                if not names:
+                    raise ImportFailed(f"{name}: no numeric feature columns found")
                 dataset = Dataset.create(
-                    name=dataset_name, columns=columns, text_columns=text_columns, feature_columns=features,
+                    name=dataset_name, columns=columns, text_columns=text_columns, feature_columns=names,
                     labels=list(labels) if labels else [], id_column=id_column, label_column=label_column,
-                    settings={},
+                    settings={}, roles=roles,
                 )
             else:
                 missing = [c for c in dataset.columns + string_columns if c not in frame.columns]
                 if missing:
                     raise ImportFailed(f"{name}: missing column(s) {', '.join(map(repr, missing))} of dataset {dataset_name!r}")
-            matrix = _feature_matrix(frame, dataset.feature_columns, name, first_row)
+            matrix, times, entities = _features_of_chunk(frame, dataset, roles, history, name, first_row)
             if id_column:
                 ids = frame[id_column].tolist()
                 for position, value in enumerate(ids):
                     if value is None or value != value or str(value).strip() == "":
-                        raise ImportFailed(f"{name}: line {_header_line(first_row + position)}, column {id_column!r}: id is missing")
+                        raise ImportFailed(f"{name}: line {file_line(first_row + position)}, column {id_column!r}: id is missing")
                 ids = [str(v).strip() for v in ids]
             else:
                 ids = [str(first_row + i) for i in range(len(frame))]
             truth = _truth_values(frame, label_column)
             numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
             if not id_column and not created:
-                _check_same_rows(dataset, ids, known_ids, numbers, texts, matrix, name, first_row)
+                _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row)
             new_rows = []
             new_truth = []
             for position, external_id in enumerate(ids):
                 if external_id in seen:
                     raise ImportFailed(
-                        f"{name}: line {_header_line(first_row + position)}, column {id_column!r}: "
+                        f"{name}: line {file_line(first_row + position)}, column {id_column!r}: "
                         f"duplicate id {external_id!r} in the file"
                     )
                 seen.add(external_id)
                 if external_id in known_ids:
                     continue
                 new_rows.append((dataset.id, external_id, next_row, numbers[position], texts[position],
-                                 matrix[position].tobytes()))
+                                 matrix[position].tobytes(), times[position], entities[position]))
                 if truth is not None and truth[position] is not None:
                     new_truth.append((next_row, truth[position]))
                 next_row += 1
@@ -552,7 +563,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                     allowed = set(dataset.settings.get("truth_map", {}))
                     _check_truth(truth, allowed, name, first_row, label_column)
             if new_rows:
-                _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features"], new_rows)
+                _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features",
+                                    "event_time", "entity"], new_rows)
                 pending_truth.extend(new_truth)
             rows_read += len(frame)
             rows_added += len(new_rows)
@@ -564,8 +576,170 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         if pending_truth:
             truth_map = dataset.settings.get("truth_map", {})
             _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
+        if history is not None and history.changed:
+            _refresh_history(dataset, history)
     notes = _boolean_notes(dataset, file_notes.get("booleans", []))
+    described = transactions.describe(dataset.roles or {})
+    if described and (created or history is not None):
+        notes.append(described)
+    if history is not None and history.changed:
+        notes.append(f"{len(history.changed):,} stored transactions come after appended ones of the same "
+                     f"{history.entity}: their history features were computed again.")
     return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added, notes)
+
+
+def _role_columns(options):
+    """The columns that role options keep as text: the time and the entities."""
+    return [c for c in (options["time_column"], *options["entity_columns"]) if c]
+
+
+def _without(frames, ignore, name):
+    """The chunks without the ignored columns. Raises ImportFailed when one is not in the file."""
+    for frame in frames:
+        missing = [column for column in ignore if column not in frame.columns]
+        if missing:
+            raise ImportFailed(f"{name}: cannot ignore {', '.join(map(repr, missing))}: no such column")
+        yield frame.drop(columns=list(ignore)) if ignore else frame
+
+
+def _check_same_roles(dataset, options, name):
+    """Raise ImportFailed when role options name other columns than the dataset's roles (chosen at its first
+    import): an append cannot change what the features mean."""
+    roles = dataset.roles or {}
+    given = {"time_column": ("time", options["time_column"]), "amount_column": ("amount", options["amount_column"])}
+    for option, (role, value) in given.items():
+        if value is not None and value != roles.get(role):
+            raise ImportFailed(f"{name}: dataset {dataset.name!r} has {role} column {roles.get(role)!r}, not {value!r} "
+                               f"(roles are chosen at the first import)")
+    if options["entity_columns"] and options["entity_columns"] != roles.get("entities", []):
+        raise ImportFailed(f"{name}: dataset {dataset.name!r} has entity columns "
+                           f"{', '.join(roles.get('entities', [])) or 'none'} (roles are chosen at the first import)")
+    if options["categorical"] and set(options["categorical"]) - set(roles.get("categorical", {})):
+        raise ImportFailed(f"{name}: dataset {dataset.name!r} has categorical columns "
+                           f"{', '.join(roles.get('categorical', {})) or 'none'} (roles are chosen at the first import)")
+
+
+@dataclass
+class _FileHistory:
+    """The history features of a file's rows (zeros for rows already stored), and those of stored rows that
+    changed because appended rows came before them."""
+    names: list
+    file_matrix: np.ndarray
+    changed: dict  # item id -> the item's new history features
+    entity: str  # the first entity column (the card)
+    offset: int  # where the history features start in the feature vector
+
+
+def _history_pass(path, name, chunk_rows, string_columns, existing, roles, known_ids, id_column, label_column,
+                  exclude, role_options, ignore):
+    """Read the file once for its times, entities and amounts, and compute every new row's history features
+    over the stored rows and the file's new rows together. Returns (roles, _FileHistory or None for a file
+    with no rows). Raises ImportFailed for a bad time or entity, naming its line."""
+    seconds, entities, amounts, ids = [], {}, [], []
+    rows = 0
+    for frame in _without(_chunks(path, chunk_rows, string_columns, lambda done, total: None), ignore, name):
+        if frame.empty:
+            continue
+        if roles is None:
+            _, text_columns, numeric = _infer_schema(frame, name, label_column, id_column, exclude,
+                                                     _role_columns(role_options))
+            roles = transactions.detect_roles(frame, name, numeric, text_columns, **role_options)
+        if not roles.get("time"):
+            raise ImportFailed(f"{name}: entity columns need a time column (--time-column)")
+        missing = [c for c in [roles["time"], *roles["entities"]] if c not in frame.columns]
+        if missing:
+            raise ImportFailed(f"{name}: missing column(s) {', '.join(map(repr, missing))}")
+        seconds.append(transactions.event_times(frame, roles["time"], name, rows))
+        for column in roles["entities"]:
+            entities.setdefault(column, []).append(transactions.entity_values(frame, column, name, rows))
+        if roles.get("amount"):
+            amounts.append(pd.to_numeric(frame[roles["amount"]], errors="coerce").fillna(0).to_numpy(np.float64))
+        if id_column:
+            ids.extend(frame[id_column].astype("string").str.strip().tolist())
+        else:
+            ids.extend(str(rows + i) for i in range(len(frame)))
+        rows += len(frame)
+    if rows == 0:
+        return roles, None
+    new = ~pd.Series(ids).duplicated().to_numpy() & np.array([i not in known_ids for i in ids])
+    stored = _stored_history(existing, roles)
+    amount_parts = [stored["amount"], *amounts] if roles.get("amount") else None
+    all_seconds = np.concatenate([stored["seconds"], np.concatenate(seconds)[new]])
+    all_entities = [(column, np.concatenate([stored[column], np.concatenate(entities[column])[new]]))
+                    for column in roles["entities"]]
+    all_amounts = None
+    if amount_parts is not None:
+        all_amounts = np.concatenate([stored["amount"], np.concatenate(amounts)[new]])
+    matrix, names = transactions.history_features(all_seconds, all_entities, all_amounts)
+    held = len(stored["ids"])
+    file_matrix = np.zeros((rows, len(names)), dtype=np.float32)
+    file_matrix[new] = matrix[held:]
+    offset = len(roles.get("numeric", [])) + len(transactions.row_feature_names(roles))
+    changed = {}
+    if held:
+        before = stored["vectors"][:, offset:offset + len(names)]
+        differs = np.flatnonzero(np.any(before != matrix[:held], axis=1))
+        changed = {int(stored["ids"][i]): matrix[i] for i in differs}
+    return roles, _FileHistory(names, file_matrix, changed, roles["entities"][0], offset)
+
+
+def _stored_history(dataset, roles):
+    """The stored rows' ids, times, entity values, amounts and feature vectors, in id order (empty for a new
+    dataset)."""
+    columns = {"ids": np.zeros(0, dtype=np.int64), "seconds": np.zeros(0), "amount": np.zeros(0),
+               "vectors": np.zeros((0, 0), dtype=np.float32)}
+    for column in roles["entities"]:
+        columns[column] = np.zeros(0, dtype=object)
+    if dataset is None:
+        return columns
+    rows = list(Item.select(Item.id, Item.event_time, Item.numbers, Item.texts, Item.features)
+                .where(Item.dataset == dataset).order_by(Item.id).tuples())
+    if not rows:
+        return columns
+    text_index = {column: dataset.text_columns.index(column) for column in roles["entities"]}
+    number_columns = [c for c in dataset.columns if c not in dataset.text_columns]
+    texts = [json.loads(row[3]) if row[3] else [] for row in rows]
+    columns["ids"] = np.array([row[0] for row in rows], dtype=np.int64)
+    columns["seconds"] = np.array([row[1] for row in rows], dtype=np.float64)
+    for column, index in text_index.items():
+        columns[column] = np.array([str(values[index]).strip() for values in texts], dtype=object)
+    if roles.get("amount"):
+        numbers = np.frombuffer(b"".join(bytes(row[2]) for row in rows), dtype=np.float64)
+        columns["amount"] = numbers.reshape(len(rows), len(number_columns))[:, number_columns.index(roles["amount"])]
+    columns["vectors"] = np.frombuffer(b"".join(bytes(row[4]) for row in rows), dtype=np.float32).reshape(
+        len(rows), dataset.n_features)
+    return columns
+
+
+def _feature_names(roles, history):
+    """The feature vector's names: the file's numeric features, the row features, the history features."""
+    return [*roles.get("numeric", []), *transactions.row_feature_names(roles), *(history.names if history else [])]
+
+
+def _features_of_chunk(frame, dataset, roles, history, name, first_row):
+    """(feature matrix float32, event times, first-entity values) of a chunk's rows. Raises ImportFailed."""
+    size = len(frame)
+    blocks = [_feature_matrix(frame, dataset.file_features, name, first_row)]
+    times, entities = [None] * size, [None] * size
+    if roles.get("time"):
+        frame["__seconds__"] = transactions.event_times(frame, roles["time"], name, first_row)
+        times = frame["__seconds__"].tolist()
+    if roles.get("entities"):
+        entities = transactions.entity_values(frame, roles["entities"][0], name, first_row).tolist()
+    if roles:
+        blocks.append(transactions.row_features(frame, roles)[0])
+    if history is not None:
+        blocks.append(history.file_matrix[first_row:first_row + size])
+    return np.hstack(blocks).astype(np.float32), times, entities
+
+
+def _refresh_history(dataset, history):
+    """Write the new history features of stored rows that appended rows came before."""
+    start, end = history.offset, history.offset + len(history.names)
+    for item_id, blob in Item.select(Item.id, Item.features).where(Item.id.in_(list(history.changed))).tuples():
+        vector = np.frombuffer(bytes(blob), dtype=np.float32).copy()
+        vector[start:end] = history.changed[item_id]
+        Item.update(features=vector.tobytes()).where(Item.id == item_id).execute()
 
 
 def _boolean_notes(dataset, booleans):
@@ -581,21 +755,22 @@ def _boolean_notes(dataset, booleans):
     return notes
 
 
-def _check_same_rows(dataset, ids, known_ids, numbers, texts, matrix, name, first_row):
-    """Raise ImportFailed when a row whose row-number id is already stored differs from the stored row."""
+def _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row):
+    """Raise ImportFailed when a row whose row-number id is already stored differs from the stored row (its
+    display values: the features follow from them, and history features from other rows too)."""
     positions = [p for p, external_id in enumerate(ids) if external_id in known_ids]
     for start in range(0, len(positions), COMPARE_BATCH):
         batch = positions[start:start + COMPARE_BATCH]
         stored = {
-            external_id: (bytes(stored_numbers), stored_texts, bytes(stored_features))
-            for external_id, stored_numbers, stored_texts, stored_features in Item.select(
-                Item.external_id, Item.numbers, Item.texts, Item.features
+            external_id: (bytes(stored_numbers), stored_texts)
+            for external_id, stored_numbers, stored_texts in Item.select(
+                Item.external_id, Item.numbers, Item.texts
             ).where(Item.dataset == dataset, Item.external_id.in_([ids[p] for p in batch])).tuples()
         }
         for position in batch:
-            if stored[ids[position]] != (numbers[position], texts[position], matrix[position].tobytes()):
+            if stored[ids[position]] != (numbers[position], texts[position]):
                 raise ImportFailed(
-                    f"{name}: line {_header_line(first_row + position)} differs from row {ids[position]} already "
+                    f"{name}: line {file_line(first_row + position)} differs from row {ids[position]} already "
                     f"in dataset {dataset.name!r}, whose ids are row numbers: only the same file, or a longer "
                     f"version of it, can be imported into it again (import a different file into a new dataset, "
                     f"or give the dataset an id column at its first import with --id-column)"

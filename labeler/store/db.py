@@ -167,13 +167,21 @@ class Dataset(BaseModel):
     name = CharField(unique=True, max_length=120)
     columns = JSONField()  # every column kept for display, in file order (never the id or label column)
     text_columns = JSONField(default=list)  # the display columns that hold text rather than numbers
-    feature_columns = JSONField()  # numeric columns that form the feature vector, in order
+    feature_columns = JSONField()  # the feature vector's names, in order: file columns, then derived features
     labels = JSONField()  # the label set, e.g. ["genuine", "fraud"]
     positive_label = CharField(null=True, max_length=80)  # the label the model hunts (fraud)
     id_column = CharField(null=True, max_length=120)  # None: ids are row numbers
     label_column = CharField(null=True, max_length=120)  # ground truth column of the imported file
     settings = JSONField(default=dict)
     created_at = DateTimeField(default=utcnow)
+    # column roles of raw transactions (labeler.data.transactions): time, entities, amount, categorical
+    # vocabularies, id-like and numeric feature columns; None for a dataset imported before schema 8
+    roles = JSONField(null=True)
+
+    @property
+    def file_features(self):
+        """The file's numeric columns that are features (the first part of the feature vector)."""
+        return (self.roles or {}).get("numeric", self.feature_columns)
 
     @property
     def n_features(self):
@@ -205,9 +213,12 @@ class Item(BaseModel):
     numbers = BlobField()
     texts = TextField(null=True)
     features = BlobField()
+    event_time = FloatField(null=True)  # epoch seconds of the dataset's time column, if it has one
+    entity = CharField(null=True, max_length=200)  # the first entity column's value (the card), if any
 
     class Meta:
-        indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True))
+        indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True),
+                   (("dataset", "entity", "event_time"), False))
 
     def display_values(self, dataset):
         """The original row as text, in ``dataset.columns`` order."""

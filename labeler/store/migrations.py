@@ -3,7 +3,7 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
-from peewee import BooleanField, CharField, DateTimeField, IntegerField, PostgresqlDatabase
+from peewee import BooleanField, CharField, DateTimeField, FloatField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Lease, LoginFailure,
@@ -61,8 +61,22 @@ def _session_revocation_and_login_failures(migrator):
     LoginFailure.create_table(safe=True)
 
 
+def _transaction_roles(migrator):
+    """8: Dataset.roles (column roles of raw transactions), Item.event_time and Item.entity with an index on
+    (dataset, entity, event_time) for a card's history. Adds only what is missing."""
+    present = {column.name for column in database.get_columns("dataset")}
+    if "roles" not in present:
+        migrate(migrator.add_column("dataset", "roles", JSONField(null=True)))
+    present = {column.name for column in database.get_columns("item")}
+    wanted = {"event_time": FloatField(null=True), "entity": CharField(null=True, max_length=200)}
+    migrate(*[migrator.add_column("item", name, field) for name, field in wanted.items() if name not in present])
+    if "item_dataset_id_entity_event_time" not in {index.name for index in database.get_indexes("item")}:
+        migrate(migrator.add_index("item", ("dataset_id", "entity", "event_time"), False))
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
-              (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures)]
+              (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
+              (8, _transaction_roles)]
 
 
 def current_version():

@@ -1,0 +1,143 @@
+"""Raw transactions at import (issue 14): column roles (time, entities, categorical, amount, id-like), their
+features stored with the pool, history without look-ahead across appends, and bad values refused in one line."""
+import gzip
+
+import numpy as np
+import pytest
+
+from labeler.data.importer import ImportFailed, import_file
+from labeler.data.transactions import CATEGORY_LIMIT
+from labeler.store.db import Dataset, Item
+from models import features
+from tests.conftest import ROOT
+from tests.test_import import store_snapshot
+
+SAMPLE = f"{ROOT}/data/transactions_sample.csv.gz"
+ROLES = {"time_column": "timestamp", "entity_columns": ["card_id", "merchant_id"], "label_column": "is_fraud",
+         "id_column": "transaction_id", "ignore": ["scenario"]}
+
+
+@pytest.fixture(scope="module")
+def sample_lines():
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as stream:
+        return stream.read().splitlines()
+
+
+def write(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def vectors(dataset):
+    rows = {item.external_id: item for item in dataset.items()}
+    return rows, {external_id: item.feature_vector for external_id, item in rows.items()}
+
+
+def test_roles_are_detected_and_recorded(app, sample_lines, tmp_path):
+    path = write(tmp_path, "tx.csv", sample_lines[:3001])
+    result = import_file(path, "tx", **ROLES)
+    dataset = result.dataset
+    assert dataset.roles["time"] == "timestamp" and dataset.roles["entities"] == ["card_id", "merchant_id"]
+    assert dataset.roles["amount"] == "amount" and dataset.roles["numeric"] == ["amount"]
+    assert set(dataset.roles["categorical"]) == {"channel", "merchant_category", "country"}
+    assert "scenario" not in dataset.columns and "is_fraud" not in dataset.columns
+    assert not any(name.startswith(("card_id =", "transaction_id")) for name in dataset.feature_columns)
+    assert dataset.feature_columns[:3] == ["amount", "channel = card_present", "channel = card_not_present"]
+    assert "card_id: transactions in 7d" in dataset.feature_columns
+    assert result.notes[-1].startswith("Roles: time 'timestamp'; entities 'card_id', 'merchant_id'; amount 'amount'")
+    item = Item.get(Item.external_id == "tx00000001")
+    assert item.entity == "4000461" and item.event_time == 1522541501.0  # 2018-04-01T00:11:41Z
+
+
+def test_a_numeric_card_id_is_never_a_feature_even_without_roles(app, tmp_path):
+    lines = ["card_id,amount,hour"] + [f"{4000000 + n % 7},{n * 1.5},{n % 24}" for n in range(40)]
+    dataset = import_file(write(tmp_path, "plain.csv", lines), "plain").dataset
+    assert dataset.feature_columns == ["amount", "hour"] and dataset.roles["id_like"] == ["card_id"]
+    assert dataset.columns == ["card_id", "amount", "hour"]
+
+
+def test_history_features_match_the_feature_pipeline_on_the_whole_file(app, sample_lines, tmp_path):
+    """Stored vectors hold, after the row features, exactly what models.features gives on the file's columns."""
+    import pandas as pd
+    path = write(tmp_path, "tx.csv", sample_lines[:4001])
+    dataset = import_file(path, "tx", **ROLES).dataset
+    frame = pd.read_csv(path, dtype={"card_id": str})
+    seconds = ((pd.to_datetime(frame["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    expected, names = features.entity_features(seconds, [("card_id", frame["card_id"].to_numpy()),
+                                                         ("merchant_id", frame["merchant_id"].to_numpy())],
+                                               frame["amount"].to_numpy())
+    assert dataset.feature_columns[-len(names):] == names
+    _, stored = vectors(dataset)
+    matrix = np.stack([stored[tx] for tx in frame["transaction_id"]])[:, -len(names):]
+    np.testing.assert_allclose(matrix, expected, rtol=1e-6)
+
+
+def test_an_append_sees_the_stored_history_and_a_late_arrival_refreshes_later_rows(app, sample_lines, tmp_path):
+    """Importing the file in three parts (the middle part last) stores the same vectors as importing it whole."""
+    header, rows = sample_lines[0], sample_lines[1:3001]
+    whole = import_file(write(tmp_path, "whole.csv", [header, *rows]), "whole", **ROLES).dataset
+    options = {key: value for key, value in ROLES.items() if key != "ignore"}
+    import_file(write(tmp_path, "a.csv", [header, *rows[:1000]]), "parts", **ROLES)
+    result = import_file(write(tmp_path, "c.csv", [header, *rows[2000:]]), "parts", ignore=["scenario"])
+    assert result.rows_added == 1000
+    late = import_file(write(tmp_path, "b.csv", [header, *rows[1000:2000]]), "parts", ignore=["scenario"],
+                       **{key: options[key] for key in ("time_column", "entity_columns")})
+    assert late.rows_added == 1000
+    assert any("history features were computed again" in note for note in late.notes)
+    parts = Dataset.get(Dataset.name == "parts")
+    history = len(whole.feature_columns) - whole.feature_columns.index("card_id: transactions in 1d")
+    assert parts.feature_columns[-history:] == whole.feature_columns[-history:]  # (the categories' order may
+    _, expected = vectors(whole)                                                  # differ: first chunks differ)
+    _, got = vectors(parts)
+    assert set(got) == set(expected)
+    for external_id, vector in expected.items():
+        np.testing.assert_allclose(got[external_id][-history:], vector[-history:], rtol=1e-6, err_msg=external_id)
+    again = import_file(write(tmp_path, "b.csv", [header, *rows[1000:2000]]), "parts", ignore=["scenario"])
+    assert (again.rows_added, again.rows_skipped) == (0, 1000)
+    _, after = vectors(parts)
+    assert all(np.array_equal(after[key], got[key]) for key in got)
+
+
+HEADER = "tx,time,card,shop,amount,channel"
+
+
+@pytest.mark.parametrize("line, fragments", [
+    ("T9,yesterday,C1,S1,5.0,pos", ["line 4", "column 'time'", "'yesterday' is not a time"]),
+    ("T9,,C1,S1,5.0,pos", ["line 4", "column 'time'", "is missing"]),
+    ("T9,2024-05-01T10:00:00Z,,S1,5.0,pos", ["line 4", "column 'card'", "the id is missing"]),
+])
+def test_a_bad_time_or_entity_is_refused_with_its_line(app, tmp_path, line, fragments):
+    good = ["T1,2024-05-01T09:00:00Z,C1,S1,1.0,pos", "T2,1714554000,C2,S2,2.0,web"]
+    import_file(write(tmp_path, "ok.csv", [HEADER, *good]), "ok", id_column="tx", time_column="time")
+    before = store_snapshot()
+    with pytest.raises(ImportFailed) as failure:
+        import_file(write(tmp_path, "bad.csv", [HEADER, *good, line]), "new", id_column="tx", time_column="time",
+                    entity_columns=["card", "shop"])
+    message = str(failure.value)
+    assert message.startswith("bad.csv: ") and "\n" not in message
+    assert all(fragment in message for fragment in fragments), message
+    assert store_snapshot() == before
+
+
+def test_a_categorical_column_with_too_many_values_is_refused(app, tmp_path):
+    lines = ["tx,amount,device"] + [f"T{n},{n},device-{n}" for n in range(CATEGORY_LIMIT + 5)]
+    with pytest.raises(ImportFailed, match=r"column 'device': 1,005 distinct values .* too many for a categorical "
+                                           r"feature \(at most 1,000\); import without --categorical device"):
+        import_file(write(tmp_path, "many.csv", lines), "many", id_column="tx", categorical=["device"])
+    assert Dataset.select().count() == 0
+
+
+def test_appending_with_other_roles_is_refused(app, sample_lines, tmp_path):
+    path = write(tmp_path, "tx.csv", sample_lines[:201])
+    import_file(path, "tx", **ROLES)
+    with pytest.raises(ImportFailed, match="has time column 'timestamp', not 'card_id'"):
+        import_file(path, "tx", time_column="card_id", ignore=["scenario"])
+
+
+def test_an_unseen_category_in_an_append_goes_to_other(app, tmp_path):
+    first = ["tx,amount,channel"] + [f"T{n},{n},{'pos' if n % 2 else 'web'}" for n in range(20)]
+    dataset = import_file(write(tmp_path, "a.csv", first), "d", id_column="tx").dataset
+    assert dataset.feature_columns == ["amount", "channel = pos", "channel = web", "channel = (other)"]
+    import_file(write(tmp_path, "b.csv", ["tx,amount,channel", "T99,5,moto"]), "d")
+    assert Item.get(Item.external_id == "T99").feature_vector.tolist() == [5.0, 0.0, 0.0, 1.0]
