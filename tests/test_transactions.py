@@ -141,3 +141,32 @@ def test_an_unseen_category_in_an_append_goes_to_other(app, tmp_path):
     assert dataset.feature_columns == ["amount", "channel = pos", "channel = web", "channel = (other)"]
     import_file(write(tmp_path, "b.csv", ["tx,amount,channel", "T99,5,moto"]), "d")
     assert Item.get(Item.external_id == "T99").feature_vector.tolist() == [5.0, 0.0, 0.0, 1.0]
+
+
+def test_the_screen_shows_the_cards_history_with_readable_times(app, client, analyst, run_jobs, sample_lines,
+                                                                tmp_path):
+    import re
+
+    from labeler.labeling.history import readable_gap
+    from labeler.worker import jobs
+    from tests.conftest import login
+    dataset = import_file(write(tmp_path, "tx.csv", sample_lines[:3001]), "tx", **ROLES).dataset
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(run_jobs(dataset).values()) == {"done"}
+    login(client, "ana")
+    page = client.get("/datasets/tx/label").get_data(as_text=True)
+    shown = Item.get_by_id(int(re.search(r'data-item-id="(\d+)"', page)[1]))
+    history = page[page.index("data-history"):page.index("</section>", page.index("data-history"))]
+    assert f"This card_id's transactions ({shown.entity})" in history
+    rows = re.findall(r"<tr( class=\"current\"[^>]*)?><td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)</td>"
+                      r"<td class=\"muted\">([^<]+)</td>", history)
+    same_card = Item.select().where(Item.dataset == dataset, Item.entity == shown.entity, Item.id != shown.id)
+    before = same_card.where(Item.event_time <= shown.event_time).count()
+    after = same_card.where(Item.event_time > shown.event_time).count()
+    assert len(rows) == min(before, 6) + 1 + min(after, 6) and sum(1 for current, _, _ in rows if current) == 1
+    assert [gap for current, _, gap in rows if current] == ["this one"]
+    assert all(gap.endswith(("earlier", "later", "same second")) for current, _, gap in rows if not current)
+    assert "<th>merchant_id</th><th>amount</th><th>channel</th><th>merchant_category</th><th>country</th>" in history
+    assert re.search(r"<dt>timestamp</dt><dd>2018-0\d-\d\d \d\d:\d\d:\d\d UTC</dd>", page)
+    assert [readable_gap(s) for s in (40, 180, 7500, 86400, 4 * 86400)] == ["40 s", "3 min", "2 h 5 min", "1 day",
+                                                                         "4 days"]

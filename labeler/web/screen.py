@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from labeler.data.datasets import label_counts
+from labeler.labeling.history import card_history, readable_amount, readable_time
 from labeler.labeling.similar import similar_labeled
 from labeler.store import artifacts
 from labeler.store.db import Item, Job, ModelVersion, dataset_key
@@ -164,6 +165,17 @@ def headline_columns(dataset):
     return [c for c in dataset.columns if c not in features or c.lower() in HEADLINE_NAMES]
 
 
+def _readable(dataset, item, column, value):
+    """A headline value as an analyst reads it: the time column as a UTC date and time, the amount with two
+    decimals."""
+    roles = dataset.roles or {}
+    if column == roles.get("time") and item.event_time is not None:
+        return readable_time(item.event_time)
+    if column == roles.get("amount"):
+        return readable_amount(value)
+    return value
+
+
 def screen(dataset, lease, settings=None):
     """Everything the item panel shows for ``lease``: item, headline values, feature bars, suggestion,
     alternatives for a reject (most likely first), reason codes and similar labeled items."""
@@ -180,7 +192,9 @@ def screen(dataset, lease, settings=None):
     return {
         "lease": lease,
         "item": item,
-        "headline": [(column, values[column]) for column in headline_columns(dataset)],
+        "headline": [(column, _readable(dataset, item, column, values[column]))
+                     for column in headline_columns(dataset)],
+        "history": card_history(dataset, item),
         "bars": bars,
         "chart": None if bars is None else chart_geometry(len(bars)),
         "reconstruction": reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
