@@ -270,6 +270,21 @@ def import_cases():
         Case("an append missing a column",
              cli(["import", "{folder}/narrow.csv", "--dataset", "base"],
                  write_text("narrow.csv", '"tx","V1","Class"\nT90,1,"0"\n')), 1, ("missing column", "'V2'")),
+        Case("a time that is not a time (14)",
+             cli(["import", "{folder}/tx.csv", "--dataset", "new", *RAW_ROLES],
+                 write_text("tx.csv", RAW_HEADER + "T9,yesterday,C1,S1,5.0,pos\n")), 1,
+             ("tx.csv: line 4, column 'time': 'yesterday' is not a time",)),
+        Case("an empty card id (14)",
+             cli(["import", "{folder}/tx.csv", "--dataset", "new", *RAW_ROLES],
+                 write_text("tx.csv", RAW_HEADER + "T9,2024-05-01T10:00:00Z,,S1,5.0,pos\n")), 1,
+             ("tx.csv: line 4, column 'card': the id is missing",)),
+        Case("a categorical column of 5,000 values (14)",
+             cli(["import", "{folder}/many.csv", "--dataset", "new", "--categorical", "device"],
+                 write_text("many.csv", "amount,device\n" + "".join(f"{n},d{n}\n" for n in range(5000)))), 1,
+             ("column 'device': 5,000 distinct values", "too many for a categorical feature")),
+        Case("entity columns without a time column (14)",
+             cli(["import", "{folder}/tx.csv", "--dataset", "new", "--entity-column", "card"],
+                 write_text("tx.csv", RAW_HEADER)), 1, ("entity columns need a time column",)),
         Case("disk full during an import (7)", full_disk_import, 1,
              ("the disk is full", "nothing was changed")),
     ]
@@ -281,6 +296,11 @@ def _header_then_zeros(folder):
     with open(os.path.join(folder, "zeros.csv"), "ab") as stream:
         for _ in range(64):
             stream.write(b"\0" * (16 * MB))
+
+
+RAW_HEADER = ("tx,time,card,shop,amount,channel\nT1,2024-05-01T09:00:00Z,C1,S1,1.0,pos\n"
+              "T2,1714554000,C2,S2,2.0,web\n")
+RAW_ROLES = ["--id-column", "tx", "--time-column", "time", "--entity-column", "card", "--entity-column", "shop"]
 
 
 def _truncated_gzip(folder):

@@ -345,6 +345,10 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         assert "creditcard-sample" in page and "28,481" in page and "demo (admin)" in page
         labeling = _get(opener, url + "datasets/creditcard-sample/label", deadline)
         assert 'data-item-id="' in labeling and "data-preparing" not in labeling  # the demo computed its queue
+        assert "transactions-sample" in page and "64,827" in page
+        raw = _get(opener, url + "datasets/transactions-sample/label", deadline)
+        assert 'data-item-id="' in raw and "data-history" in raw and "This card_id&#39;s transactions" not in raw
+        assert "This card_id's transactions" in raw
 
         children = psutil.Process(process.pid).children(recursive=True)
         roles = {role: child for child in children for role in ("worker", "serve") if role in child.cmdline()}
@@ -352,15 +356,15 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         shared = ("LABELER_DATABASE", "LABELER_QUEUE", "LABELER_MODELS")  # the web's job requests reach this worker
         assert ({name: roles["worker"].environ()[name] for name in shared}
                 == {name: roles["serve"].environ()[name] for name in shared})
-        # the worker alone runs the autoencoder job the demo queued: one job, done, none marked interrupted
+        # the worker alone runs the autoencoder jobs the demo queued: one a dataset, done, none marked interrupted
         store = sqlite3.connect(str(tmp_path / "demo" / "labeler.sqlite3"))
         while True:
             states = [row[0] for row in store.execute("SELECT state FROM job WHERE kind = 'autoencoder'")]
-            if states != ["queued"] and states != ["running"] or time.monotonic() > deadline:
+            if not {"queued", "running"} & set(states) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         store.close()
-        assert states == ["done"]
+        assert states == ["done", "done"]
     finally:
         process.terminate()
         process.wait(timeout=60)

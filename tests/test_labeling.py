@@ -124,7 +124,7 @@ def test_screen_shows_item_features_suggestion_and_keys(ana, dataset):
     assert lease.user.name == "ana" and lease.state == "active"
     assert f"<dd>{item.external_id}</dd>" in html
     values = dict(zip(dataset.columns, item.display_values(dataset)))
-    assert f"<dt>Amount</dt><dd>{values['Amount']}</dd>" in html
+    assert f"<dt>Amount</dt><dd>{float(values['Amount']):,.2f}</dd>" in html  # readable: two decimals
     assert f"<dt>Time</dt><dd>{values['Time']}</dd>" in html
     assert html.count('<g class="bar') == len(dataset.feature_columns)
     assert "★" in html  # the most unusual features are marked

@@ -27,6 +27,10 @@ from labeler.worker import jobs
 
 SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
 DEMO_DATASET = "creditcard-sample"
+TRANSACTIONS_PATH = os.path.join(ROOT, "data", "transactions_sample.csv.gz")
+TRANSACTIONS_DATASET = "transactions-sample"
+TRANSACTION_ROLES = {"time_column": "timestamp", "entity_columns": ("card_id", "merchant_id"), "categorical": (),
+                     "amount_column": "amount", "ignore": ("scenario",)}
 SERVE_THREADS = 2
 MIN_SECRET_KEY_LENGTH = 32  # the key signs the session cookies: a short one can be guessed offline
 
@@ -254,8 +258,9 @@ def stats_command(dataset, as_json):
 @click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
               help="Folder for the demo store (default: a new temporary folder).")
 def demo_command(port, directory):
-    """Fresh store with the bundled sample, a demo login printed, then the server and a worker (which runs the
-    autoencoder job first), each in its own process with the demo's settings (Ctrl-C stops both)."""
+    """Fresh store with the bundled samples (credit-card and simulated raw transactions), a demo login printed,
+    then the server and a worker (which runs the autoencoder jobs first), each in its own process with the demo's
+    settings (Ctrl-C stops both)."""
     directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="labeler-demo-"))
     os.makedirs(directory, exist_ok=True)
     store = os.path.join(directory, "labeler.sqlite3")
@@ -273,16 +278,24 @@ def demo_command(port, directory):
     except ImportFailed as error:
         fail(str(error))
     click.echo(f"Imported {result.rows_added:,} transactions into dataset {DEMO_DATASET!r}.")
+    try:
+        raw = _run_import(TRANSACTIONS_PATH, TRANSACTIONS_DATASET, "is_fraud", "transaction_id", (), None,
+                          TRANSACTION_ROLES)
+    except ImportFailed as error:
+        fail(str(error))
+    click.echo(f"Imported {raw.rows_added:,} simulated raw transactions (card and merchant ids, times, categories) "
+               f"into dataset {TRANSACTIONS_DATASET!r}.")
     password = secrets.token_urlsafe(9)
     with database.connection_context():
-        refill, _ = jobs.request(result.dataset, jobs.REFILL, "demo", enqueue=False)
-        state = jobs.run(refill.id, config)  # here, so the first page has its queue before the server starts
+        for imported in (result, raw):
+            refill, _ = jobs.request(imported.dataset, jobs.REFILL, "demo", enqueue=False)
+            # here, so that the first page has its queue before the server starts
+            if jobs.run(refill.id, config) != "done":
+                fail(f"the cold-start queue could not be computed: {jobs.latest(imported.dataset, jobs.REFILL).error}")
+            # a waiting job: the worker hands every waiting job to its queue when it starts (one runner, no race)
+            jobs.request(imported.dataset, jobs.AUTOENCODER, "demo", enqueue=False)
         create_user("demo", password, "admin")
-        # a waiting job: the worker hands every waiting job to its queue when it starts (one runner, no race)
-        jobs.request(result.dataset, jobs.AUTOENCODER, "demo", enqueue=False)
         queued = jobs.latest(result.dataset, jobs.REFILL).payload.get("queued", 0)
-    if state != "done":
-        fail(f"the cold-start queue could not be computed: {jobs.latest(result.dataset, jobs.REFILL).error}")
     click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder job now and retrains "
                f"as labels arrive.")
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]

@@ -21,7 +21,9 @@ BAR_LIMIT = 20.0  # |z| that fills half the chart; the scale is logarithmic so t
 MARKED = 3  # how many of the most unusual features are marked
 MARK_FROM = 2.0  # ... provided they lie at least this many standard deviations out
 ROW_HEIGHT = 16
-NAME_WIDTH = 80
+NAME_WIDTH = 80  # the least room for the feature names; long names (one-hot, history) get up to MAX_NAME_WIDTH
+MAX_NAME_WIDTH = 300
+NAME_CHAR_WIDTH = 6.6  # px per character of the charts' 11px labels
 CHART_WIDTH = 300
 TEXT_WIDTH = 60
 RECON_WIDTH = 200  # the reconstruction chart: 0..1 in scaled units
@@ -43,7 +45,7 @@ def feature_bars(vector, stats, names):
     mean, std = stats
     z = (np.asarray(vector, dtype=np.float64) - mean) / std
     half = CHART_WIDTH / 2
-    centre = NAME_WIDTH + half
+    centre = name_width(names) + half
     order = np.argsort(-np.abs(z), kind="stable")
     marked = {int(i) for i in order[:MARKED] if abs(z[i]) >= MARK_FROM}
     bars = []
@@ -62,20 +64,27 @@ def feature_bars(vector, stats, names):
     return bars
 
 
-def chart_geometry(count):
+def name_width(names):
+    """The room for the longest feature name, between NAME_WIDTH and MAX_NAME_WIDTH pixels."""
+    longest = max((len(str(name)) for name in names), default=0)
+    return float(min(MAX_NAME_WIDTH, max(NAME_WIDTH, round(longest * NAME_CHAR_WIDTH) + 8)))
+
+
+def chart_geometry(count, names=()):
     """Sizes the bar chart template needs: total width and height, centre line, tick positions."""
     half = CHART_WIDTH / 2
-    centre = NAME_WIDTH + half
+    left = name_width(names)
+    centre = left + half
     ticks = []
     for value in (1, 3, 10):
         offset = half * math.log1p(value) / math.log1p(BAR_LIMIT)
         ticks += [(centre - offset, -value), (centre + offset, value)]
     return {
-        "width": NAME_WIDTH + CHART_WIDTH + TEXT_WIDTH,
+        "width": left + CHART_WIDTH + TEXT_WIDTH,
         "height": count * ROW_HEIGHT + 14,
         "centre": centre,
         "ticks": ticks,
-        "text_x": NAME_WIDTH + CHART_WIDTH + 6,
+        "text_x": left + CHART_WIDTH + 6,
         "row_height": ROW_HEIGHT,
     }
 
@@ -115,8 +124,9 @@ def reconstruction_bars(dataset, item_id, vector, names):
             "y": index * ROW_HEIGHT,
             "marked": index in marked,
         })
-    chart = {"width": NAME_WIDTH + RECON_WIDTH + TEXT_WIDTH, "height": len(rows) * ROW_HEIGHT + 14,
-             "left": NAME_WIDTH, "right": NAME_WIDTH + RECON_WIDTH, "text_x": NAME_WIDTH + RECON_WIDTH + 6}
+    left = name_width(names)
+    chart = {"width": left + RECON_WIDTH + TEXT_WIDTH, "height": len(rows) * ROW_HEIGHT + 14,
+             "left": left, "right": left + RECON_WIDTH, "text_x": left + RECON_WIDTH + 6}
     return {"rows": rows, "chart": chart, "created_at": stored["created_at"]}
 
 
@@ -196,7 +206,7 @@ def screen(dataset, lease, settings=None):
                      for column in headline_columns(dataset)],
         "history": card_history(dataset, item),
         "bars": bars,
-        "chart": None if bars is None else chart_geometry(len(bars)),
+        "chart": None if bars is None else chart_geometry(len(bars), dataset.feature_columns),
         "reconstruction": reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
         "shown": shown,
         "suggested": lease.suggested if shown else None,

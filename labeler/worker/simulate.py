@@ -66,18 +66,19 @@ def _test_auprc(y_test, scores):
     return float(average_precision_score(y_test, scores))
 
 
-def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None):
+def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
-    called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was).
+    called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
+    its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
         raise SimulationError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if budget < 1 or batch < 1:
         raise SimulationError("--budget and --batch must be at least 1")
-    pool, test = split(y, seed)
+    pool, test = split(y, seed) if pool_and_test is None else pool_and_test
     X_pool, y_pool, X_test, y_test = X[pool], y[pool], X[test], y[test]
     budget = min(budget, len(pool))
     rng = np.random.default_rng(seed)
@@ -87,6 +88,7 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     p_pool = None  # the current model's P(positive) over the pool, None before a model exists
     pseudo = None
     model = None
+    test_scores = None
     rows = []
     while len(order) < budget:
         started = time.perf_counter()
@@ -110,12 +112,14 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
                 fresh = ~labeled_mask[pseudo[0]]
                 pseudo = (pseudo[0][fresh], pseudo[1][fresh])
             model = learner.train(labeled, y_labeled, pseudo).model
-            auprc = _test_auprc(y_test, learner.score(model, X_test))
+            test_scores = learner.score(model, X_test)
+            auprc = _test_auprc(y_test, test_scores)
             p_pool = learner.score(model)
             pseudo = learner.pseudo(p_pool, np.flatnonzero(~labeled_mask))
         else:
             model = weak.fit(weak.LOGISTIC, X_pool[labeled], y_labeled)
-            auprc = _test_auprc(y_test, model.predict(X_test))
+            test_scores = model.predict(X_test)
+            auprc = _test_auprc(y_test, test_scores)
             p_pool = model.predict(X_pool) if strategy == UNCERTAINTY else None
         rows.append({"labels": len(order), "auprc": auprc, "positives_found": int(y_labeled.sum()),
                      "seconds": time.perf_counter() - started})
@@ -123,6 +127,7 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
             progress(len(order))
     if final is not None:
         final["model"] = model
+        final["test_scores"] = test_scores
     return rows
 
 

@@ -1,0 +1,140 @@
+"""Benchmark: raw transactions (issue 14). Imports the simulated transactions (scripts/make_transactions.py) into a
+temporary store with their roles (time, card, merchant, categories), against a bare pandas read of the same file
+in the same run; then runs the simulate protocol with a split by time (the pool is every day before the last
+``--test-days``, the test those days, as a fraud team evaluates) with
+
+  (a) the raw columns only: the amount and the categories one-hot;
+  (b) the same plus the time and history features (the card's and the merchant's recent transactions);
+
+for the default loop and random picks, and as the ceiling a gradient-boosted model trained on every pool label
+with (b)'s features. Prints test AUPRC and frauds shown at each budget, and the recall at the top 1% of test
+scores per fraud scenario.
+
+    python bench/transactions.py --data /tmp/transactions.csv.gz       # made first when missing (full size)
+    python bench/transactions.py --data data/transactions_sample.csv.gz --budgets 100,250,500 --test-days 14
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from labeler.store.settings import DEFAULTS  # noqa: E402  (after the path)
+
+IMPORT_OPTIONS = ["--label-column", "is_fraud", "--id-column", "transaction_id", "--time-column", "timestamp",
+                  "--entity-column", "card_id", "--entity-column", "merchant_id", "--ignore", "scenario"]
+HISTORY_FROM = ("hour of day",)  # the first derived feature that (a) leaves out: time, then history
+
+
+def import_timed(path, workdir):
+    """Seconds of a bare pandas read and of `manage.py import` (features included) of ``path``."""
+    started = time.perf_counter()
+    pd.read_csv(path)
+    bare = time.perf_counter() - started
+    env = {**os.environ, "LABELER_DATABASE": os.path.join(workdir, "labeler.sqlite3"), "LABELER_INSTANCE": workdir}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "import", path, "--dataset", "tx",
+                    *IMPORT_OPTIONS], env=env, check=True, cwd=ROOT)
+    return bare, time.perf_counter() - started
+
+
+def load(workdir, path):
+    """(X, y, feature names, scenario, epoch seconds) of the imported pool, in item id order."""
+    from labeler.store.db import Dataset, Item, database, open_database
+    from labeler.worker.simulate import load_truth
+    open_database(os.path.join(workdir, "labeler.sqlite3"))
+    with database.connection_context():
+        dataset = Dataset.get(Dataset.name == "tx")
+        X, y = load_truth(dataset)
+        rows = list(Item.select(Item.external_id, Item.event_time).where(Item.dataset == dataset)
+                    .order_by(Item.id).tuples())
+        names = list(dataset.feature_columns)
+    frame = pd.read_csv(path, usecols=["transaction_id", "scenario"]).set_index("transaction_id")
+    scenario = frame.loc[[external_id for external_id, _ in rows], "scenario"].to_numpy()
+    return X, y, names, scenario, np.array([seconds for _, seconds in rows])
+
+
+def recall_at_top(scores, y, scenario, share=0.01):
+    """Per scenario (1-4, and all frauds): the share of its test frauds among the top ``share`` of scores."""
+    top = np.argsort(-scores, kind="stable")[:max(1, int(round(share * len(scores))))]
+    chosen = np.zeros(len(scores), dtype=bool)
+    chosen[top] = True
+    result = {"all": float(chosen[y == 1].mean())}
+    for number in sorted(set(scenario[y == 1].tolist())):
+        frauds = scenario == number
+        result[str(number)] = float(chosen[frauds].mean())
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "transactions.csv.gz"),
+                        help="simulated transactions; the full-size set is made there first when missing")
+    parser.add_argument("--budgets", default="100,250,500,1000,2000", help="label counts to report")
+    parser.add_argument("--batch", type=int, default=50, help="labels per simulated batch")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds of the loop (the split is by time)")
+    parser.add_argument("--test-days", type=int, default=30, help="the last days, kept as the test set")
+    args = parser.parse_args()
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import average_precision_score
+
+    from labeler.worker import simulate
+
+    if not os.path.exists(args.data):
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_transactions.py"), "--out", args.data],
+                       check=True)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    print(f"# raw transactions, {time.strftime('%Y-%m-%d')}; machine: {platform.platform()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    workdir = tempfile.mkdtemp(prefix="bench-transactions-")
+    bare, imported = import_timed(args.data, workdir)
+    X, y, names, scenario, seconds = load(workdir, args.data)
+    print(f"{len(y):,} transactions, {int(y.sum()):,} frauds; import with features {imported:.1f} s against a bare "
+          f"pandas read {bare:.1f} s: {imported / bare:.1f}x")
+    cutoff = seconds.max() - args.test_days * 86_400
+    pool, test = np.flatnonzero(seconds < cutoff), np.flatnonzero(seconds >= cutoff)
+    print(f"pool {len(pool):,} ({int(y[pool].sum()):,} frauds), test: the last {args.test_days} days, {len(test):,} "
+          f"({int(y[test].sum()):,} frauds); batch {args.batch}; seeds {args.seeds}")
+    derived = names.index(HISTORY_FROM[0]) if HISTORY_FROM[0] in names else len(names)
+    variants = {"(a) raw columns": np.arange(derived), "(b) + time and history": np.arange(len(names))}
+    settings = dict(DEFAULTS)
+    for title, columns in variants.items():
+        for strategy in (simulate.DEFAULT, simulate.RANDOM):
+            runs, finals = [], []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                final = {}
+                started = time.perf_counter()
+                runs.append(simulate.run(X[:, columns], y, strategy, max(budgets), args.batch, seed, settings,
+                                         final=final, pool_and_test=(pool, test)))
+                finals.append((final, time.perf_counter() - started))
+            curve = {row["labels"]: row for row in simulate.average(runs)}
+            cells = [f"{b}: AUPRC {curve[b]['auprc']:.3f}, frauds {curve[b]['positives_found']:.0f}"
+                     for b in budgets if b in curve]
+            print(f"{title:24s} {strategy:8s} " + " | ".join(cells) + f"  ({finals[0][1]:.0f} s a run)")
+            scores = finals[0][0].get("test_scores")
+            if scores is not None:
+                recall = recall_at_top(scores, y[test], scenario[test])
+                print(f"{'':33s}recall at the top 1% after {max(budgets)} labels: "
+                      + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
+    started = time.perf_counter()
+    ceiling = HistGradientBoostingClassifier(random_state=0).fit(X[pool], y[pool])
+    scores = ceiling.predict_proba(X[test])[:, 1]
+    recall = recall_at_top(scores, y[test], scenario[test])
+    print(f"ceiling: gradient boosting on all {len(pool):,} pool labels, features (b): test AUPRC "
+          f"{average_precision_score(y[test], scores):.3f} ({time.perf_counter() - started:.0f} s); recall at the top "
+          f"1%: " + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
+    ceiling_a = HistGradientBoostingClassifier(random_state=0).fit(X[pool][:, variants["(a) raw columns"]], y[pool])
+    scores_a = ceiling_a.predict_proba(X[test][:, variants["(a) raw columns"]])[:, 1]
+    print(f"ceiling with (a)'s features: test AUPRC {average_precision_score(y[test], scores_a):.3f}")
+
+
+if __name__ == "__main__":
+    main()
