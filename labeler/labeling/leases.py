@@ -11,7 +11,7 @@ import time
 
 from peewee import JOIN, SQL, IntegrityError, fn
 
-from labeler.store.db import Label, Lease, QueueEntry, dataset_key, database, utcnow, write_transaction
+from labeler.store.db import Item, Label, Lease, QueueEntry, dataset_key, database, utcnow, write_transaction
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
 
@@ -208,7 +208,10 @@ def _new_terms(settings, now):
 
 
 def _take_entry(dataset, user, settings, now, entry):
-    """Lease ``entry``'s item: insert a lease row, or take over an expired one; None when someone was faster."""
+    """Lease ``entry``'s item: insert a lease row, or take over an expired one; None when someone was faster or
+    another analyst holds a transaction of the same card (raw transactions: one card, one analyst at a time)."""
+    if _card_held_by_another(dataset, user, now, entry.item_id):
+        return None
     terms = dict(
         _new_terms(settings, now), user=user.id, state="active", strategy=entry.strategy,
         suggested=entry.suggested, probability=entry.probability, probabilities=entry.probabilities or {},
@@ -227,6 +230,18 @@ def _take_entry(dataset, user, settings, now, entry):
              .where((Lease.id == old.id) & (Lease.expires_at <= now) & (Lease.state != "second"))
              .execute())
     return Lease.get_by_id(old.id) if taken else None
+
+
+def _card_held_by_another(dataset, user, now, item_id):
+    """True when another analyst holds a live lease on a transaction of ``item_id``'s card (its first entity).
+    On SQLite the write lock makes check and lease one step; elsewhere two analysts could meet in a race."""
+    entity = Item.select(Item.entity).where(Item.id == item_id).scalar()
+    if entity is None:
+        return False
+    return (Lease.select(Lease.id).join(Item, on=(Lease.item == Item.id))
+            .where((Item.dataset == dataset) & (Item.entity == entity) & (Lease.dataset == dataset)
+                   & (Lease.user != user.id) & (Lease.state == "active") & (Lease.expires_at > now))
+            .exists())
 
 
 def _take_second_look(dataset, user, settings, now):
