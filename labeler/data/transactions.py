@@ -19,6 +19,7 @@ CATEGORY_LIMIT = 1_000  # a column named categorical with more distinct values i
 VOCABULARY_LIMIT = 50  # categories one-hot encoded (the most frequent); the rest share an "(other)" column
 ID_LIKE_NAME = re.compile(r"(^|[^a-z])id$|[a-z]Id$|_?(number|no|nr)$", re.IGNORECASE)
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+EPOCH_SECONDS = r"[+-]?\d+(\.\d*)?"  # epoch seconds in a text column; anything else must be ISO 8601
 AMOUNT_NAMES = ("amount", "amt", "transaction_amount", "tx_amount", "value")
 
 
@@ -75,12 +76,13 @@ def event_times(frame, column, name, first_row):
         seconds = values.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(seconds)
     else:
-        text = values.astype("string")
-        numeric = pd.to_numeric(text, errors="coerce")
-        parsed = pd.to_datetime(text.where(numeric.isna()), utc=True, format="ISO8601", errors="coerce")
-        seconds = np.where(numeric.notna(), numeric.to_numpy(dtype=np.float64, na_value=np.nan),
-                           ((parsed - EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan))
-        bad = (numeric.isna() & parsed.isna()).to_numpy()
+        text = values.astype("string").str.strip()
+        epoch = text.str.fullmatch(EPOCH_SECONDS).fillna(False).to_numpy(dtype=bool)  # ISO first: the usual case
+        parsed = pd.to_datetime(text.where(~epoch), utc=True, format="ISO8601", errors="coerce")
+        seconds = ((parsed - EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan).copy()
+        if epoch.any():
+            seconds[epoch] = pd.to_numeric(text[epoch]).to_numpy(dtype=np.float64)
+        bad = np.isnan(seconds)
     if bad.any():
         position = int(np.argmax(bad))
         value = values.iloc[position]
@@ -98,9 +100,7 @@ def entity_values(frame, column, name, first_row):
     if missing.any():
         position = int(np.argmax(missing))
         raise ImportFailed(f"{name}: line {file_line(first_row + position)}, column {column!r}: the id is missing")
-    numbers = pd.to_numeric(text, errors="coerce")
-    whole = numbers.notna() & (numbers % 1 == 0)
-    text = text.where(~whole, numbers.astype("Int64").astype("string"))  # 4000123.0 and 4000123 are one card
+    text = text.str.replace(r"^(\d+)\.0*$", r"\1", regex=True)  # 4000123.0 and 4000123 are one card
     return text.to_numpy(dtype=object)
 
 
