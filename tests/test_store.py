@@ -117,6 +117,13 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
         database.execute_sql('DROP INDEX "item_dataset_id_entity_event_time"')
         for table, column in (("dataset", "roles"), ("item", "event_time"), ("item", "entity")):
             database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        # SQLite drops no column with a foreign key: the version-7 label table is made again without it
+        schema = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'label'").fetchone()[0]
+        old_schema = (schema.replace(', "bulk_of_id" INTEGER', "")
+                      .replace(', FOREIGN KEY ("bulk_of_id") REFERENCES "label" ("id") ON DELETE CASCADE', ""))
+        assert "bulk_of" not in old_schema
+        database.execute_sql('DROP TABLE "label"')
+        database.execute_sql(old_schema)
         database.execute_sql("INSERT INTO dataset (name, columns, text_columns, feature_columns, labels, id_column, "
                              "settings, created_at) VALUES ('old', '[\"a\", \"b\"]', '[]', '[\"a\", \"b\"]', "
                              "'[\"genuine\", \"fraud\"]', 'tx', '{}', '2024-01-01 00:00:00')")
@@ -124,6 +131,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
         assert upgrade() == [8]
         assert {"event_time", "entity"} <= {column.name for column in database.get_columns("item")}
         assert "item_dataset_id_entity_event_time" in {index.name for index in database.get_indexes("item")}
+        assert "bulk_of_id" in {column.name for column in database.get_columns("label")}
         old = Dataset.get(Dataset.name == "old")
         assert old.roles is None and old.file_features == ["a", "b"]
         (tmp_path / "more.csv").write_text("tx,a,b\nT1,1.5,2\nT2,3,4\n")

@@ -193,3 +193,86 @@ def test_two_analysts_never_hold_transactions_of_one_card_at_once(app, analyst, 
     carol = create_user("carol", PASSWORD, "analyst")
     assert leases.next_item(dataset, carol) is None  # both cards are held
     assert Lease.select().where(Lease.user == carol.id).count() == 0
+
+
+@pytest.fixture
+def card_queue(app, analyst, run_jobs, tmp_path):
+    """A dataset of two cards, 12 transactions each, with its queue computed."""
+    from labeler.worker import jobs
+    lines = [HEADER] + [f"T{n},2024-05-01T{9 + n // 6:02d}:{n % 6 * 7:02d}:00Z,C{n % 2},S{n % 5},{n + 1}.5,"
+                        f"{'pos' if n % 3 else 'web'}" for n in range(24)]
+    dataset = import_file(write(tmp_path, "cards.csv", lines), "cards", id_column="tx", time_column="time",
+                          entity_columns=["card", "shop"]).dataset
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(run_jobs(dataset).values()) == {"done"}
+    return dataset
+
+
+def test_one_decision_labels_a_run_of_the_card_and_undo_takes_it_back(card_queue, analyst, client):
+    import re
+
+    from labeler.labeling import decisions
+    from labeler.store.db import Label
+    from tests.conftest import login
+    login(client, "ana")
+    page = client.get("/datasets/cards/label").get_data(as_text=True)
+    shown = Item.get_by_id(int(re.search(r'data-item-id="(\d+)"', page)[1]))
+    later = list(Item.select().where(Item.dataset == card_queue, Item.entity == shown.entity,
+                                     Item.event_time > shown.event_time).order_by(Item.event_time).limit(6))
+    if not later:
+        pytest.skip("the queue put the card's last transaction first")  # the seeded queue does not
+    through = re.search(r'name="through" value="(\d+)"', page)[1]
+    assert int(through) == later[-1].id
+    assert f"and the {len(later)} later one" in page and 'data-key="b"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    reply = client.post(f"/datasets/cards/label/{shown.id}/run", headers={"HX-Request": "true"},
+                        data={"decision": "label:fraud", "through": through, "csrf_token": token})
+    assert reply.status_code == 200
+    assert f"Labeled transaction {shown.external_id} and the {len(later)} later transaction(s) of its card as fraud" \
+        in reply.get_data(as_text=True)
+    anchor = Label.get((Label.item == shown.id) & (Label.kind == "label"))
+    run = list(Label.select().where(Label.bulk_of == anchor.id))
+    assert sorted(label.item_id for label in run) == sorted(item.id for item in later)
+    assert all(label.value == "fraud" and label.source == "human" and label.annotator_id == analyst.id
+               for label in run)
+    outcome, _ = decisions.undo(card_queue, analyst)
+    assert outcome.kind == "undone" and f"and on the {len(later)} later transaction(s) of its card" in outcome.message
+    undone = {label.retracts_id for label in Label.select().where(Label.kind == "undo")}
+    assert undone == {anchor.id, *(label.id for label in run)}
+
+
+def test_a_run_must_end_at_a_later_transaction_of_the_same_card(card_queue, analyst):
+    from labeler.labeling import decisions, leases
+    from labeler.store.db import Label
+    lease = leases.next_item(card_queue, analyst)
+    item = Item.get_by_id(lease.item_id)
+    other_card = Item.get((Item.dataset == card_queue) & (Item.entity != item.entity))
+    before = store_snapshot()
+    with pytest.raises(decisions.LabelingError, match="is not a later transaction of the card"):
+        decisions.decide_run(card_queue, analyst, item.id, "label:fraud", other_card.id)
+    with pytest.raises(decisions.LabelingError, match="takes label:LABEL"):
+        decisions.decide_run(card_queue, analyst, item.id, "accept", item.id)
+    assert store_snapshot() == before and Label.select().count() == 0
+    from labeler.labeling.history import AROUND, card_run
+    card = list(Item.select().where(Item.dataset == card_queue, Item.entity == "C0").order_by(Item.event_time))
+    assert len(card) == 12
+    assert [row.id for row in card_run(card_queue, card[0], card[AROUND])] == [row.id for row in card[1:AROUND + 1]]
+    assert card_run(card_queue, card[0], card[AROUND + 1]) is None  # past what the card's history shows
+    assert card_run(card_queue, card[3], card[1]) is None  # earlier
+
+
+def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
+    import csv
+
+    from labeler.data.exporter import export
+    from labeler.labeling import decisions, leases
+    lease = leases.next_item(card_queue, analyst)
+    item = Item.get_by_id(lease.item_id)
+    later = (Item.select().where(Item.dataset == card_queue, Item.entity == item.entity,
+                                 Item.event_time > item.event_time).order_by(Item.event_time).offset(1).first())
+    decisions.decide_run(card_queue, analyst, item.id, "label:fraud", later.id)
+    export(card_queue, str(tmp_path / "out.csv"))
+    with open(tmp_path / "out.csv", newline="") as stream:
+        rows = {row["id"]: row for row in csv.DictReader(stream)}
+    assert rows[item.external_id]["source"] == "human"
+    assert rows[later.external_id]["source"] == "bulk" and rows[later.external_id]["label"] == "fraud"

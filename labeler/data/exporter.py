@@ -1,4 +1,5 @@
-"""Export labeled items: the original columns plus the label that stands, who gave it, when, and its source."""
+"""Export labeled items: the original columns plus the label that stands, who gave it, when, and its source
+(human, pseudo, model, or bulk: given by one decision for a run of a card's transactions)."""
 import csv
 import json
 import os
@@ -31,7 +32,8 @@ def export(dataset, out_path, fmt="csv", include_pseudo=False):
             for item in items.iterator():
                 label = standing[item.id]
                 row = [item.external_id, *item.display_values(dataset), label.value, label.annotator_name or "",
-                       label.created_at.isoformat(timespec="seconds") + "Z", label.source]
+                       label.created_at.isoformat(timespec="seconds") + "Z",
+                       "bulk" if label.bulk_of_id is not None else label.source]
                 if writer:
                     writer.writerow(row)
                 else:

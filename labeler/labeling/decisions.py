@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
+from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
 from labeler.store.db import Item, JSONField, Label, Lease, QueueEntry, database, utcnow, write_transaction
 from labeler.store.settings import engine_settings, labeling_settings
@@ -146,6 +147,45 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
     return outcome, following
 
 
+def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=None, now=None):
+    """One decision for a run of a card's transactions: ``item_id`` (on ``user``'s screen) and the card's later
+    transactions up to ``through_id`` (as the card's history showed them) that have no standing human label.
+
+    ``decision`` is 'label:LABEL'. The item on screen gets its label as by decide; every other transaction of
+    the run gets a label row of its own whose ``bulk_of`` is that label, so undo takes the run back at once.
+    Returns (Outcome, next lease or None). Raises LabelingError for an unknown item, decision or reason, or a
+    ``through_id`` that is not a later transaction of the same card; the store is then unchanged.
+    """
+    now = now or utcnow()
+    settings = labeling_settings(dataset)
+    note = _clean_note(note)
+    item = _item_of(dataset, item_id)
+    if not (decision or "").startswith("label:"):
+        raise LabelingError("decision: a run of transactions takes label:LABEL")
+    with write_transaction():
+        lease, outcome = _held_by(dataset, user, item)
+        if lease is not None:
+            value, accepted = _resolve(dataset, settings, lease, decision)
+            run = card_run(dataset, item, _item_of(dataset, through_id))
+            if run is None:
+                raise LabelingError(f"through: transaction {through_id} is not a later transaction of the card of "
+                                    f"{item.external_id}")
+            reason = _clean_reason(dataset, settings, value, reason)
+            outcome = _record(dataset, user, settings, lease, item, value, accepted, reason, note, now)
+            if outcome.label is not None:
+                Label.insert_many([
+                    {"item": later.id, "kind": "label", "value": value, "annotator": user.id, "source": "human",
+                     "reason": reason, "note": note, "bulk_of": outcome.label.id, "created_at": now}
+                    for later in run]).execute()
+                Lease.delete().where(Lease.item.in_([later.id for later in run]) & (Lease.user == user.id)).execute()
+                outcome = Outcome("recorded", f"Labeled transaction {item.external_id} and the {len(run)} later "
+                                              f"transaction(s) of its card as {value}.", outcome.label)
+        following, available = next_lease(dataset, user, settings, now)
+    refill_if_low(dataset, available)
+    _retrain_if_due(dataset, outcome)
+    return outcome, following
+
+
 def _retrain_if_due(dataset, outcome):
     """After a committed label: queue a retrain for the worker once ``retrain_every`` human labels arrived since
     the last finished retrain (labeler.worker.jobs keeps it single-flight). Returns the queued job or None.
@@ -246,14 +286,18 @@ def undo(dataset, user, now=None):
         if target is None:
             outcome = Outcome("nothing", "Nothing to undo.")
         else:
-            Label.create(item=target.item_id, kind="undo", retracts=target, annotator=user, source="human",
-                         created_at=now)
+            if target.bulk_of_id is not None:  # a run's label: the whole run goes back, from its decision
+                target = Label.get_by_id(target.bulk_of_id)
+            run = list(Label.select().where((Label.bulk_of == target.id) & ~retracted_subquery(Label)))
+            Label.insert_many([{"item": label.item_id, "kind": "undo", "retracts": label.id, "annotator": user.id,
+                                "source": "human", "created_at": now} for label in [target, *run]]).execute()
             external_id = target.item.external_id
+            also = f" and on the {len(run)} later transaction(s) of its card" if run else ""
             if _lease_back(dataset, user, settings, target, now):
-                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}; it is back "
+                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}{also}; it is back "
                                             f"on your screen.")
             else:
-                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}; another "
+                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}{also}; another "
                                             f"analyst holds it now.")
         following, available = next_lease(dataset, user, settings, now)
     refill_if_low(dataset, available)

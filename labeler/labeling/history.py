@@ -5,7 +5,7 @@ import datetime
 
 from labeler.store.db import Item, Label
 
-AROUND = 6  # transactions shown before and after the one on screen
+AROUND = 6  # transactions shown before and after the one on screen (a run decision reaches at most the later ones)
 
 
 def readable_time(seconds):
@@ -65,7 +65,27 @@ def card_history(dataset, item, around=AROUND):
             "label": standing.get(row.id),
             "current": row.id == item.id,
         })
-    return {"entity": roles["entities"][0], "value": item.entity, "columns": columns, "rows": result}
+    run = [row for row in after if row.id not in standing]
+    return {"entity": roles["entities"][0], "value": item.entity, "columns": columns, "rows": result,
+            "run": len(run), "through": after[-1].id if after else None,
+            "until": readable_time(after[-1].event_time) if after else None}
+
+
+def card_run(dataset, item, last):
+    """The transactions of ``item``'s card after it, up to and including ``last`` (in time, then id order), at
+    most AROUND of them, that have no standing human label; None when ``last`` is not one of the AROUND later
+    transactions of the card (those its history shows)."""
+    if item.entity is None or last.entity != item.entity or last.dataset_id != dataset.id:
+        return None
+    if (last.event_time, last.id) <= (item.event_time, item.id):
+        return None
+    later = list(Item.select().where((Item.dataset == dataset) & (Item.entity == item.entity)
+                                     & (Item.event_time > item.event_time) & (Item.event_time <= last.event_time))
+                 .order_by(Item.event_time, Item.id).limit(AROUND))
+    if last.id not in {row.id for row in later}:
+        return None  # not among the later transactions the card's history shows
+    standing = _standing_labels([row.id for row in later])
+    return [row for row in later if row.id not in standing and (row.event_time, row.id) <= (last.event_time, last.id)]
 
 
 def _standing_labels(item_ids):

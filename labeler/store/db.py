@@ -265,6 +265,8 @@ class Label(BaseModel):
     seconds_on_screen = FloatField(null=True)
     created_at = DateTimeField(default=utcnow, index=True)
     suggestion_shown = BooleanField(null=True)  # None: no suggestion existed (or a row older than schema 2)
+    # a label given by one decision for a run of a card's transactions: the decision's own label (schema 8)
+    bulk_of = ForeignKeyField("self", null=True, backref="bulk_labels", on_delete="CASCADE")
 
     class Meta:
         # (source, kind, id): counts of a dataset's human labels walk the labels, not the dataset's items

@@ -3,10 +3,10 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
-from peewee import BooleanField, CharField, DateTimeField, FloatField, IntegerField, PostgresqlDatabase
+from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Lease, LoginFailure,
+from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Label, Lease, LoginFailure,
                               ModelVersion, SchemaVersion, User, database)
 
 
@@ -63,7 +63,8 @@ def _session_revocation_and_login_failures(migrator):
 
 def _transaction_roles(migrator):
     """8: Dataset.roles (column roles of raw transactions), Item.event_time and Item.entity with an index on
-    (dataset, entity, event_time) for a card's history. Adds only what is missing."""
+    (dataset, entity, event_time) for a card's history, Label.bulk_of (one decision for a run of a card's
+    transactions). Adds only what is missing."""
     present = {column.name for column in database.get_columns("dataset")}
     if "roles" not in present:
         migrate(migrator.add_column("dataset", "roles", JSONField(null=True)))
@@ -72,6 +73,9 @@ def _transaction_roles(migrator):
     migrate(*[migrator.add_column("item", name, field) for name, field in wanted.items() if name not in present])
     if "item_dataset_id_entity_event_time" not in {index.name for index in database.get_indexes("item")}:
         migrate(migrator.add_index("item", ("dataset_id", "entity", "event_time"), False))
+    if "bulk_of_id" not in {column.name for column in database.get_columns("label")}:
+        migrate(migrator.add_column("label", "bulk_of_id",
+                                    ForeignKeyField(Label, field=Label.id, null=True, on_delete="CASCADE")))
 
 
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),

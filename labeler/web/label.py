@@ -85,6 +85,23 @@ def decide(name, item_id):
     return _render(dataset, lease, outcome, status=_outcome_status(outcome))
 
 
+@bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/run", methods=("POST",))
+@login_required
+def decide_run(name, item_id):
+    """One decision for this transaction and the later ones of its card up to ``through`` (card history)."""
+    dataset = _dataset(name)
+    try:
+        through = request.form.get("through", "")
+        if not through.isdigit() or int(through) >= 2 ** 63:
+            raise decisions.LabelingError(f"through: {through!r} is not a transaction")
+        outcome, lease = decisions.decide_run(dataset, current_user, item_id, request.form.get("decision"),
+                                              int(through), reason=request.form.get("reason"),
+                                              note=request.form.get("note"))
+    except decisions.LabelingError as error:
+        return _rejected(dataset, error)
+    return _render(dataset, lease, outcome, status=_outcome_status(outcome))
+
+
 @bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/skip", methods=("POST",))
 @login_required
 def skip(name, item_id):
