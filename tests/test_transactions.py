@@ -172,29 +172,6 @@ def test_the_screen_shows_the_cards_history_with_readable_times(app, client, ana
                                                                          "4 days"]
 
 
-def test_two_analysts_never_hold_transactions_of_one_card_at_once(app, analyst, run_jobs, tmp_path):
-    from labeler.data.users import create_user
-    from labeler.labeling import leases
-    from labeler.store.db import Lease
-    from labeler.worker import jobs
-    from tests.conftest import PASSWORD
-    lines = [HEADER] + [f"T{n},2024-05-01T{9 + n // 6:02d}:{n % 6 * 7:02d}:00Z,C{n % 2},S{n % 5},{n + 1}.5,"
-                        f"{'pos' if n % 3 else 'web'}" for n in range(24)]
-    dataset = import_file(write(tmp_path, "cards.csv", lines), "cards", id_column="tx", time_column="time",
-                          entity_columns=["card", "shop"]).dataset
-    jobs.request(dataset, jobs.REFILL, "test")
-    assert set(run_jobs(dataset).values()) == {"done"}
-    bob = create_user("bob", PASSWORD, "analyst")
-    first = leases.next_item(dataset, analyst)
-    second = leases.next_item(dataset, bob)
-    assert first is not None and second is not None
-    card_of = {item.id: item.entity for item in dataset.items()}
-    assert card_of[first.item_id] != card_of[second.item_id]
-    carol = create_user("carol", PASSWORD, "analyst")
-    assert leases.next_item(dataset, carol) is None  # both cards are held
-    assert Lease.select().where(Lease.user == carol.id).count() == 0
-
-
 @pytest.fixture
 def card_queue(app, analyst, run_jobs, tmp_path):
     """A dataset of two cards, 12 transactions each, with its queue computed."""
@@ -206,6 +183,23 @@ def card_queue(app, analyst, run_jobs, tmp_path):
     jobs.request(dataset, jobs.REFILL, "test")
     assert set(run_jobs(dataset).values()) == {"done"}
     return dataset
+
+
+def test_two_analysts_never_hold_transactions_of_one_card_at_once(card_queue, analyst):
+    from labeler.data.users import create_user
+    from labeler.labeling import leases
+    from labeler.store.db import Lease
+    from tests.conftest import PASSWORD
+    dataset = card_queue
+    bob = create_user("bob", PASSWORD, "analyst")
+    first = leases.next_item(dataset, analyst)
+    second = leases.next_item(dataset, bob)
+    assert first is not None and second is not None
+    card_of = {item.id: item.entity for item in dataset.items()}
+    assert card_of[first.item_id] != card_of[second.item_id]
+    carol = create_user("carol", PASSWORD, "analyst")
+    assert leases.next_item(dataset, carol) is None  # both cards are held
+    assert Lease.select().where(Lease.user == carol.id).count() == 0
 
 
 def test_one_decision_labels_a_run_of_the_card_and_undo_takes_it_back(card_queue, analyst, client):

@@ -67,7 +67,7 @@ def feature_bars(vector, stats, names):
 def name_width(names):
     """The room for the longest feature name, between NAME_WIDTH and MAX_NAME_WIDTH pixels."""
     longest = max((len(str(name)) for name in names), default=0)
-    return float(min(MAX_NAME_WIDTH, max(NAME_WIDTH, round(longest * NAME_CHAR_WIDTH) + 8)))
+    return int(min(MAX_NAME_WIDTH, max(NAME_WIDTH, round(longest * NAME_CHAR_WIDTH) + 8)))
 
 
 def chart_geometry(count, names=()):
