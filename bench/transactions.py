@@ -5,6 +5,7 @@ in the same run; then runs the simulate protocol with a split by time (the pool 
 
   (a) the raw columns only: the amount and the categories one-hot;
   (b) the same plus the time and history features (the card's and the merchant's recent transactions);
+  (c) (b) plus the merchant's share of frauds among the labels so far, taken from labels at each training;
 
 for the default loop and random picks, and as the ceiling a gradient-boosted model trained on every pool label
 with (b)'s features. Prints test AUPRC and frauds shown at each budget, and the recall at the top 1% of test
@@ -47,19 +48,19 @@ def import_timed(path, workdir):
 
 
 def load(workdir, path):
-    """(X, y, feature names, scenario, epoch seconds) of the imported pool, in item id order."""
+    """(X, y, feature names, scenario, epoch seconds, merchant codes) of the imported pool, in item id order."""
     from labeler.store.db import Dataset, Item, database, open_database
     from labeler.worker.simulate import load_truth
     open_database(os.path.join(workdir, "labeler.sqlite3"))
     with database.connection_context():
         dataset = Dataset.get(Dataset.name == "tx")
-        X, y = load_truth(dataset)
+        X, y, groups = load_truth(dataset)
         rows = list(Item.select(Item.external_id, Item.event_time).where(Item.dataset == dataset)
                     .order_by(Item.id).tuples())
         names = list(dataset.feature_columns)
     frame = pd.read_csv(path, usecols=["transaction_id", "scenario"]).set_index("transaction_id")
     scenario = frame.loc[[external_id for external_id, _ in rows], "scenario"].to_numpy()
-    return X, y, names, scenario, np.array([seconds for _, seconds in rows])
+    return X, y, names, scenario, np.array([seconds for _, seconds in rows]), groups
 
 
 def recall_at_top(scores, y, scenario, share=0.01):
@@ -96,7 +97,7 @@ def main():
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
     workdir = tempfile.mkdtemp(prefix="bench-transactions-")
     bare, imported = import_timed(args.data, workdir)
-    X, y, names, scenario, seconds = load(workdir, args.data)
+    X, y, names, scenario, seconds, groups = load(workdir, args.data)
     print(f"{len(y):,} transactions, {int(y.sum()):,} frauds; import with features {imported:.1f} s against a bare "
           f"pandas read {bare:.1f} s: {imported / bare:.1f}x")
     cutoff = seconds.max() - args.test_days * 86_400
@@ -104,16 +105,20 @@ def main():
     print(f"pool {len(pool):,} ({int(y[pool].sum()):,} frauds), test: the last {args.test_days} days, {len(test):,} "
           f"({int(y[test].sum()):,} frauds); batch {args.batch}; seeds {args.seeds}")
     derived = names.index(HISTORY_FROM[0]) if HISTORY_FROM[0] in names else len(names)
-    variants = {"(a) raw columns": np.arange(derived), "(b) + time and history": np.arange(len(names))}
+    everything = np.arange(len(names))
+    variants = {"(a) raw columns": (np.arange(derived), None), "(b) + time and history": (everything, None),
+                "(c) + merchant label rates": (everything, groups)}
     settings = dict(DEFAULTS)
-    for title, columns in variants.items():
+    for title, (columns, variant_groups) in variants.items():
         for strategy in (simulate.DEFAULT, simulate.RANDOM):
+            if strategy == simulate.RANDOM and variant_groups is not None:
+                continue  # random picks train logistic regression on the columns alone: the same as (b)
             runs, finals = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 final = {}
                 started = time.perf_counter()
                 runs.append(simulate.run(X[:, columns], y, strategy, max(budgets), args.batch, seed, settings,
-                                         final=final, pool_and_test=(pool, test)))
+                                         final=final, pool_and_test=(pool, test), groups=variant_groups))
                 finals.append((final, time.perf_counter() - started))
             curve = {row["labels"]: row for row in simulate.average(runs)}
             cells = [f"{b}: AUPRC {curve[b]['auprc']:.3f}, frauds {curve[b]['positives_found']:.0f}"
@@ -131,9 +136,21 @@ def main():
     print(f"ceiling: gradient boosting on all {len(pool):,} pool labels, features (b): test AUPRC "
           f"{average_precision_score(y[test], scores):.3f} ({time.perf_counter() - started:.0f} s); recall at the top "
           f"1%: " + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
-    ceiling_a = HistGradientBoostingClassifier(random_state=0).fit(X[pool][:, variants["(a) raw columns"]], y[pool])
-    scores_a = ceiling_a.predict_proba(X[test][:, variants["(a) raw columns"]])[:, 1]
+    raw = variants["(a) raw columns"][0]
+    ceiling_a = HistGradientBoostingClassifier(random_state=0).fit(X[pool][:, raw], y[pool])
+    scores_a = ceiling_a.predict_proba(X[test][:, raw])[:, 1]
     print(f"ceiling with (a)'s features: test AUPRC {average_precision_score(y[test], scores_a):.3f}")
+    if groups is not None:
+        from models.features import label_rates
+        everyone = np.arange(len(pool))
+        pool_rates = label_rates(groups[pool], everyone, y[pool])  # each pool row leaves its own label out
+        test_rates = label_rates(groups[pool], everyone, y[pool], groups[test])
+        ceiling_c = HistGradientBoostingClassifier(random_state=0).fit(np.hstack([X[pool], pool_rates]), y[pool])
+        scores_c = ceiling_c.predict_proba(np.hstack([X[test], test_rates]))[:, 1]
+        recall = recall_at_top(scores_c, y[test], scenario[test])
+        print(f"ceiling with (c)'s features (merchant label rates from every pool label): test AUPRC "
+              f"{average_precision_score(y[test], scores_c):.3f}; recall at the top 1%: "
+              + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
 
 
 if __name__ == "__main__":

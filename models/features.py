@@ -155,3 +155,35 @@ def entity_features(seconds, entities, amounts=None):
         columns.append((earlier_count(codes_of(pairs), seconds) == 0).astype(np.float64))
         names.append(f"first {other} for this {primary}")
     return np.column_stack(columns).astype(np.float32), names
+
+
+LABEL_SMOOTHING = 5.0  # pseudo-counts at the labels' positive rate: a group seen once says little
+
+
+def label_rates(groups, labeled, y, rows=None, rows_labels=None):
+    """Features taken from labels (at retrain time, from human labels only): per row, its group's (a merchant's)
+    smoothed share of positives among the labeled rows, and the log of how many labeled rows the group has.
+
+    ``groups`` are integer codes of the labeled pool (``labeled`` indexes into them, ``y`` their 0/1 labels).
+    Returns float32 (n, 2) for ``rows`` (codes; default: every row of ``groups``). ``rows_labels`` gives each
+    row's own label, or -1, so that a labeled row leaves itself out (default: the pool's own labels when
+    ``rows`` is None, none otherwise): a row never sees its own label.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    y = np.asarray(y, dtype=np.float64)
+    if rows is None:
+        rows = groups
+        rows_labels = np.full(len(groups), -1.0)
+        rows_labels[labeled] = y
+    rows = np.asarray(rows, dtype=np.int64)
+    size = int(max(groups.max(initial=0), rows.max(initial=0))) + 1
+    counts = np.bincount(groups[labeled], minlength=size).astype(np.float64)[rows]
+    positives = np.bincount(groups[labeled], weights=y, minlength=size)[rows]
+    if rows_labels is not None:
+        own = np.asarray(rows_labels, dtype=np.float64) >= 0
+        counts[own] -= 1
+        positives[own] -= np.asarray(rows_labels, dtype=np.float64)[own]
+    prior = float(y.mean()) if len(y) else 0.0
+    share = (positives + LABEL_SMOOTHING * prior) / (counts + LABEL_SMOOTHING)
+    return np.column_stack([share, np.log1p(counts)]).astype(np.float32)

@@ -6,6 +6,7 @@ same code.
 import numpy as np
 
 from models import pseudo as pseudo_labels
+from models import features as transaction_features
 from models import generative_candidates, selection, strategies, weak
 from models.names import COLD_START, EXPLORATION
 
@@ -18,9 +19,14 @@ def cold_start_probability(anomaly):
 
 class ActiveLearner:
     """The loop over one pool (``X`` float32 rows, ``ids`` their integer ids): ``train`` on labels given as
-    pool indices, ``score`` the pool, ``pseudo`` to pick pseudo-labels, ``pick`` the next batch."""
+    pool indices, ``score`` the pool, ``pseudo`` to pick pseudo-labels, ``pick`` the next batch.
 
-    def __init__(self, X, ids, settings, seed=0):
+    ``groups`` (integer codes per row, e.g. the merchant of a transaction) add two features taken from the
+    labels at each training (models.features.label_rates: the group's share of positives among the labels, a
+    row never seeing its own). Not with generative candidates, which are fitted to the pool's own columns.
+    """
+
+    def __init__(self, X, ids, settings, seed=0, groups=None):
         self.X = np.asarray(X, dtype=np.float32)
         self.ids = np.asarray(ids, dtype=np.int64)
         self.settings = settings
@@ -37,6 +43,8 @@ class ActiveLearner:
         self.selected = None
         self.selected_at = None
         self.selected_kinds = None
+        self.groups = None if groups is None or self.generative is not None else np.asarray(groups, np.int64)
+        self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
 
     def train(self, labeled, y, pseudo=None):
         """Fit the serving model on pool indices ``labeled`` with binary labels ``y`` and optional pseudo-labels
@@ -49,10 +57,11 @@ class ActiveLearner:
         """
         labeled = np.asarray(labeled, dtype=np.int64)
         y = np.asarray(y, dtype=np.int8)
-        X = self.features[labeled]
+        features = self.features_with_labels(labeled, y)
+        X = features[labeled]
         pseudo_set = None
         if pseudo is not None and len(pseudo[0]):
-            pseudo_set = (self.features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+            pseudo_set = (features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
         weight = self.settings["human_weight"] if pseudo_set is not None else 1.0
         kinds = weak.candidate_kinds(y) + (self.generative.kinds(y) if self.generative is not None else [])
         due = (self.selected is None or len(labeled) - self.selected_at >= self.settings["select_every"]
@@ -82,9 +91,30 @@ class ActiveLearner:
             anomaly = strategies.anomaly_scores(X, self.scale)
         return np.column_stack([X, anomaly.astype(np.float32)])
 
-    def score(self, model, X=None):
-        """Calibrated P(positive) of every pool item, or of the rows ``X`` from outside the pool."""
-        return model.predict(self.features if X is None else self.features_of(np.asarray(X, dtype=np.float32)))
+    def features_with_labels(self, labeled, y):
+        """The pool's rows for a training on pool indices ``labeled`` with labels ``y``: with their label rates
+        when grouped, which scoring then uses too."""
+        self.labels_seen = (np.asarray(labeled, dtype=np.int64), np.asarray(y, dtype=np.int8))
+        return self.pool_features()
+
+    def pool_features(self):
+        """The pool's rows as the models see them now: with the label rates of the last training, if grouped."""
+        if self.groups is None or self.labels_seen is None:
+            return self.features
+        return np.column_stack([self.features, transaction_features.label_rates(self.groups, *self.labels_seen)])
+
+    def score(self, model, X=None, groups=None):
+        """Calibrated P(positive) of every pool item, or of the rows ``X`` from outside the pool (with their
+        ``groups`` when the learner has groups)."""
+        if X is None:
+            return model.predict(self.pool_features())
+        rows = self.features_of(np.asarray(X, dtype=np.float32))
+        if self.groups is not None and self.labels_seen is not None:
+            if groups is None:
+                raise ValueError("rows from outside the pool need their groups")
+            labeled, y = self.labels_seen
+            rows = np.column_stack([rows, transaction_features.label_rates(self.groups, labeled, y, groups)])
+        return model.predict(rows)
 
     def pseudo(self, p_positive, unlabeled):
         """(pool indices, labels) of the pseudo-labels for the next training, or None when switched off."""

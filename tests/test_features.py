@@ -76,3 +76,41 @@ def test_one_hot_keeps_its_vocabulary_and_sends_unseen_values_to_other():
     matrix, names = features.one_hot(["web", "atm", None, "pos", "moto"], vocabulary, "channel")
     assert names == ["channel = pos", "channel = web", "channel = (other)"]
     np.testing.assert_array_equal(matrix, [[0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0], [0, 0, 1]])
+
+
+def test_label_rates_leave_each_labeled_row_out():
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    labeled = np.array([0, 1, 3, 5])
+    y = np.array([1, 0, 1, 0])
+    rates = features.label_rates(groups, labeled, y)
+    prior, k = 0.5, features.LABEL_SMOOTHING
+    expected_share = [(0 + k * prior) / (1 + k), (1 + k * prior) / (1 + k), (1 + k * prior) / (2 + k),
+                      (0 + k * prior) / (0 + k), (1 + k * prior) / (1 + k), (0 + k * prior) / (0 + k),
+                      (0 + k * prior) / (1 + k), (0 + k * prior) / (1 + k)]
+    np.testing.assert_allclose(rates[:, 0], expected_share, rtol=1e-6)
+    np.testing.assert_allclose(rates[:, 1], np.log1p([1, 1, 2, 0, 1, 0, 1, 1]), rtol=1e-6)
+    outside = features.label_rates(groups, labeled, y, rows=np.array([0, 2, 7]))  # rows from outside the pool
+    np.testing.assert_allclose(outside[:, 0], [(1 + k * prior) / (2 + k), (0 + k * prior) / (1 + k),
+                                               (0 + k * prior) / (0 + k)], rtol=1e-6)
+
+
+def test_the_learner_finds_positives_that_only_their_group_gives_away():
+    """Compromised merchants: every transaction at merchants 0-4 is fraud, and nothing else tells them apart."""
+    from sklearn.metrics import average_precision_score
+
+    from labeler.store.settings import DEFAULTS
+    from models.learner import ActiveLearner
+    rng = np.random.default_rng(3)
+    n = 3000
+    groups = rng.integers(0, 60, n)
+    y = (groups < 5).astype(np.int8)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    labeled = rng.choice(n, 400, replace=False)
+    unlabeled = np.setdiff1d(np.arange(n), labeled)
+    settings = {**DEFAULTS, "pseudo_labels": False}
+    ap = {}
+    for name, grouping in (("with groups", groups), ("without", None)):
+        learner = ActiveLearner(X, np.arange(n), settings, seed=0, groups=grouping)
+        model = learner.train(labeled, y[labeled]).model
+        ap[name] = average_precision_score(y[unlabeled], learner.score(model)[unlabeled])
+    assert ap["with groups"] > 0.9 > 0.3 > ap["without"], ap

@@ -270,3 +270,34 @@ def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
         rows = {row["id"]: row for row in csv.DictReader(stream)}
     assert rows[item.external_id]["source"] == "human"
     assert rows[later.external_id]["source"] == "bulk" and rows[later.external_id]["label"] == "fraud"
+
+
+def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analyst, run_jobs, sample_lines,
+                                                                     tmp_path, monkeypatch):
+    from labeler.store.db import GroundTruth, Label, ModelVersion
+    from labeler.store.pool import group_codes, load_pool
+    from labeler.worker import jobs
+    from models import learner as learner_module
+    dataset = import_file(write(tmp_path, "tx.csv", sample_lines[:6001]), "tx", **ROLES).dataset
+    truth = dict(GroundTruth.select(GroundTruth.item, GroundTruth.value).tuples())
+    frauds = [item for item, value in truth.items() if value == "fraud"][:30]
+    genuine = [item for item, value in truth.items() if value == "genuine"][:90]
+    for item in frauds + genuine:
+        Label.create(item=item, value=truth[item], annotator=analyst, source="human")
+    ids, _ = load_pool(dataset)
+    codes = group_codes(dataset, ids)
+    merchants = {item.id: item.display_values(dataset)[dataset.columns.index("merchant_id")] for item in dataset.items()}
+    assert len(set(codes.tolist())) == len(set(merchants.values()))
+    assert all((codes[i] == codes[j]) == (merchants[a] == merchants[b])
+               for i, a in enumerate(ids[:50].tolist()) for j, b in enumerate(ids[:50].tolist()))
+    seen = {}
+    original = learner_module.ActiveLearner.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen["groups"] = self.groups
+    monkeypatch.setattr(learner_module.ActiveLearner, "__init__", spy)
+    jobs.request(dataset, jobs.RETRAIN, "test")
+    assert set(run_jobs(dataset).values()) == {"done"}
+    assert np.array_equal(seen["groups"], codes)
+    assert ModelVersion.select().where(ModelVersion.dataset == dataset).count() == 1

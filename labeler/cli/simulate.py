@@ -30,7 +30,7 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
     try:
         with database.connection_context():
             chosen = datasets_service.get_dataset(dataset)
-            X, y = simulate.load_truth(chosen)
+            X, y, groups = simulate.load_truth(chosen)
             settings = engine_settings(chosen)
     except (datasets_service.DatasetNotFound, simulate.SimulationError, SettingsError) as error:
         fail(str(error))
@@ -44,7 +44,8 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
         if labels // 100 != (labels - batch) // 100:
             click.echo(f"  {name} seed {seed}: {labels} labels", err=True)
 
-    results = simulate.simulate(X, y, dataset, strategy, budget, batch, list(range(seeds)), settings, progress)
+    results = simulate.simulate(X, y, dataset, strategy, budget, batch, list(range(seeds)), settings, progress,
+                                groups=groups)
     try:
         json_path, png_path = simulate.write_outputs(results, out)
     except OSError as error:

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from labeler.store.artifacts import artifacts_of
 from labeler.store.db import Item, Label, ModelVersion, database, utcnow, write_transaction
 from labeler.store.files import load_scores, save_scores
-from labeler.store.pool import human_labels, load_pool, pool_size
+from labeler.store.pool import group_codes, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
@@ -125,7 +125,8 @@ def _retrain(dataset, progress, folder, seed):
         return {"stage": f"cold start: {queued} queued (a model needs both labels)", "labels_used": int(len(y)),
                 "queued": queued, "timings": timings.lap("cold start queue")}
     negative = negative_label(dataset, values)
-    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed)
+    groups = group_codes(dataset, ids)  # the merchants of raw transactions: their label rates are features
+    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed, groups=groups)
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None
@@ -141,7 +142,8 @@ def _retrain(dataset, progress, folder, seed):
         timings.lap("select")
         progress("gating", 50)
         holdout_scores = np.full(len(ids), np.nan, dtype=np.float32)
-        holdout_scores[in_holdout] = learner.score(twin.model, X[in_holdout])
+        holdout_scores[in_holdout] = learner.score(twin.model, X[in_holdout],
+                                                   None if groups is None else groups[in_holdout])
         verdict, baseline_name = gate_against(baseline, labeled[held], y[held], holdout_scores,
                                               lambda: cold_start_anomaly(dataset, ids, learner))
         timings.lap("gate")
@@ -242,11 +244,12 @@ def fit_serving(learner, selected, labeled, y, pseudo=None):
     """The model to serve: ``selected`` (learner.train's choice on part of the labels) refitted on the pool
     indices ``labeled`` with labels ``y`` and the optional pseudo-labels ((pool indices, labels)), with the same
     kind and calibration. Returns a selection.Selected. Raises ValueError when ``y`` holds a single class."""
+    features = learner.features_with_labels(labeled, y)  # with the merchants' label rates, if grouped
     pseudo_set = None
     if pseudo is not None and len(pseudo[0]):
-        pseudo_set = (learner.features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+        pseudo_set = (features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
     weight = learner.settings["human_weight"] if pseudo_set is not None else 1.0
-    model = selection.fit_final(selected.kind, learner.features[labeled], np.asarray(y, dtype=np.int8), pseudo_set,
+    model = selection.fit_final(selected.kind, features[labeled], np.asarray(y, dtype=np.int8), pseudo_set,
                                 weight, learner.seed, learner.generative)
     model.calibration = selected.model.calibration
     return selection.Selected(model=model, kind=selected.kind, metrics=selected.metrics)

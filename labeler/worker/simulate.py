@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
 from labeler.store.db import GroundTruth, Item
-from labeler.store.pool import load_pool
+from labeler.store.pool import group_codes, load_pool
 from models import strategies, weak
 from models.learner import ActiveLearner
 
@@ -33,7 +33,8 @@ class SimulationError(ValueError):
 
 
 def load_truth(dataset):
-    """(features float32, binary ground truth int8) of ``dataset``'s pool, positive = the positive label.
+    """(features float32, binary ground truth int8, group codes or None) of ``dataset``'s pool, positive = the
+    positive label; the groups are the merchants of raw transactions (labeler.store.pool.group_codes).
 
     Raises SimulationError when an item has no ground truth or a class is missing.
     """
@@ -46,7 +47,7 @@ def load_truth(dataset):
                               "(import the file with --label-column)")
     y = np.array([truth[item] == dataset.positive_label for item in ids.tolist()], dtype=np.int8)
     check_classes(y, dataset.name)
-    return X, y
+    return X, y, group_codes(dataset, ids)
 
 
 def check_classes(y, name):
@@ -66,12 +67,13 @@ def _test_auprc(y_test, scores):
     return float(average_precision_score(y_test, scores))
 
 
-def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None):
+def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
     called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
     its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
+    ``groups`` (codes per row, the merchants of raw transactions) give the default loop its label rates.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
@@ -82,7 +84,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     X_pool, y_pool, X_test, y_test = X[pool], y[pool], X[test], y[test]
     budget = min(budget, len(pool))
     rng = np.random.default_rng(seed)
-    learner = ActiveLearner(X_pool, pool, settings, seed) if strategy == DEFAULT else None
+    groups_pool, groups_test = (None, None) if groups is None else (groups[pool], groups[test])
+    learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool) if strategy == DEFAULT else None
     labeled_mask = np.zeros(len(pool), dtype=bool)
     order = []
     p_pool = None  # the current model's P(positive) over the pool, None before a model exists
@@ -112,7 +115,7 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
                 fresh = ~labeled_mask[pseudo[0]]
                 pseudo = (pseudo[0][fresh], pseudo[1][fresh])
             model = learner.train(labeled, y_labeled, pseudo).model
-            test_scores = learner.score(model, X_test)
+            test_scores = learner.score(model, X_test, groups_test)
             auprc = _test_auprc(y_test, test_scores)
             p_pool = learner.score(model)
             pseudo = learner.pseudo(p_pool, np.flatnonzero(~labeled_mask))
@@ -145,11 +148,12 @@ def average(runs):
     return curve
 
 
-def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None):
+def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None, groups=None):
     """Run ``strategy`` and the baselines (random, uncertainty) for each seed; returns the results document:
     {"dataset", "strategy", "budget", "batch", "seeds", "curve", "baselines": {strategy: curve}}.
 
-    ``progress(strategy, seed, labels)`` is called after each batch. Raises SimulationError.
+    ``progress(strategy, seed, labels)`` is called after each batch; ``groups`` as for run. Raises
+    SimulationError.
     """
     check_classes(y, name)
     compared = [strategy] + [other for other in (RANDOM, UNCERTAINTY) if other != strategy]
@@ -158,7 +162,7 @@ def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None
         runs = []
         for seed in seeds:
             report = (lambda labels, current=current, seed=seed: progress(current, seed, labels)) if progress else None
-            runs.append(run(X, y, current, budget, batch, seed, settings, report))
+            runs.append(run(X, y, current, budget, batch, seed, settings, report, groups=groups))
         curves[current] = average(runs)
     return {"dataset": name, "strategy": strategy, "budget": budget, "batch": batch, "seeds": list(seeds),
             "curve": curves[strategy], "baselines": {key: curves[key] for key in compared[1:]}}
