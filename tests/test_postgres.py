@@ -70,12 +70,14 @@ def test_import_label_undo_and_export(pg_app, tmp_path, monkeypatch):
     result = import_file(str(path), "cc", label_column="Class", id_column="tx", chunk_rows=7)
     dataset = result.dataset
     assert (result.created, result.rows_added) == (True, 30)
+    shops = ["merchant = shop 0", "merchant = shop 1", "merchant = shop 2", "merchant = (other)"]
     assert (dataset.columns, dataset.text_columns, dataset.feature_columns) == (
-        ["merchant", "V1", "V2"], ["merchant"], ["V1", "V2"])
+        ["merchant", "V1", "V2"], ["merchant"], ["V1", "V2", *shops])  # a repeating text column is categorical
     items = list(dataset.items().order_by(Item.row_number))
     assert [i.external_id for i in items] == [f"T{n}" for n in range(30)]
     assert np.array_equal(np.stack([i.feature_vector for i in items]),
-                          np.array([[n + 0.5, -2 * n] for n in range(30)], dtype=np.float32))
+                          np.array([[n + 0.5, -2 * n, n % 3 == 0, n % 3 == 1, n % 3 == 2, 0] for n in range(30)],
+                                   dtype=np.float32))
     assert items[4].display_values(dataset) == ["shop 1", "4.5", "-8"]
     truth = dict(GroundTruth.select(Item.external_id, GroundTruth.value).join(Item).tuples())
     assert len(truth) == 30 and sorted(k for k, v in truth.items() if v == "fraud") == ["T0", "T14", "T21", "T28", "T7"]
@@ -154,3 +156,40 @@ def test_refill_labeling_and_the_retrain_trigger(pg_app, small_csv):
     login(client, "ana")
     html = client.get("/datasets/cc/label").get_data(as_text=True)
     assert f'data-item-id="{labeled[-1]}"' in html and "retrain queued" in html
+
+
+def test_raw_transactions_with_their_roles_and_a_run_decision(pg_app, tmp_path):
+    """Schema 8 on PostgreSQL: times, cards and the history features stored, the card's history read through
+    its index, the merchants' codes, and one decision for a run of the card, undone at once."""
+    import gzip
+
+    from labeler.labeling import decisions, leases
+    from labeler.labeling.history import card_history
+    from labeler.store.pool import group_codes, load_pool
+    from labeler.worker import jobs
+    from tests.conftest import ROOT
+    with gzip.open(f"{ROOT}/data/transactions_sample.csv.gz", "rt", encoding="utf-8") as stream:
+        lines = stream.read().splitlines()[:1501]
+    path = tmp_path / "tx.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dataset = import_file(str(path), "tx", label_column="is_fraud", id_column="transaction_id",
+                          time_column="timestamp", entity_columns=["card_id", "merchant_id"],
+                          ignore=["scenario"]).dataset
+    assert "card_id: transactions in 7d" in dataset.feature_columns
+    ids, X = load_pool(dataset)
+    assert X.shape == (1500, dataset.n_features) and len(set(group_codes(dataset, ids).tolist())) > 100
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
+    ana = create_user("ana", PASSWORD, "analyst")
+    lease = leases.next_item(dataset, ana)
+    item = Item.get_by_id(lease.item_id)
+    history = card_history(dataset, item)
+    assert history["rows"] and sum(row["current"] for row in history["rows"]) == 1
+    later = (Item.select().where((Item.dataset == dataset) & (Item.entity == item.entity)
+                                 & (Item.event_time > item.event_time)).order_by(Item.event_time).first())
+    assert later is not None  # (the seeded queue's first item is not its card's last transaction)
+    outcome, _ = decisions.decide_run(dataset, ana, item.id, "label:fraud", later.id)
+    assert outcome.kind == "recorded"
+    assert Label.select().where(Label.bulk_of == outcome.label.id).count() == 1
+    undone, _ = decisions.undo(dataset, ana)
+    assert undone.kind == "undone" and Label.effective(dataset).count() == 0
