@@ -115,7 +115,8 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
     with database.connection_context():
         upgrade()
         database.execute_sql('DROP INDEX "item_dataset_id_entity_event_time"')
-        for table, column in (("dataset", "roles"), ("item", "event_time"), ("item", "entity")):
+        database.execute_sql('DROP INDEX "item_dataset_id_second_entity_event_time"')
+        for table, column in (("dataset", "roles"), ("item", "event_time"), ("item", "entity"), ("item", "second_entity")):
             database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
         # SQLite drops no column with a foreign key: the version-7 label table is made again without it
         schema = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'label'").fetchone()[0]

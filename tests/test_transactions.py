@@ -157,6 +157,9 @@ def test_the_screen_shows_the_cards_history_with_readable_times(app, client, ana
     page = client.get("/datasets/tx/label").get_data(as_text=True)
     shown = Item.get_by_id(int(re.search(r'data-item-id="(\d+)"', page)[1]))
     history = page[page.index("data-history"):page.index("</section>", page.index("data-history"))]
+    panel_start = history.index('<div id="merchant-panel"')
+    panel_end = history.index("</div>", panel_start) + len("</div>")
+    panel, history = history[panel_start:panel_end], history[:panel_start] + history[panel_end:]
     assert f"This card_id's transactions ({shown.entity})" in history
     rows = re.findall(r"<tr( class=\"current\"[^>]*)?><td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)</td>"
                       r"<td class=\"muted\">([^<]+)</td>", history)
@@ -168,6 +171,11 @@ def test_the_screen_shows_the_cards_history_with_readable_times(app, client, ana
     assert all(gap.endswith(("earlier", "later", "same second")) for current, _, gap in rows if not current)
     assert "<th>merchant_id</th><th>amount</th><th>channel</th><th>merchant_category</th><th>country</th>" in history
     assert re.search(r"<dt>timestamp</dt><dd>2018-0\d-\d\d \d\d:\d\d:\d\d UTC</dd>", page)
+    merchant_rows = re.findall(r"<tr( class=\"current\"[^>]*)?><td>\d{4}-\d\d-\d\d [\d:]+ UTC</td>", panel)
+    at_merchant = Item.select().where(Item.dataset == dataset, Item.second_entity == shown.second_entity,
+                                      Item.event_time <= shown.event_time).count()
+    assert len(merchant_rows) == min(at_merchant, 12) and merchant_rows[0]  # newest first: this one
+    assert f"merchant_id {shown.second_entity}: its latest" in panel and "<th>card_id</th>" in panel
     assert [readable_gap(s) for s in (40, 180, 7500, 86400, 4 * 86400)] == ["40 s", "3 min", "2 h 5 min", "1 day",
                                                                          "4 days"]
 

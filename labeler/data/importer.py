@@ -553,7 +553,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                 if external_id in known_ids:
                     continue
                 new_rows.append((dataset.id, external_id, next_row, numbers[position], texts[position],
-                                 matrix[position].tobytes(), times[position], entities[position]))
+                                 matrix[position].tobytes(), times[position], *entities[position]))
                 if truth is not None and truth[position] is not None:
                     new_truth.append((next_row, truth[position]))
                 next_row += 1
@@ -564,7 +564,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                     _check_truth(truth, allowed, name, first_row, label_column)
             if new_rows:
                 _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features",
-                                    "event_time", "entity"], new_rows)
+                                    "event_time", "entity", "second_entity"], new_rows)
                 pending_truth.extend(new_truth)
             rows_read += len(frame)
             rows_added += len(new_rows)
@@ -717,15 +717,18 @@ def _feature_names(roles, history):
 
 
 def _features_of_chunk(frame, dataset, roles, history, name, first_row):
-    """(feature matrix float32, event times, first-entity values) of a chunk's rows. Raises ImportFailed."""
+    """(feature matrix float32, event times, [(first entity, second entity)] values) of a chunk's rows.
+    Raises ImportFailed."""
     size = len(frame)
     blocks = [_feature_matrix(frame, dataset.file_features, name, first_row)]
-    times, entities = [None] * size, [None] * size
+    times, entities = [None] * size, [(None, None)] * size
     if roles.get("time"):
         frame["__seconds__"] = transactions.event_times(frame, roles["time"], name, first_row)
         times = frame["__seconds__"].tolist()
     if roles.get("entities"):
-        entities = transactions.entity_values(frame, roles["entities"][0], name, first_row).tolist()
+        columns = [transactions.entity_values(frame, column, name, first_row).tolist()
+                   for column in roles["entities"][:2]]
+        entities = list(zip(columns[0], columns[1] if len(columns) > 1 else [None] * size))
     if roles:
         blocks.append(transactions.row_features(frame, roles)[0])
     if history is not None:

@@ -1,11 +1,13 @@
-"""A card's other transactions around the one on screen (raw-transaction datasets): readable times, the gap to
-this one, amount, merchant and categories, and the standing human label of each. Reads the store through the
-(dataset, entity, event_time) index; nothing here grows with the pool."""
+"""A card's other transactions around the one on screen, and its merchant's latest ones (raw-transaction
+datasets): readable times, the gap to this one, amount, merchant or card, categories, and the standing human
+label of each. Reads the store through the (dataset, entity or second_entity, event_time) indexes; nothing here
+grows with the pool."""
 import datetime
 
 from labeler.store.db import Item, Label
 
 AROUND = 6  # transactions shown before and after the one on screen (a run decision reaches at most the later ones)
+MERCHANT_COUNT = 12  # the merchant's latest transactions, one key away
 
 
 def readable_time(seconds):
@@ -69,6 +71,36 @@ def card_history(dataset, item, around=AROUND):
     return {"entity": roles["entities"][0], "value": item.entity, "columns": columns, "rows": result,
             "run": len(run), "through": after[-1].id if after else None,
             "until": readable_time(after[-1].event_time) if after else None}
+
+
+def merchant_history(dataset, item, count=MERCHANT_COUNT):
+    """The second entity's (the merchant's) latest transactions up to ``item``, newest first, or None when the
+    dataset has no second entity: a dict with ``entity``, ``value``, ``columns`` and ``rows`` (dicts: when,
+    gap, card, cells, label, current)."""
+    roles = dataset.roles or {}
+    entities = roles.get("entities") or []
+    if len(entities) < 2 or item.second_entity is None or item.event_time is None:
+        return None
+    rows = list(Item.select().where((Item.dataset == dataset) & (Item.second_entity == item.second_entity)
+                                    & (Item.event_time <= item.event_time))
+                .order_by(Item.event_time.desc(), Item.id.desc()).limit(count))
+    standing = _standing_labels([row.id for row in rows])
+    shown = [c for c in (roles.get("amount"), *roles.get("categorical", {})) if c]
+    columns = [c for c in dataset.columns if c in shown]
+    result = []
+    for row in rows:
+        values = dict(zip(dataset.columns, row.display_values(dataset)))
+        gap = item.event_time - row.event_time
+        result.append({
+            "when": readable_time(row.event_time),
+            "gap": "this one" if row.id == item.id else f"{readable_gap(gap)} earlier" if gap else "same second",
+            "card": row.entity,
+            "cells": [readable_amount(values[c]) if c == roles.get("amount") else values[c] for c in columns],
+            "label": standing.get(row.id),
+            "current": row.id == item.id,
+        })
+    return {"entity": entities[1], "card_entity": entities[0], "value": item.second_entity, "columns": columns,
+            "rows": result}
 
 
 def card_run(dataset, item, last):

@@ -215,10 +215,11 @@ class Item(BaseModel):
     features = BlobField()
     event_time = FloatField(null=True)  # epoch seconds of the dataset's time column, if it has one
     entity = CharField(null=True, max_length=200)  # the first entity column's value (the card), if any
+    second_entity = CharField(null=True, max_length=200)  # the second one's (the merchant), if any
 
     class Meta:
         indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True),
-                   (("dataset", "entity", "event_time"), False))
+                   (("dataset", "entity", "event_time"), False), (("dataset", "second_entity", "event_time"), False))
 
     def display_values(self, dataset):
         """The original row as text, in ``dataset.columns`` order."""

@@ -62,17 +62,20 @@ def _session_revocation_and_login_failures(migrator):
 
 
 def _transaction_roles(migrator):
-    """8: Dataset.roles (column roles of raw transactions), Item.event_time and Item.entity with an index on
-    (dataset, entity, event_time) for a card's history, Label.bulk_of (one decision for a run of a card's
+    """8: Dataset.roles (column roles of raw transactions), Item.event_time, Item.entity and Item.second_entity
+    with indexes on (dataset, entity or second_entity, event_time) for a card's and a merchant's history, Label.bulk_of (one decision for a run of a card's
     transactions). Adds only what is missing."""
     present = {column.name for column in database.get_columns("dataset")}
     if "roles" not in present:
         migrate(migrator.add_column("dataset", "roles", JSONField(null=True)))
     present = {column.name for column in database.get_columns("item")}
-    wanted = {"event_time": FloatField(null=True), "entity": CharField(null=True, max_length=200)}
+    wanted = {"event_time": FloatField(null=True), "entity": CharField(null=True, max_length=200),
+              "second_entity": CharField(null=True, max_length=200)}
     migrate(*[migrator.add_column("item", name, field) for name, field in wanted.items() if name not in present])
-    if "item_dataset_id_entity_event_time" not in {index.name for index in database.get_indexes("item")}:
-        migrate(migrator.add_index("item", ("dataset_id", "entity", "event_time"), False))
+    indexes = {index.name for index in database.get_indexes("item")}
+    for column in ("entity", "second_entity"):
+        if f"item_dataset_id_{column}_event_time" not in indexes:
+            migrate(migrator.add_index("item", ("dataset_id", column, "event_time"), False))
     if "bulk_of_id" not in {column.name for column in database.get_columns("label")}:
         migrate(migrator.add_column("label", "bulk_of_id",
                                     ForeignKeyField(Label, field=Label.id, null=True, on_delete="CASCADE")))

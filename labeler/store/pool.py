@@ -1,6 +1,4 @@
 """The pool of a dataset as numpy arrays, for scoring and ranking, and its size."""
-import json
-
 import numpy as np
 from peewee import fn
 
@@ -36,16 +34,13 @@ def human_labels(dataset, ids):
 
 
 def group_codes(dataset, ids):
-    """Integer codes (equal values, equal codes) of the second entity column (the merchant) of the items
-    ``ids`` (sorted item ids of the pool), or None when the dataset has no second entity. The label rates of
+    """Integer codes (equal values, equal codes) of the second entity (the merchant) of the items ``ids``
+    (sorted item ids of the pool), or None when the dataset has no second entity. The label rates of
     models.features are taken per group."""
-    entities = (dataset.roles or {}).get("entities") or []
-    if len(entities) < 2 or not len(ids):
+    if len((dataset.roles or {}).get("entities") or []) < 2 or not len(ids):
         return None
-    index = dataset.text_columns.index(entities[1])
-    query = Item.select(Item.id, Item.texts).where(Item.dataset == dataset).order_by(Item.id)
+    query = Item.select(Item.id, Item.second_entity).where(Item.dataset == dataset).order_by(Item.id)
     codes, found = {}, {}
-    for item_id, texts in database.execute(query):
-        value = json.loads(texts)[index] if texts else None
+    for item_id, value in database.execute(query):
         found[item_id] = codes.setdefault(value, len(codes))
     return np.array([found[item_id] for item_id in ids.tolist()], dtype=np.int64)

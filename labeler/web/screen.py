@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from labeler.data.datasets import label_counts
-from labeler.labeling.history import card_history, readable_amount, readable_time
+from labeler.labeling.history import card_history, merchant_history, readable_amount, readable_time
 from labeler.labeling.similar import similar_labeled
 from labeler.store import artifacts
 from labeler.store.db import Item, Job, ModelVersion, dataset_key
@@ -205,6 +205,7 @@ def screen(dataset, lease, settings=None):
         "headline": [(column, _readable(dataset, item, column, values[column]))
                      for column in headline_columns(dataset)],
         "history": card_history(dataset, item),
+        "merchant": merchant_history(dataset, item),
         "bars": bars,
         "chart": None if bars is None else chart_geometry(len(bars), dataset.feature_columns),
         "reconstruction": reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),

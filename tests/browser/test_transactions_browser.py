@@ -61,7 +61,7 @@ def test_a_run_of_the_card_is_labeled_with_b_and_enter_and_undone_with_one_key(b
         if page.locator("[data-key=b]").count():
             break
         press_and_wait(page, "Space")
-    assert page.locator("[data-history] tr.current").count() == 1
+    assert page.locator("[data-history] > table tr.current").count() == 1
     item, _ = on_screen(page)
     page.keyboard.press("b")
     confirm = page.locator("#run-confirm")
@@ -81,6 +81,24 @@ def test_a_run_of_the_card_is_labeled_with_b_and_enter_and_undone_with_one_key(b
     assert [bulk for key, (_, bulk) in standing.items() if key != item] == [decision] * later
     press_and_wait(page, "Backspace")
     assert on_screen(page)[0] == item and labels_of(transaction_server) == {}
+    page.close()
+
+
+def test_the_merchants_latest_transactions_are_one_key_away(browser, transaction_server, screenshots):
+    page = open_screen(browser, transaction_server)
+    panel = page.locator("#merchant-panel")
+    assert not panel.is_visible()
+    page.keyboard.press("m")
+    assert panel.is_visible() and panel.locator("tr.current").count() == 1
+    assert "its latest" in panel.inner_text() and "this one" in panel.inner_text()
+    page.screenshot(path=f"{screenshots}/merchant-panel.png", full_page=True)
+    page.keyboard.press("1")  # keys go to the open panel: no decision is taken behind it
+    assert panel.is_visible() and labels_of(transaction_server) == {}
+    page.keyboard.press("Escape")
+    assert not panel.is_visible()
+    page.keyboard.press("m")
+    page.keyboard.press("m")
+    assert not panel.is_visible()
     page.close()
 
 
