@@ -48,7 +48,8 @@ def import_timed(path, workdir):
 
 
 def load(workdir, path):
-    """(X, y, feature names, scenario, epoch seconds, merchant codes) of the imported pool, in item id order."""
+    """(X, y, feature names, scenario, epoch seconds, (merchant codes, seconds)) of the imported pool, in item id
+    order."""
     from labeler.store.db import Dataset, Item, database, open_database
     from labeler.worker.simulate import load_truth
     open_database(os.path.join(workdir, "labeler.sqlite3"))
@@ -142,9 +143,11 @@ def main():
     print(f"ceiling with (a)'s features: test AUPRC {average_precision_score(y[test], scores_a):.3f}")
     if groups is not None:
         from models.features import label_rates
+        codes, times = groups
         everyone = np.arange(len(pool))
-        pool_rates = label_rates(groups[pool], everyone, y[pool])  # each pool row leaves its own label out
-        test_rates = label_rates(groups[pool], everyone, y[pool], groups[test])
+        pool_rates = label_rates(codes[pool], everyone, y[pool], seconds=times[pool])  # strictly earlier labels
+        test_rates = label_rates(codes[pool], everyone, y[pool], codes[test], seconds=times[pool],
+                                 rows_seconds=times[test])
         ceiling_c = HistGradientBoostingClassifier(random_state=0).fit(np.hstack([X[pool], pool_rates]), y[pool])
         scores_c = ceiling_c.predict_proba(np.hstack([X[test], test_rates]))[:, 1]
         recall = recall_at_top(scores_c, y[test], scenario[test])

@@ -158,32 +158,63 @@ def entity_features(seconds, entities, amounts=None):
 
 
 LABEL_SMOOTHING = 5.0  # pseudo-counts at the labels' positive rate: a group seen once says little
+LABEL_WINDOW = 28 * DAY  # with times, only the labels of the group's last four weeks before the row count
 
 
-def label_rates(groups, labeled, y, rows=None, rows_labels=None):
+def label_rates(groups, labeled, y, rows=None, rows_labels=None, seconds=None, rows_seconds=None):
     """Features taken from labels (at retrain time, from human labels only): per row, its group's (a merchant's)
-    smoothed share of positives among the labeled rows, and the log of how many labeled rows the group has.
+    smoothed share of positives among the labeled rows, and the log of how many labeled rows that is.
 
     ``groups`` are integer codes of the labeled pool (``labeled`` indexes into them, ``y`` their 0/1 labels).
-    Returns float32 (n, 2) for ``rows`` (codes; default: every row of ``groups``). ``rows_labels`` gives each
-    row's own label, or -1, so that a labeled row leaves itself out (default: the pool's own labels when
-    ``rows`` is None, none otherwise): a row never sees its own label.
+    Returns float32 (n, 2) for ``rows`` (codes; default: every row of ``groups``). A row never sees its own
+    label. With ``seconds`` (the pool's times; ``rows_seconds`` those of ``rows``) only the labeled rows of the
+    group strictly before the row and within LABEL_WINDOW count: a merchant compromised last week is known by
+    last week's frauds, not by its genuine years before. Without, every labeled row of the group counts but the
+    row itself (``rows_labels`` gives each row's own label or -1; by default the pool's own labels when
+    ``rows`` is None, none otherwise).
     """
     groups = np.asarray(groups, dtype=np.int64)
     labeled = np.asarray(labeled, dtype=np.int64)
     y = np.asarray(y, dtype=np.float64)
-    if rows is None:
-        rows = groups
-        rows_labels = np.full(len(groups), -1.0)
-        rows_labels[labeled] = y
-    rows = np.asarray(rows, dtype=np.int64)
-    size = int(max(groups.max(initial=0), rows.max(initial=0))) + 1
-    counts = np.bincount(groups[labeled], minlength=size).astype(np.float64)[rows]
-    positives = np.bincount(groups[labeled], weights=y, minlength=size)[rows]
-    if rows_labels is not None:
-        own = np.asarray(rows_labels, dtype=np.float64) >= 0
-        counts[own] -= 1
-        positives[own] -= np.asarray(rows_labels, dtype=np.float64)[own]
+    own_rows = rows is None
+    rows = groups if own_rows else np.asarray(rows, dtype=np.int64)
+    if seconds is not None:
+        seconds = np.asarray(seconds, dtype=np.float64)
+        rows_seconds = seconds if own_rows else np.asarray(rows_seconds, dtype=np.float64)
+        counts, positives = _windowed_label_counts(groups[labeled], seconds[labeled], y, rows, rows_seconds)
+    else:
+        if own_rows:
+            rows_labels = np.full(len(groups), -1.0)
+            rows_labels[labeled] = y
+        size = int(max(groups.max(initial=0), rows.max(initial=0))) + 1
+        counts = np.bincount(groups[labeled], minlength=size).astype(np.float64)[rows]
+        positives = np.bincount(groups[labeled], weights=y, minlength=size)[rows]
+        if rows_labels is not None:
+            own = np.asarray(rows_labels, dtype=np.float64) >= 0
+            counts[own] -= 1
+            positives[own] -= np.asarray(rows_labels, dtype=np.float64)[own]
     prior = float(y.mean()) if len(y) else 0.0
     share = (positives + LABEL_SMOOTHING * prior) / (counts + LABEL_SMOOTHING)
     return np.column_stack([share, np.log1p(counts)]).astype(np.float32)
+
+
+def _windowed_label_counts(groups, seconds, y, rows, rows_seconds):
+    """(labeled rows, positives among them) of each row's group in [its time - LABEL_WINDOW, its time)."""
+    start = min(seconds.min(initial=np.inf), rows_seconds.min(initial=np.inf))
+    start = 0.0 if not np.isfinite(start) else start
+    stride = max(seconds.max(initial=start), rows_seconds.max(initial=start)) - start + 2 * LABEL_WINDOW
+    keys = groups.astype(np.float64) * stride + (seconds - start)
+    if len(keys) and keys.max() >= 2 ** 53:
+        raise ValueError("too many groups over too long a time for exact keys")
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    cumulative = np.concatenate([[0.0], np.cumsum(y[order])])
+    queries = rows.astype(np.float64) * stride + (rows_seconds - start)
+    query_order = np.argsort(queries, kind="stable")  # sorted queries search fast
+    sorted_queries = queries[query_order]
+    now = np.searchsorted(ordered, sorted_queries, side="left")
+    since = np.searchsorted(ordered, sorted_queries - LABEL_WINDOW, side="left")
+    counts, positives = np.empty(len(rows)), np.empty(len(rows))
+    counts[query_order] = now - since
+    positives[query_order] = cumulative[now] - cumulative[since]
+    return counts, positives

@@ -21,9 +21,10 @@ class ActiveLearner:
     """The loop over one pool (``X`` float32 rows, ``ids`` their integer ids): ``train`` on labels given as
     pool indices, ``score`` the pool, ``pseudo`` to pick pseudo-labels, ``pick`` the next batch.
 
-    ``groups`` (integer codes per row, e.g. the merchant of a transaction) add two features taken from the
-    labels at each training (models.features.label_rates: the group's share of positives among the labels, a
-    row never seeing its own). Not with generative candidates, which are fitted to the pool's own columns.
+    ``groups`` ((integer codes per row, e.g. the merchant of a transaction, and the rows' epoch seconds or None))
+    add two features taken from the labels at each training (models.features.label_rates: the group's share of
+    positives among the labels of its last weeks, a row never seeing its own). Not with generative candidates,
+    which are fitted to the pool's own columns.
     """
 
     def __init__(self, X, ids, settings, seed=0, groups=None):
@@ -43,7 +44,7 @@ class ActiveLearner:
         self.selected = None
         self.selected_at = None
         self.selected_kinds = None
-        self.groups = None if groups is None or self.generative is not None else np.asarray(groups, np.int64)
+        self.groups = None if groups is None or self.generative is not None else groups
         self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
 
     def train(self, labeled, y, pseudo=None):
@@ -101,11 +102,13 @@ class ActiveLearner:
         """The pool's rows as the models see them now: with the label rates of the last training, if grouped."""
         if self.groups is None or self.labels_seen is None:
             return self.features
-        return np.column_stack([self.features, transaction_features.label_rates(self.groups, *self.labels_seen)])
+        codes, seconds = self.groups
+        rates = transaction_features.label_rates(codes, *self.labels_seen, seconds=seconds)
+        return np.column_stack([self.features, rates])
 
     def score(self, model, X=None, groups=None):
         """Calibrated P(positive) of every pool item, or of the rows ``X`` from outside the pool (with their
-        ``groups`` when the learner has groups)."""
+        ``groups``, (codes, seconds), when the learner has groups)."""
         if X is None:
             return model.predict(self.pool_features())
         rows = self.features_of(np.asarray(X, dtype=np.float32))
@@ -113,7 +116,10 @@ class ActiveLearner:
             if groups is None:
                 raise ValueError("rows from outside the pool need their groups")
             labeled, y = self.labels_seen
-            rows = np.column_stack([rows, transaction_features.label_rates(self.groups, labeled, y, groups)])
+            codes, seconds = self.groups
+            rates = transaction_features.label_rates(codes, labeled, y, groups[0], seconds=seconds,
+                                                     rows_seconds=groups[1])
+            rows = np.column_stack([rows, rates])
         return model.predict(rows)
 
     def pseudo(self, p_positive, unlabeled):

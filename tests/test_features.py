@@ -109,8 +109,39 @@ def test_the_learner_finds_positives_that_only_their_group_gives_away():
     unlabeled = np.setdiff1d(np.arange(n), labeled)
     settings = {**DEFAULTS, "pseudo_labels": False}
     ap = {}
-    for name, grouping in (("with groups", groups), ("without", None)):
+    for name, grouping in (("with groups", (groups, None)), ("without", None)):
         learner = ActiveLearner(X, np.arange(n), settings, seed=0, groups=grouping)
         model = learner.train(labeled, y[labeled]).model
         ap[name] = average_precision_score(y[unlabeled], learner.score(model)[unlabeled])
     assert ap["with groups"] > 0.9 > 0.3 > ap["without"], ap
+
+
+def test_windowed_label_rates_count_only_the_groups_labels_of_the_weeks_before():
+    rng = np.random.default_rng(5)
+    n = 400
+    groups = rng.integers(0, 8, n)
+    seconds = rng.uniform(0, 90 * DAY, n).round()
+    labeled = rng.choice(n, 150, replace=False)
+    y = rng.integers(0, 2, 150)
+    rates = features.label_rates(groups, labeled, y, seconds=seconds)
+    prior, k = y.mean(), features.LABEL_SMOOTHING
+    for row in range(n):
+        window = (groups[labeled] == groups[row]) & (seconds[labeled] < seconds[row]) \
+            & (seconds[labeled] >= seconds[row] - features.LABEL_WINDOW)
+        count, positives = window.sum(), y[window].sum()
+        np.testing.assert_allclose(rates[row], [(positives + k * prior) / (count + k), np.log1p(count)], rtol=1e-5)
+    outside = features.label_rates(groups, labeled, y, groups[:20], seconds=seconds, rows_seconds=seconds[:20])
+    np.testing.assert_allclose(outside, rates[:20], rtol=1e-6)  # strictly earlier: a row's own label never counts
+
+
+def test_a_merchant_compromised_lately_is_known_by_its_recent_frauds():
+    """Merchant 0 turns fraudulent on day 60 after 60 genuine days: its all-time share stays low, its share of
+    the four weeks before is high."""
+    seconds = np.arange(100) * DAY
+    groups = np.zeros(100, dtype=np.int64)
+    y_all = (seconds >= 60 * DAY).astype(int)
+    labeled = np.arange(0, 95)
+    windowed = features.label_rates(groups, labeled, y_all[labeled], rows=np.array([0]), seconds=seconds,
+                                    rows_seconds=np.array([97 * DAY]))
+    overall = features.label_rates(groups, labeled, y_all[labeled], rows=np.array([0]))
+    assert windowed[0, 0] > 0.8 > 0.5 > overall[0, 0]

@@ -165,7 +165,7 @@ def test_raw_transactions_with_their_roles_and_a_run_decision(pg_app, tmp_path):
 
     from labeler.labeling import decisions, leases
     from labeler.labeling.history import card_history
-    from labeler.store.pool import group_codes, load_pool
+    from labeler.store.pool import groups_of, load_pool
     from labeler.worker import jobs
     from tests.conftest import ROOT
     with gzip.open(f"{ROOT}/data/transactions_sample.csv.gz", "rt", encoding="utf-8") as stream:
@@ -177,7 +177,7 @@ def test_raw_transactions_with_their_roles_and_a_run_decision(pg_app, tmp_path):
                           ignore=["scenario"]).dataset
     assert "card_id: transactions in 7d" in dataset.feature_columns
     ids, X = load_pool(dataset)
-    assert X.shape == (1500, dataset.n_features) and len(set(group_codes(dataset, ids).tolist())) > 100
+    assert X.shape == (1500, dataset.n_features) and len(set(groups_of(dataset, ids)[0].tolist())) > 100
     jobs.request(dataset, jobs.REFILL, "test")
     assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
     ana = create_user("ana", PASSWORD, "analyst")

@@ -282,7 +282,7 @@ def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
 def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analyst, run_jobs, sample_lines,
                                                                      tmp_path, monkeypatch):
     from labeler.store.db import GroundTruth, Label, ModelVersion
-    from labeler.store.pool import group_codes, load_pool
+    from labeler.store.pool import groups_of, load_pool
     from labeler.worker import jobs
     from models import learner as learner_module
     dataset = import_file(write(tmp_path, "tx.csv", sample_lines[:6001]), "tx", **ROLES).dataset
@@ -292,7 +292,8 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analy
     for item in frauds + genuine:
         Label.create(item=item, value=truth[item], annotator=analyst, source="human")
     ids, _ = load_pool(dataset)
-    codes = group_codes(dataset, ids)
+    codes, times = groups_of(dataset, ids)
+    assert np.array_equal(times, [Item.get_by_id(i).event_time for i in ids.tolist()])
     merchants = {item.id: item.display_values(dataset)[dataset.columns.index("merchant_id")] for item in dataset.items()}
     assert len(set(codes.tolist())) == len(set(merchants.values()))
     assert all((codes[i] == codes[j]) == (merchants[a] == merchants[b])
@@ -306,5 +307,5 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analy
     monkeypatch.setattr(learner_module.ActiveLearner, "__init__", spy)
     jobs.request(dataset, jobs.RETRAIN, "test")
     assert set(run_jobs(dataset).values()) == {"done"}
-    assert np.array_equal(seen["groups"], codes)
+    assert np.array_equal(seen["groups"][0], codes) and np.array_equal(seen["groups"][1], times)
     assert ModelVersion.select().where(ModelVersion.dataset == dataset).count() == 1

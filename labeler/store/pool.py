@@ -33,14 +33,17 @@ def human_labels(dataset, ids):
     return np.searchsorted(ids, items), [value for _, value in rows]
 
 
-def group_codes(dataset, ids):
-    """Integer codes (equal values, equal codes) of the second entity (the merchant) of the items ``ids``
-    (sorted item ids of the pool), or None when the dataset has no second entity. The label rates of
+def groups_of(dataset, ids):
+    """(integer codes of the second entity, the merchant: equal values, equal codes; epoch seconds) of the items
+    ``ids`` (sorted item ids of the pool), or None when the dataset has no second entity. The label rates of
     models.features are taken per group."""
     if len((dataset.roles or {}).get("entities") or []) < 2 or not len(ids):
         return None
-    query = Item.select(Item.id, Item.second_entity).where(Item.dataset == dataset).order_by(Item.id)
+    query = (Item.select(Item.id, Item.second_entity, Item.event_time).where(Item.dataset == dataset)
+             .order_by(Item.id))
     codes, found = {}, {}
-    for item_id, value in database.execute(query):
-        found[item_id] = codes.setdefault(value, len(codes))
-    return np.array([found[item_id] for item_id in ids.tolist()], dtype=np.int64)
+    for item_id, value, seconds in database.execute(query):
+        found[item_id] = (codes.setdefault(value, len(codes)), seconds)
+    pairs = [found[item_id] for item_id in ids.tolist()]
+    return (np.array([code for code, _ in pairs], dtype=np.int64),
+            np.array([seconds for _, seconds in pairs], dtype=np.float64))

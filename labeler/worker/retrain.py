@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from labeler.store.artifacts import artifacts_of
 from labeler.store.db import Item, Label, ModelVersion, database, utcnow, write_transaction
 from labeler.store.files import load_scores, save_scores
-from labeler.store.pool import group_codes, human_labels, load_pool, pool_size
+from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
@@ -125,7 +125,7 @@ def _retrain(dataset, progress, folder, seed):
         return {"stage": f"cold start: {queued} queued (a model needs both labels)", "labels_used": int(len(y)),
                 "queued": queued, "timings": timings.lap("cold start queue")}
     negative = negative_label(dataset, values)
-    groups = group_codes(dataset, ids)  # the merchants of raw transactions: their label rates are features
+    groups = groups_of(dataset, ids)  # the merchants of raw transactions: their label rates are features
     learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed, groups=groups)
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
@@ -142,8 +142,8 @@ def _retrain(dataset, progress, folder, seed):
         timings.lap("select")
         progress("gating", 50)
         holdout_scores = np.full(len(ids), np.nan, dtype=np.float32)
-        holdout_scores[in_holdout] = learner.score(twin.model, X[in_holdout],
-                                                   None if groups is None else groups[in_holdout])
+        holdout_scores[in_holdout] = learner.score(
+            twin.model, X[in_holdout], None if groups is None else tuple(part[in_holdout] for part in groups))
         verdict, baseline_name = gate_against(baseline, labeled[held], y[held], holdout_scores,
                                               lambda: cold_start_anomaly(dataset, ids, learner))
         timings.lap("gate")

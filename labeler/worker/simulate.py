@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import train_test_split
 
 from labeler.store.db import GroundTruth, Item
-from labeler.store.pool import group_codes, load_pool
+from labeler.store.pool import groups_of, load_pool
 from models import strategies, weak
 from models.learner import ActiveLearner
 
@@ -34,7 +34,7 @@ class SimulationError(ValueError):
 
 def load_truth(dataset):
     """(features float32, binary ground truth int8, group codes or None) of ``dataset``'s pool, positive = the
-    positive label; the groups are the merchants of raw transactions (labeler.store.pool.group_codes).
+    positive label; the groups are the merchants of raw transactions and their times (labeler.store.pool.groups_of).
 
     Raises SimulationError when an item has no ground truth or a class is missing.
     """
@@ -47,7 +47,7 @@ def load_truth(dataset):
                               "(import the file with --label-column)")
     y = np.array([truth[item] == dataset.positive_label for item in ids.tolist()], dtype=np.int8)
     check_classes(y, dataset.name)
-    return X, y, group_codes(dataset, ids)
+    return X, y, groups_of(dataset, ids)
 
 
 def check_classes(y, name):
@@ -73,7 +73,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
     called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
     its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
-    ``groups`` (codes per row, the merchants of raw transactions) give the default loop its label rates.
+    ``groups`` ((codes, epoch seconds) per row: the merchants of raw transactions) give the default loop its
+    label rates.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
@@ -84,7 +85,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     X_pool, y_pool, X_test, y_test = X[pool], y[pool], X[test], y[test]
     budget = min(budget, len(pool))
     rng = np.random.default_rng(seed)
-    groups_pool, groups_test = (None, None) if groups is None else (groups[pool], groups[test])
+    groups_pool, groups_test = (None, None) if groups is None else (
+        tuple(part[pool] for part in groups), tuple(part[test] for part in groups))
     learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool) if strategy == DEFAULT else None
     labeled_mask = np.zeros(len(pool), dtype=bool)
     order = []
