@@ -309,3 +309,11 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analy
     assert set(run_jobs(dataset).values()) == {"done"}
     assert np.array_equal(seen["groups"][0], codes) and np.array_equal(seen["groups"][1], times)
     assert ModelVersion.select().where(ModelVersion.dataset == dataset).count() == 1
+
+
+@pytest.mark.parametrize("name, id_like", [("card_id", True), ("CardId", True), ("account number", True),
+                                           ("merchant.no", True), ("accountNumber", True), ("paid", False),
+                                           ("valid", False), ("casino", False), ("Amount", False)])
+def test_id_like_names(name, id_like):
+    from labeler.data.transactions import ID_LIKE_NAME
+    assert bool(ID_LIKE_NAME.search(name)) is id_like

@@ -17,7 +17,8 @@ CATEGORY_DETECT_LIMIT = 50  # a text column with 2 to this many distinct values 
 # on average, is categorical
 CATEGORY_LIMIT = 1_000  # a column named categorical with more distinct values in the first chunk is refused
 VOCABULARY_LIMIT = 50  # categories one-hot encoded (the most frequent); the rest share an "(other)" column
-ID_LIKE_NAME = re.compile(r"(^|[^a-z])id$|[a-z]Id$|_?(number|no|nr)$", re.IGNORECASE)
+# names of id columns: card_id, "account number", merchant.no, CardId, accountNumber (not paid, valid, casino)
+ID_LIKE_NAME = re.compile(r"(?i:(^|[\s_.-])(id|number|no|nr)$)|[a-z](Id|ID|Number|No|Nr)$")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 EPOCH_SECONDS = r"[+-]?\d+(\.\d*)?"  # epoch seconds in a text column; anything else must be ISO 8601
 AMOUNT_NAMES = ("amount", "amt", "transaction_amount", "tx_amount", "value")
