@@ -317,3 +317,31 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analy
 def test_id_like_names(name, id_like):
     from labeler.data.transactions import ID_LIKE_NAME
     assert bool(ID_LIKE_NAME.search(name)) is id_like
+
+
+def test_an_analyst_gets_another_card_when_the_head_of_the_queue_is_a_held_card(app, analyst, run_jobs, tmp_path):
+    """Card C0's 30 transactions head the queue and another analyst holds one of them: the next analyst gets
+    card C1's, however far down the queue they are."""
+    from labeler.data.users import create_user
+    from labeler.labeling import leases
+    from labeler.store.db import QueueEntry
+    from labeler.worker import jobs
+    from tests.conftest import PASSWORD
+    lines = [HEADER] + [f"T{n},2024-05-0{1 + n // 24}T{n % 24:02d}:00:00Z,{'C1' if n >= 30 else 'C0'},S{n % 4},"
+                        f"{n + 1}.5,pos" for n in range(33)]
+    dataset = import_file(write(tmp_path, "cards.csv", lines), "cards", id_column="tx", time_column="time",
+                          entity_columns=["card", "shop"]).dataset
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(run_jobs(dataset).values()) == {"done"}
+    card = {item.id: item.entity for item in dataset.items()}
+    for entry in list(QueueEntry.select().where(QueueEntry.dataset == dataset)):  # C0 first, C1 last
+        QueueEntry.update(priority=entry.priority + (1000 if card[entry.item_id] == "C1" else 0)).where(
+            QueueEntry.id == entry.id).execute()
+    c1_queued = sum(1 for entry in QueueEntry.select().where(QueueEntry.dataset == dataset)
+                    if card[entry.item_id] == "C1")
+    assert c1_queued and QueueEntry.select().where(QueueEntry.dataset == dataset).count() - c1_queued > 20
+    first = leases.next_item(dataset, analyst)
+    assert card[first.item_id] == "C0"
+    bob = create_user("bob", PASSWORD, "analyst")
+    second = leases.next_item(dataset, bob)
+    assert second is not None and card[second.item_id] == "C1"

@@ -117,12 +117,32 @@ def _acquire(dataset, user, settings, now):
     lease = _take_second_look(dataset, user, settings, now)
     if lease is not None:
         return lease, None
-    for entry_id in _free_entries(dataset, now, CANDIDATES):
+    candidates = _free_entries(dataset, now, CANDIDATES)
+    for entry_id in candidates:
         entry = QueueEntry.get_or_none(QueueEntry.id == entry_id)  # None: a refresh replaced the queue meanwhile
         lease = _take_entry(dataset, user, settings, now, entry) if entry is not None else None
         if lease is not None:
             return lease, _count_free_now_and_then(dataset, settings, now)
+    if candidates and (dataset.roles or {}).get("entities"):  # perhaps every one was of a card another analyst holds
+        for entry_id in _entries_of_cards_nobody_else_holds(dataset, user, now, CANDIDATES):
+            entry = QueueEntry.get_or_none(QueueEntry.id == entry_id)
+            lease = _take_entry(dataset, user, settings, now, entry) if entry is not None else None
+            if lease is not None:
+                return lease, _count_free_now_and_then(dataset, settings, now)
     return _take_back_deferred(dataset, user, settings, now), 0
+
+
+def _entries_of_cards_nobody_else_holds(dataset, user, now, limit):
+    """Ids of up to ``limit`` free queue entries, first first, whose card no other analyst holds. Walks the queue
+    from its head (not from _QueueFloors' floor, which these entries must not move): only asked when the first
+    free entries were all of held cards."""
+    held = (Item.select(Item.entity).join(Lease, on=(Lease.item == Item.id))
+            .where((Lease.dataset == dataset) & (Lease.user != user.id) & (Lease.state == "active")
+                   & (Lease.expires_at > now) & Item.entity.is_null(False)))
+    query = (_unclaimed(QueueEntry.select(QueueEntry.id), dataset, now)
+             .join(Item, on=(QueueEntry.item == Item.id))
+             .where(Item.entity.is_null(True) | Item.entity.not_in(held)))
+    return [entry_id for (entry_id,) in query.limit(limit).tuples()]
 
 
 def _free_entries(dataset, now, limit):
