@@ -41,7 +41,7 @@ def readable_amount(value):
 def card_history(dataset, item, around=AROUND):
     """The first entity's (the card's) transactions around ``item``, in time order, or None when the dataset has
     no time and entity roles. A dict: ``entity`` (the column), ``value`` (this card), ``columns`` (headers) and
-    ``rows`` (dicts: id, when, gap, cells, label, current)."""
+    ``rows`` (dicts: id, when, gap, card, cells, label, current), and the run a ``b`` decision would label."""
     roles = dataset.roles or {}
     if not (roles.get("time") and roles.get("entities")) or item.entity is None or item.event_time is None:
         return None
@@ -54,29 +54,17 @@ def card_history(dataset, item, around=AROUND):
     standing = _standing_labels([row.id for row in rows])
     shown = [c for c in (roles.get("amount"), *roles["entities"][1:], *roles.get("categorical", {})) if c]
     columns = [c for c in dataset.columns if c in shown]
-    result = []
-    for row in rows:
-        values = dict(zip(dataset.columns, row.display_values(dataset)))
-        gap = row.event_time - item.event_time
-        result.append({
-            "id": row.external_id,
-            "when": readable_time(row.event_time),
-            "gap": "this one" if row.id == item.id else
-                   f"{readable_gap(gap)} {'later' if gap > 0 else 'earlier'}" if gap else "same second",
-            "cells": [readable_amount(values[c]) if c == roles.get("amount") else values[c] for c in columns],
-            "label": standing.get(row.id),
-            "current": row.id == item.id,
-        })
     run = [row for row in after if row.id not in standing]
-    return {"entity": roles["entities"][0], "value": item.entity, "columns": columns, "rows": result,
+    return {"entity": roles["entities"][0], "value": item.entity, "columns": columns,
+            "rows": _table_rows(dataset, item, rows, columns, standing),
             "run": len(run), "through": after[-1].id if after else None,
             "until": readable_time(after[-1].event_time) if after else None}
 
 
 def merchant_history(dataset, item, count=MERCHANT_COUNT):
     """The second entity's (the merchant's) latest transactions up to ``item``, newest first, or None when the
-    dataset has no second entity: a dict with ``entity``, ``value``, ``columns`` and ``rows`` (dicts: when,
-    gap, card, cells, label, current)."""
+    dataset has no second entity: a dict with ``entity``, ``card_entity``, ``value``, ``columns`` and ``rows``
+    (as card_history's)."""
     roles = dataset.roles or {}
     entities = roles.get("entities") or []
     if len(entities) < 2 or item.second_entity is None or item.event_time is None:
@@ -87,20 +75,29 @@ def merchant_history(dataset, item, count=MERCHANT_COUNT):
     standing = _standing_labels([row.id for row in rows])
     shown = [c for c in (roles.get("amount"), *roles.get("categorical", {})) if c]
     columns = [c for c in dataset.columns if c in shown]
+    return {"entity": entities[1], "card_entity": entities[0], "value": item.second_entity, "columns": columns,
+            "rows": _table_rows(dataset, item, rows, columns, standing)}
+
+
+def _table_rows(dataset, item, rows, columns, standing):
+    """One dict per transaction of ``rows`` as the history tables show it beside ``item``: id, when, gap to
+    ``item``, card, ``columns``' values (the amount readable), the standing label, whether it is ``item``."""
+    amount = (dataset.roles or {}).get("amount")
     result = []
     for row in rows:
         values = dict(zip(dataset.columns, row.display_values(dataset)))
-        gap = item.event_time - row.event_time
+        gap = row.event_time - item.event_time
         result.append({
+            "id": row.external_id,
             "when": readable_time(row.event_time),
-            "gap": "this one" if row.id == item.id else f"{readable_gap(gap)} earlier" if gap else "same second",
+            "gap": "this one" if row.id == item.id else
+                   f"{readable_gap(gap)} {'later' if gap > 0 else 'earlier'}" if gap else "same second",
             "card": row.entity,
-            "cells": [readable_amount(values[c]) if c == roles.get("amount") else values[c] for c in columns],
+            "cells": [readable_amount(values[c]) if c == amount else values[c] for c in columns],
             "label": standing.get(row.id),
             "current": row.id == item.id,
         })
-    return {"entity": entities[1], "card_entity": entities[0], "value": item.second_entity, "columns": columns,
-            "rows": result}
+    return result
 
 
 def card_run(dataset, item, last):
