@@ -7,6 +7,10 @@ in the same run; then runs the simulate protocol with a split by time (the pool 
   (b) the same plus the time and history features (the card's and the merchant's recent transactions);
   (c) (b) plus the merchant's share of frauds among the labels so far, taken from labels at each training;
 
+the categories are native categorical features of the boosted model (models.weak.NativeCategories), and once
+more one-hot, as before, for (b). The import is timed with the store's floor beside it: the same rows copied
+inside SQLite into an empty table with the same indexes;
+
 for the default loop and random picks, and as the ceiling a gradient-boosted model trained on every pool label
 with (b)'s features. Prints test AUPRC and frauds shown at each budget, and the recall at the top 1% of test
 scores per fraud scenario.
@@ -17,6 +21,7 @@ scores per fraud scenario.
 import argparse
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,21 +41,43 @@ HISTORY_FROM = ("hour of day",)  # the first derived feature that (a) leaves out
 
 
 def import_timed(path, workdir):
-    """Seconds of a bare pandas read and of `manage.py import` (features included) of ``path``."""
+    """Seconds of a bare pandas read of ``path``, of `manage.py import` (features included), and of the store's
+    floor: the imported rows copied inside SQLite (no Python, no parsing) into an empty table with the same
+    indexes, then committed."""
     started = time.perf_counter()
     pd.read_csv(path)
     bare = time.perf_counter() - started
-    env = {**os.environ, "LABELER_DATABASE": os.path.join(workdir, "labeler.sqlite3"), "LABELER_INSTANCE": workdir}
+    database = os.path.join(workdir, "labeler.sqlite3")
+    env = {**os.environ, "LABELER_DATABASE": database, "LABELER_INSTANCE": workdir}
     started = time.perf_counter()
     subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "import", path, "--dataset", "tx",
                     *IMPORT_OPTIONS], env=env, check=True, cwd=ROOT)
-    return bare, time.perf_counter() - started
+    imported = time.perf_counter() - started
+    connection = sqlite3.connect(database, isolation_level=None)
+    connection.execute("PRAGMA cache_size = -64000")  # the store's own setting (labeler.store.db)
+    connection.execute(f"ATTACH DATABASE '{os.path.join(workdir, 'floor.sqlite3')}' AS floor")
+    connection.execute("PRAGMA floor.journal_mode = wal")
+    connection.execute("PRAGMA floor.synchronous = normal")
+    schema = connection.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'item' AND sql IS NOT NULL "
+                                "ORDER BY type DESC").fetchall()  # the table, then its indexes
+    for (statement,) in schema:
+        connection.execute(statement.replace('CREATE TABLE "item"', 'CREATE TABLE floor."item"', 1)
+                           .replace('CREATE UNIQUE INDEX "', 'CREATE UNIQUE INDEX floor."', 1)
+                           .replace('CREATE INDEX "', 'CREATE INDEX floor."', 1))
+    started = time.perf_counter()
+    connection.execute("BEGIN")
+    connection.execute('INSERT INTO floor."item" SELECT * FROM main."item" ORDER BY "id"')
+    connection.execute("COMMIT")
+    floor = time.perf_counter() - started
+    connection.close()
+    return bare, imported, floor
 
 
 def load(workdir, path):
-    """(X, y, feature names, scenario, epoch seconds, (merchant codes, seconds)) of the imported pool, in item id
-    order."""
+    """(X, y, feature names, scenario, epoch seconds, (merchant codes, seconds), one-hot blocks) of the imported
+    pool, in item id order."""
     from labeler.store.db import Dataset, Item, database, open_database
+    from labeler.worker.refill import categorical_blocks
     from labeler.worker.simulate import load_truth
     open_database(os.path.join(workdir, "labeler.sqlite3"))
     with database.connection_context():
@@ -59,9 +86,10 @@ def load(workdir, path):
         rows = list(Item.select(Item.external_id, Item.event_time).where(Item.dataset == dataset)
                     .order_by(Item.id).tuples())
         names = list(dataset.feature_columns)
+        blocks = categorical_blocks(dataset)
     frame = pd.read_csv(path, usecols=["transaction_id", "scenario"]).set_index("transaction_id")
     scenario = frame.loc[[external_id for external_id, _ in rows], "scenario"].to_numpy()
-    return X, y, names, scenario, np.array([seconds for _, seconds in rows]), groups
+    return X, y, names, scenario, np.array([seconds for _, seconds in rows]), groups, blocks
 
 
 def recall_at_top(scores, y, scenario, share=0.01):
@@ -89,6 +117,7 @@ def main():
     from sklearn.metrics import average_precision_score
 
     from labeler.worker import simulate
+    from models.weak import NativeCategories
 
     if not os.path.exists(args.data):
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_transactions.py"), "--out", args.data],
@@ -97,29 +126,33 @@ def main():
     print(f"# raw transactions, {time.strftime('%Y-%m-%d')}; machine: {platform.platform()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
     workdir = tempfile.mkdtemp(prefix="bench-transactions-")
-    bare, imported = import_timed(args.data, workdir)
-    X, y, names, scenario, seconds, groups = load(workdir, args.data)
+    bare, imported, floor = import_timed(args.data, workdir)
+    X, y, names, scenario, seconds, groups, blocks = load(workdir, args.data)
     print(f"{len(y):,} transactions, {int(y.sum()):,} frauds; import with features {imported:.1f} s against a bare "
-          f"pandas read {bare:.1f} s: {imported / bare:.1f}x")
+          f"pandas read {bare:.1f} s: {imported / bare:.1f}x; the store's floor (the same rows copied inside SQLite "
+          f"into an empty table with the same indexes) {floor:.1f} s: {floor / bare:.1f}x")
     cutoff = seconds.max() - args.test_days * 86_400
     pool, test = np.flatnonzero(seconds < cutoff), np.flatnonzero(seconds >= cutoff)
     print(f"pool {len(pool):,} ({int(y[pool].sum()):,} frauds), test: the last {args.test_days} days, {len(test):,} "
           f"({int(y[test].sum()):,} frauds); batch {args.batch}; seeds {args.seeds}")
     derived = names.index(HISTORY_FROM[0]) if HISTORY_FROM[0] in names else len(names)
     everything = np.arange(len(names))
-    variants = {"(a) raw columns": (np.arange(derived), None), "(b) + time and history": (everything, None),
-                "(c) + merchant label rates": (everything, groups)}
+    variants = {"(a) raw columns": (np.arange(derived), None, blocks),
+                "(b) + time and history": (everything, None, blocks),
+                "(b) one-hot boosting": (everything, None, ()),
+                "(c) + merchant label rates": (everything, groups, blocks)}
     settings = dict(DEFAULTS)
-    for title, (columns, variant_groups) in variants.items():
+    for title, (columns, variant_groups, variant_blocks) in variants.items():
         for strategy in (simulate.DEFAULT, simulate.RANDOM):
-            if strategy == simulate.RANDOM and variant_groups is not None:
+            if strategy == simulate.RANDOM and (variant_groups is not None or not variant_blocks):
                 continue  # random picks train logistic regression on the columns alone: the same as (b)
             runs, finals = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 final = {}
                 started = time.perf_counter()
                 runs.append(simulate.run(X[:, columns], y, strategy, max(budgets), args.batch, seed, settings,
-                                         final=final, pool_and_test=(pool, test), groups=variant_groups))
+                                         final=final, pool_and_test=(pool, test), groups=variant_groups,
+                                         categorical=variant_blocks))
                 finals.append((final, time.perf_counter() - started))
             curve = {row["labels"]: row for row in simulate.average(runs)}
             cells = [f"{b}: AUPRC {curve[b]['auprc']:.3f}, frauds {curve[b]['positives_found']:.0f}"
@@ -130,13 +163,15 @@ def main():
                 recall = recall_at_top(scores, y[test], scenario[test])
                 print(f"{'':33s}recall at the top 1% after {max(budgets)} labels: "
                       + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
-    started = time.perf_counter()
-    ceiling = HistGradientBoostingClassifier(random_state=0).fit(X[pool], y[pool])
-    scores = ceiling.predict_proba(X[test])[:, 1]
-    recall = recall_at_top(scores, y[test], scenario[test])
-    print(f"ceiling: gradient boosting on all {len(pool):,} pool labels, features (b): test AUPRC "
-          f"{average_precision_score(y[test], scores):.3f} ({time.perf_counter() - started:.0f} s); recall at the top "
-          f"1%: " + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
+    for how, make in (("native categories", lambda: NativeCategories(HistGradientBoostingClassifier(random_state=0),
+                                                                     blocks)),
+                      ("one-hot", lambda: HistGradientBoostingClassifier(random_state=0))):
+        started = time.perf_counter()
+        scores = make().fit(X[pool], y[pool]).predict_proba(X[test])[:, 1]
+        recall = recall_at_top(scores, y[test], scenario[test])
+        print(f"ceiling: gradient boosting ({how}) on all {len(pool):,} pool labels, features (b): test AUPRC "
+              f"{average_precision_score(y[test], scores):.3f} ({time.perf_counter() - started:.0f} s); recall at "
+              f"the top 1%: " + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
     raw = variants["(a) raw columns"][0]
     ceiling_a = HistGradientBoostingClassifier(random_state=0).fit(X[pool][:, raw], y[pool])
     scores_a = ceiling_a.predict_proba(X[test][:, raw])[:, 1]

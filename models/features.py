@@ -34,15 +34,35 @@ def category_vocabulary(values, limit):
     return names[order][:limit].tolist()
 
 
+def category_codes(values, vocabulary):
+    """Each value's position in ``vocabulary`` (compared as text), ``len(vocabulary)`` for any other value (an
+    unseen category at scoring time, or a missing one)."""
+    text = pd.Series(values).astype("string")
+    codes = pd.Index(list(vocabulary), dtype="string").get_indexer(text).astype(np.int64)
+    codes[codes < 0] = len(vocabulary)
+    return codes
+
+
 def one_hot(values, vocabulary, column):
     """(matrix, names): one 0/1 column per category of ``vocabulary`` and one for any other value (an unseen
     category at scoring time, or a missing one)."""
-    index = {category: position for position, category in enumerate(vocabulary)}
-    codes = np.fromiter((index.get(None if value is None else str(value), len(vocabulary)) for value in values),
-                        dtype=np.int64, count=len(values))
-    matrix = np.zeros((len(values), len(vocabulary) + 1), dtype=np.float32)
-    matrix[np.arange(len(values)), codes] = 1.0
+    codes = category_codes(values, vocabulary)
+    matrix = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float32)
+    matrix[np.arange(len(codes)), codes] = 1.0
     return matrix, [f"{column} = {category}" for category in vocabulary] + [f"{column} = {OTHER}"]
+
+
+def one_hot_blocks(names, vocabularies):
+    """[(start, stop)] ranges of the one-hot blocks that ``one_hot`` made for each {column: vocabulary} of
+    ``vocabularies`` in the feature ``names``. Raises ValueError when a block is missing or split."""
+    blocks = []
+    for column, vocabulary in vocabularies.items():
+        block = [f"{column} = {category}" for category in [*vocabulary, OTHER]]
+        start = names.index(block[0]) if block[0] in names else -1
+        if start < 0 or list(names[start:start + len(block)]) != block:
+            raise ValueError(f"the one-hot columns of {column!r} are not one block of the features")
+        blocks.append((start, start + len(block)))
+    return blocks
 
 
 def codes_of(values):

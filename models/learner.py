@@ -24,10 +24,11 @@ class ActiveLearner:
     ``groups`` ((integer codes per row, e.g. the merchant of a transaction, and the rows' epoch seconds or None))
     add two features taken from the labels at each training (models.features.label_rates: the group's share of
     positives among the labels of its last weeks, a row never seeing its own). Not with generative candidates,
-    which are fitted to the pool's own columns.
+    which are fitted to the pool's own columns. ``categorical`` ((start, stop) column ranges of ``X``'s one-hot
+    blocks) makes them native categorical features of the boosted model.
     """
 
-    def __init__(self, X, ids, settings, seed=0, groups=None):
+    def __init__(self, X, ids, settings, seed=0, groups=None, categorical=()):
         self.X = np.asarray(X, dtype=np.float32)
         self.ids = np.asarray(ids, dtype=np.int64)
         self.settings = settings
@@ -46,6 +47,7 @@ class ActiveLearner:
         self.selected_kinds = None
         self.groups = None if groups is None or self.generative is not None else groups
         self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
+        self.categorical = [tuple(block) for block in categorical]
 
     def train(self, labeled, y, pseudo=None):
         """Fit the serving model on pool indices ``labeled`` with binary labels ``y`` and optional pseudo-labels
@@ -70,7 +72,7 @@ class ActiveLearner:
         if not due:
             try:
                 model = selection.fit_final(self.selected.kind, X, y, pseudo_set, weight, self.seed,
-                                            self.generative)
+                                            self.generative, self.categorical)
             except generative_candidates.CandidateFailed:
                 due = True  # the selected generative kind failed on the new labels: choose again
             else:
@@ -79,7 +81,7 @@ class ActiveLearner:
                                                    metrics=self.selected.metrics)
                 return self.selected
         self.selected = selection.select(X, y, pseudo_set, weight, kinds, self.settings["cv_folds"],
-                                         self.settings["cv_repeats"], self.seed, self.generative)
+                                         self.settings["cv_repeats"], self.seed, self.generative, self.categorical)
         self.selected_at = len(labeled)
         self.selected_kinds = kinds
         return self.selected

@@ -50,26 +50,27 @@ def _repeats_of(kind, repeats):
     return 1 if generative_candidates.keras_per_fold(kind) else repeats
 
 
-def _fit(kind, X, y, train, pseudo, human_weight, seed, generative, key):
-    """Model ``kind`` fitted on the human labels ``train`` (indices into ``X``/``y``) plus ``pseudo``."""
+def _fit(kind, X, y, train, pseudo, human_weight, seed, generative, key, categorical=()):
+    """Model ``kind`` fitted on the human labels ``train`` (indices into ``X``/``y``) plus ``pseudo``;
+    ``categorical`` names the one-hot blocks of ``X`` (weak.fit)."""
     X_fit, y_fit = _training_set(X, y, train, pseudo, human_weight)
     if not generative_candidates.is_generative(kind):
-        return weak.fit(kind, X_fit, y_fit, seed=seed)
+        return weak.fit(kind, X_fit, y_fit, seed=seed, categorical=categorical)
     if generative is None:
         raise ValueError(f"model kind {kind!r} needs the generative candidates of the pool")
     repeats = 1 if pseudo is None or len(pseudo[1]) == 0 else max(1, int(round(human_weight)))
     return generative.fit(kind, X[train], y[train], X_fit, y_fit, repeats, seed, key)
 
 
-def _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative=None):
+def _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative=None, categorical=()):
     """[(held-out raw probabilities, held-out labels)] of model ``kind`` for each fold of the repeated split
     (the first repeat only for a candidate that trains a Keras model per fold)."""
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=_repeats_of(kind, repeats), random_state=seed)
     predictions = []
     for split, (train, held) in enumerate(splitter.split(X, y)):
         try:
-            p_held = _fit(kind, X, y, train, pseudo, human_weight, seed + split, generative, ("fold", split)).raw(
-                X[held])
+            p_held = _fit(kind, X, y, train, pseudo, human_weight, seed + split, generative, ("fold", split),
+                          categorical).raw(X[held])
         except generative_candidates.CandidateFailed:
             p_held = np.full(len(held), 0.5)  # no usable model ranks nothing: the fold's AP is its positive rate
         predictions.append((p_held, y[held]))
@@ -89,7 +90,7 @@ def _fold_count(y, folds):
 
 
 def cross_validate(kind, X, y, pseudo=None, human_weight=1.0, folds=DEFAULT_FOLDS, repeats=DEFAULT_REPEATS,
-                   seed=0, generative=None):
+                   seed=0, generative=None, categorical=()):
     """Out-of-fold check of model ``kind`` on the human labels ``X``, ``y`` (a generative kind needs the pool's
     ``generative`` candidates).
 
@@ -101,15 +102,17 @@ def cross_validate(kind, X, y, pseudo=None, human_weight=1.0, folds=DEFAULT_FOLD
     folds = _fold_count(y, folds)
     if folds < 2:
         return {"auprc": None, "auprc_std": None, "folds": 0, "repeats": 0}, np.zeros(0), np.zeros(0)
-    return _summary(_fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative), folds,
+    return _summary(_fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed, generative,
+                                      categorical), folds,
                     _repeats_of(kind, repeats))
 
 
 def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS, repeats=DEFAULT_REPEATS, seed=0,
-           generative=None):
+           generative=None, categorical=()):
     """Compare ``kinds`` (default: weak.candidate_kinds(y), plus ``generative.kinds(y)`` when a
     GenerativeCandidates object is given) by cross-validated average precision, refit the best on all human
-    labels plus ``pseudo`` ((X, y) or None) and calibrate it; returns a Selected.
+    labels plus ``pseudo`` ((X, y) or None) and calibrate it; returns a Selected. ``categorical``: the one-hot
+    blocks of ``X`` ((start, stop) column ranges), native categories for the boosted model.
 
     A blend is scored from its parts' held-out predictions on the same folds (no extra fits). Ties, and a
     comparison impossible for lack of labels, go to the first kind. A generative candidate's metrics also name
@@ -132,11 +135,12 @@ def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS,
             parts = generative_candidates.blend_parts(kind)
             if parts:
                 predictions = [per_fold.get(part) or _fold_predictions(part, X, y, pseudo, human_weight, folds,
-                                                                       repeats, seed, generative) for part in parts]
+                                                                       repeats, seed, generative, categorical)
+                               for part in parts]
                 per_fold[kind] = [(np.mean([p for p, _ in fold], axis=0), fold[0][1]) for fold in zip(*predictions)]
             else:
                 per_fold[kind] = _fold_predictions(kind, X, y, pseudo, human_weight, folds, repeats, seed,
-                                                   generative)
+                                                   generative, categorical)
             metrics[kind], *held[kind] = _summary(per_fold[kind], folds, _repeats_of(kind, repeats))
         ranked = sorted(kinds, key=lambda kind: -metrics[kind]["auprc"])  # stable: ties keep the order of kinds
     else:
@@ -144,7 +148,7 @@ def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS,
         ranked = list(kinds)
     for position, best in enumerate(ranked):
         try:
-            model = fit_final(best, X, y, pseudo, human_weight, seed, generative)
+            model = fit_final(best, X, y, pseudo, human_weight, seed, generative, categorical)
             break
         except generative_candidates.CandidateFailed as error:
             metrics[best]["failed"] = str(error)
@@ -160,10 +164,10 @@ def select(X, y, pseudo=None, human_weight=1.0, kinds=None, folds=DEFAULT_FOLDS,
     return Selected(model=model, kind=best, metrics=metrics)
 
 
-def fit_final(kind, X, y, pseudo=None, human_weight=1.0, seed=0, generative=None):
+def fit_final(kind, X, y, pseudo=None, human_weight=1.0, seed=0, generative=None, categorical=()):
     """Model ``kind`` fitted on all human labels plus ``pseudo``; returns a WeakModel, or a generative
     candidate's model (which needs ``generative``, else ValueError). Raises generative_candidates.CandidateFailed
     when a generative kind produced no usable model."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int8)
-    return _fit(kind, X, y, np.arange(len(y)), pseudo, human_weight, seed, generative, "final")
+    return _fit(kind, X, y, np.arange(len(y)), pseudo, human_weight, seed, generative, "final", categorical)

@@ -20,17 +20,49 @@ MIN_BOOSTED_PER_CLASS = 10  # boosting joins the logistic model (the blend) once
 LOGISTIC_C = 0.01  # a strong L2 penalty on standardized features: a few hundred labels overfit at C=1
 
 
-def _make(kind, seed):
-    """An unfitted classifier of ``kind`` (logistic or boosted). Raises ValueError for another kind."""
+def _make(kind, seed, categorical=()):
+    """An unfitted classifier of ``kind`` (logistic or boosted); the boosted one treats the one-hot blocks
+    ``categorical`` ((start, stop) column ranges) as native categorical features. Raises ValueError for another
+    kind."""
     if kind == LOGISTIC:
         return make_pipeline(StandardScaler(), LogisticRegression(C=LOGISTIC_C, max_iter=2000))
     if kind == BOOSTED:
-        return HistGradientBoostingClassifier(
+        boosted = HistGradientBoostingClassifier(
             # few shallow trees: rescoring 284,807 rows stays well under a second
             early_stopping=False, max_iter=40, learning_rate=0.2, max_depth=4, max_leaf_nodes=None,
             min_samples_leaf=20, l2_regularization=1.0, random_state=seed,
         )
+        return NativeCategories(boosted, categorical) if categorical else boosted
     raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+class NativeCategories:
+    """Gradient boosting that splits each categorical column on sets of its categories (scikit-learn's native
+    categorical support) rather than on one 0/1 column at a time: the rows' one-hot blocks (``blocks``,
+    (start, stop) column ranges, one column per category and the last for any other value) are given to
+    ``boosted`` as one integer code each. A category without training rows goes, at scoring time, where the
+    model sends missing values."""
+
+    def __init__(self, boosted, blocks):
+        self.boosted = boosted
+        self.blocks = [tuple(block) for block in blocks]
+
+    def codes(self, X):
+        """``X`` with each one-hot block replaced by one column of category codes (after the other columns)."""
+        in_block = np.zeros(X.shape[1], dtype=bool)
+        for start, stop in self.blocks:
+            in_block[start:stop] = True
+        codes = [np.argmax(X[:, start:stop], axis=1) for start, stop in self.blocks]
+        return np.column_stack([X[:, ~in_block], *codes]).astype(np.float32)
+
+    def fit(self, X, y):
+        n_plain = X.shape[1] - sum(stop - start for start, stop in self.blocks)
+        self.boosted.set_params(categorical_features=list(range(n_plain, n_plain + len(self.blocks))))
+        self.boosted.fit(self.codes(X), y)
+        return self
+
+    def predict_proba(self, X):
+        return self.boosted.predict_proba(self.codes(X))
 
 
 def candidate_kinds(y):
@@ -78,8 +110,9 @@ def positive_probability(estimator, X):
     return estimator.predict_proba(X)[:, 1]
 
 
-def fit(kind, X, y, seed=0):
+def fit(kind, X, y, seed=0, categorical=()):
     """Fit a model of ``kind`` on ``X`` (float32) and binary ``y``; returns a WeakModel (not yet calibrated).
+    ``categorical``: the one-hot blocks of ``X`` ((start, stop) column ranges), native categories for boosting.
 
     Raises ValueError for an unknown kind or when ``y`` holds a single class.
     """
@@ -88,7 +121,7 @@ def fit(kind, X, y, seed=0):
         raise ValueError("both classes need at least one label to fit a model")
     X = np.asarray(X, dtype=np.float32)
     parts = BLEND_PARTS if kind == BLEND else (kind,)
-    return WeakModel(kind, [_make(part, seed).fit(X, y) for part in parts])
+    return WeakModel(kind, [_make(part, seed, categorical).fit(X, y) for part in parts])
 
 
 def logit(p):

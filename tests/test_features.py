@@ -145,3 +145,19 @@ def test_a_merchant_compromised_lately_is_known_by_its_recent_frauds():
                                     rows_seconds=np.array([97 * DAY]))
     overall = features.label_rates(groups, labeled, y_all[labeled], rows=np.array([0]))
     assert windowed[0, 0] > 0.8 > 0.5 > overall[0, 0]
+
+
+def test_one_hot_blocks_are_found_by_name_and_a_split_block_is_refused():
+    vocabularies = {"channel": ["pos", "web"], "country": ["BE"]}
+    names = ["amount", "channel = pos", "channel = web", "channel = (other)", "country = BE", "country = (other)",
+             "hour of day"]
+    assert features.one_hot_blocks(names, vocabularies) == [(1, 4), (4, 6)]
+    with pytest.raises(ValueError, match="'country'"):
+        features.one_hot_blocks(names[:5] + ["hour of day", "country = (other)"], vocabularies)
+    with pytest.raises(ValueError, match="'channel'"):
+        features.one_hot_blocks(["amount"], {"channel": ["pos"]})
+
+
+def test_category_codes_compare_as_text_and_send_missing_and_unseen_values_to_other():
+    codes = features.category_codes([1.0, 2.0, None, float("nan"), "1.0"], ["1.0", "2.0"])
+    np.testing.assert_array_equal(codes, [0, 1, 2, 2, 0])

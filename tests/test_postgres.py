@@ -193,3 +193,51 @@ def test_raw_transactions_with_their_roles_and_a_run_decision(pg_app, tmp_path):
     assert Label.select().where(Label.bulk_of == outcome.label.id).count() == 1
     undone, _ = decisions.undo(dataset, ana)
     assert undone.kind == "undone" and Label.effective(dataset).count() == 0
+
+
+def test_two_analysts_racing_for_one_card_never_hold_it_both(pg_app, tmp_path):
+    """Ana leases a transaction of card C0 and her transaction stays open; Bob asks meanwhile. Without the lock
+    on the card, Bob's check would not see Ana's uncommitted lease and he would get C0's next transaction; with
+    it he waits for her commit and gets card C1's."""
+    import threading
+
+    from labeler.store.db import write_transaction
+    from labeler.store.settings import labeling_settings
+    lines = ["tx,time,card,shop,amount"] + [
+        f"T{n},2024-05-0{1 + n // 24}T{n % 24:02d}:00:00Z,{'C1' if n >= 30 else 'C0'},S{n % 4},{n + 1}.5"
+        for n in range(33)]
+    path = tmp_path / "cards.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dataset = import_file(str(path), "cards", id_column="tx", time_column="time",
+                          entity_columns=["card", "shop"]).dataset
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
+    card = {item.id: item.entity for item in dataset.items()}
+    for entry in list(QueueEntry.select().where(QueueEntry.dataset == dataset)):  # C0 first, C1 last
+        QueueEntry.update(priority=entry.priority + (1000 if card[entry.item_id] == "C1" else 0)).where(
+            QueueEntry.id == entry.id).execute()
+    ana, bob = create_user("ana", PASSWORD, "analyst"), create_user("bob", PASSWORD, "analyst")
+    settings = labeling_settings(dataset)
+    ana_leased, bob_asked = threading.Event(), threading.Event()
+    got = {}
+
+    def ana_holds_her_transaction_open():
+        with database.connection_context(), write_transaction():
+            got["ana"], _ = leases.next_lease(dataset, ana, settings, leases.utcnow())
+            ana_leased.set()
+            bob_asked.wait(10)
+            threading.Event().wait(1.0)  # Bob is now inside his own lease, waiting or (without the lock) done
+
+    def bob_asks():
+        ana_leased.wait(10)
+        with database.connection_context():
+            bob_asked.set()
+            got["bob"] = leases.next_item(dataset, bob)
+
+    threads = [threading.Thread(target=ana_holds_her_transaction_open), threading.Thread(target=bob_asks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert card[got["ana"].item_id] == "C0"
+    assert got["bob"] is not None and card[got["bob"].item_id] == "C1"

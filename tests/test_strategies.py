@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score
 
 from models import generative_candidates, names, pseudo, selection, strategies, weak
 from tests.conftest import ROOT
@@ -176,3 +177,26 @@ def test_the_names_that_settings_refer_to_are_the_ones_the_models_use_and_load_n
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_boosting_splits_a_one_hot_block_as_one_categorical_feature():
+    """Frauds come from two of five categories, only above a threshold of x: boosting with native categories
+    learns it from the codes, and a category it never saw at fit time (the "(other)" column) scores as the
+    model scores missing values, without an error."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    category = rng.integers(0, 5, n)
+    x = rng.normal(size=n)
+    y = (np.isin(category, [2, 4]) & (x > 0)).astype(np.int8)
+    X = np.column_stack([x, np.eye(6)[category]]).astype(np.float32)  # the sixth column: "(other)", never set
+    model = weak.fit(weak.BOOSTED, X, y, seed=0, categorical=[(1, 7)])
+    booster = model.estimators[0]
+    assert isinstance(booster, weak.NativeCategories)
+    assert booster.boosted.is_categorical_.tolist() == [False, True]
+    assert average_precision_score(y, model.raw(X)) > 0.99
+    unseen = X[:50].copy()
+    unseen[:, 1:] = 0
+    unseen[:, 6] = 1
+    assert np.all(np.isfinite(model.raw(unseen)))
+    blend = weak.fit(weak.BLEND, X, y, seed=0, categorical=[(1, 7)])
+    assert isinstance(blend.estimators[1], weak.NativeCategories)  # the logistic part keeps the one-hot columns

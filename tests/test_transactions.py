@@ -9,6 +9,7 @@ from labeler.data.importer import ImportFailed, import_file
 from labeler.data.transactions import CATEGORY_LIMIT
 from labeler.store.db import Dataset, Item
 from models import features
+from models.weak import NativeCategories
 from tests.conftest import ROOT
 from tests.test_import import store_snapshot
 
@@ -279,8 +280,8 @@ def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
     assert rows[later.external_id]["source"] == "bulk" and rows[later.external_id]["label"] == "fraud"
 
 
-def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analyst, run_jobs, sample_lines,
-                                                                     tmp_path, monkeypatch):
+def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates_and_native_categories(
+        app, analyst, run_jobs, sample_lines, tmp_path, monkeypatch):
     from labeler.store.db import GroundTruth, Label, ModelVersion
     from labeler.store.pool import groups_of, load_pool
     from labeler.worker import jobs
@@ -304,10 +305,18 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates(app, analy
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
         seen["groups"] = self.groups
+        seen["learner"] = self
     monkeypatch.setattr(learner_module.ActiveLearner, "__init__", spy)
     jobs.request(dataset, jobs.RETRAIN, "test")
     assert set(run_jobs(dataset).values()) == {"done"}
     assert np.array_equal(seen["groups"][0], codes) and np.array_equal(seen["groups"][1], times)
+    names = dataset.feature_columns
+    assert [names[start:stop] for start, stop in seen["learner"].categorical] == [
+        [f"{column} = {category}" for category in [*vocabulary, "(other)"]]
+        for column, vocabulary in dataset.roles["categorical"].items()]
+    boosted = [estimator for estimator in seen["learner"].selected.model.estimators
+               if isinstance(estimator, NativeCategories)]
+    assert boosted and boosted[0].boosted.is_categorical_.sum() == len(dataset.roles["categorical"])
     assert ModelVersion.select().where(ModelVersion.dataset == dataset).count() == 1
 
 

@@ -7,6 +7,7 @@ from labeler.data import datasets as datasets_service
 from labeler.store.db import database
 from labeler.store.settings import SettingsError, engine_settings
 from labeler.worker import simulate
+from labeler.worker.refill import categorical_blocks
 
 
 @click.command("simulate")
@@ -31,6 +32,7 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
         with database.connection_context():
             chosen = datasets_service.get_dataset(dataset)
             X, y, groups = simulate.load_truth(chosen)
+            categorical = categorical_blocks(chosen)
             settings = engine_settings(chosen)
     except (datasets_service.DatasetNotFound, simulate.SimulationError, SettingsError) as error:
         fail(str(error))
@@ -45,7 +47,7 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
             click.echo(f"  {name} seed {seed}: {labels} labels", err=True)
 
     results = simulate.simulate(X, y, dataset, strategy, budget, batch, list(range(seeds)), settings, progress,
-                                groups=groups)
+                                groups=groups, categorical=categorical)
     try:
         json_path, png_path = simulate.write_outputs(results, out)
     except OSError as error:

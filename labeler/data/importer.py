@@ -7,16 +7,20 @@ numbers, a re-imported row must be the very row stored under its number (see imp
 """
 import codecs
 import csv
+import gc
 import gzip
 import io
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from peewee import PostgresqlDatabase, fn
 
@@ -33,6 +37,7 @@ LINE_LIMIT = 16 << 20  # bytes: a longer CSV line is refused, so memory stays bo
 COMPARE_BATCH = 500  # stored rows fetched per query when a re-import is checked against them
 # a dataset name becomes a path segment of the web's URLs (/datasets/<name>): no '/', '\\' or control characters
 NAME_LIMIT = 120
+PLAIN_JSON_TEXT = r"^[ !#-\[\]-~]*$"  # printable ASCII with no quote or backslash: json.dumps only quotes it
 
 
 @dataclass
@@ -372,21 +377,59 @@ def _display_rows(frame, columns, text_columns, name, first_row):
                 )
             frame[column] = parsed
     matrix = frame[numeric].to_numpy(dtype=np.float64)
-    blobs = [row.tobytes() for row in matrix]
+    blobs = _row_blobs(matrix)
     if not text_columns:
         return blobs, [None] * len(blobs)
-    block = frame[text_columns].astype(object)
-    block = block.where(block.notna(), None)
-    dumps = json.dumps
-    return blobs, [dumps([None if v is None else str(v) for v in row]) for row in block.itertuples(index=False, name=None)]
+    return blobs, _json_rows(frame[text_columns])
+
+
+def _json_rows(block):
+    """Each row of ``block`` as the JSON text of its values' list, exactly as json.dumps writes it (text, null
+    where missing), built column by column with Arrow's string kernels: a value of printable ASCII without quote
+    or backslash is only quoted; json.dumps encodes the rest."""
+    columns = []
+    for column in block.columns:
+        values = block[column]
+        text = pa.array(values.astype(object).where(values.isna(), values.astype(str)), type=pa.string(),
+                        from_pandas=True)
+        quoted = pc.binary_join_element_wise('"', text, '"', "")
+        plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_JSON_TEXT), True).to_numpy(zero_copy_only=False)
+        if not plain.all():
+            encoded = quoted.to_numpy(zero_copy_only=False).copy()
+            for position in np.flatnonzero(~plain):
+                encoded[position] = json.dumps(text[int(position)].as_py())
+            quoted = pa.array(encoded, type=pa.string())
+        columns.append(pc.fill_null(quoted, "null"))
+    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*columns, ", "), "]", "").to_pylist()
+
+
+def _row_blobs(matrix):
+    """Each row of the 2-d ``matrix`` as bytes (one view over the array, no copy per row in Python)."""
+    matrix = np.ascontiguousarray(matrix)
+    if matrix.shape[1] == 0:
+        return [b""] * len(matrix)
+    return matrix.view(np.dtype((np.void, matrix.shape[1] * matrix.itemsize))).ravel().tolist()
+
+
+def _check_unique_ids(ids, seen, name, first_row, id_column):
+    """Add ``ids`` to ``seen`` (the ids of the file's earlier chunks). Raises ImportFailed naming the first id that
+    is already there or repeats within ``ids``."""
+    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+        seen.update(ids)
+        return
+    for position, external_id in enumerate(ids):
+        if external_id in seen:
+            raise ImportFailed(f"{name}: line {file_line(first_row + position)}, column {id_column!r}: "
+                               f"duplicate id {external_id!r} in the file")
+        seen.add(external_id)
 
 
 def _truth_values(frame, label_column):
     """The label column's values as stripped text, None where empty; None without a label column."""
     if label_column is None:
         return None
-    values = frame[label_column]
-    return [None if v is None or v != v else str(v).strip() or None for v in values]
+    text = frame[label_column].astype("string").str.strip()
+    return text.astype(object).where(text.notna() & (text != ""), None).tolist()
 
 
 def _check_truth(values, allowed, name, first_row, label_column):
@@ -425,25 +468,12 @@ def _bulk_insert(model, fields, rows):
 
 def _insert_ground_truth(dataset, truths):
     """GroundTruth rows for ``truths``, (row number, stored value) pairs of ``dataset``'s items."""
-    param = database.param
-    truth_table, item_table = GroundTruth._meta.table_name, Item._meta.table_name
-    cursor = database.cursor()
-    if _is_postgres():
-        for start in range(0, len(truths), PG_ROWS_PER_STATEMENT):
-            batch = truths[start:start + PG_ROWS_PER_STATEMENT]
-            values = ", ".join([f"({param}, {param})"] * len(batch))
-            cursor.execute(
-                f'INSERT INTO "{truth_table}" ("item_id", "value") SELECT i."id", t.value FROM "{item_table}" i '
-                f'JOIN (VALUES {values}) AS t (row_number, value) ON i."row_number" = t.row_number '
-                f'WHERE i."dataset_id" = {param}',
-                [value for pair in batch for value in pair] + [dataset.id],
-            )
-        return
-    cursor.executemany(
-        f'INSERT INTO "{truth_table}" ("item_id", "value") SELECT "id", {param} FROM "{item_table}" '
-        f'WHERE "dataset_id" = {param} AND "row_number" = {param}',
-        [(value, dataset.id, row) for row, value in truths],
-    )
+    row_numbers = np.array([row for row, _ in truths], dtype=np.int64)
+    query = Item.select(Item.row_number, Item.id).where(
+        Item.dataset == dataset, Item.row_number >= int(row_numbers.min())).order_by(Item.row_number)
+    stored = np.array(database.execute(query).fetchall(), dtype=np.int64).reshape(-1, 2)  # the cursor: no models
+    item_ids = stored[np.searchsorted(stored[:, 0], row_numbers), 1]
+    _bulk_insert(GroundTruth, ["item_id", "value"], list(zip(item_ids.tolist(), [value for _, value in truths])))
 
 
 def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(), labels=None,
@@ -488,7 +518,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         label_column = label_column or existing.label_column
     string_columns = [c for c in (id_column, label_column, time_column, *role_options["entity_columns"]) if c]
 
-    with database.atomic():
+    with database.atomic(), _no_cycle_collection():
         dataset, created = existing, existing is None
         roles = (existing.roles or {}) if existing is not None else None
         known_ids = set()
@@ -541,22 +571,18 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
             numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
             if not id_column and not created:
                 _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row)
-            new_rows = []
-            new_truth = []
-            for position, external_id in enumerate(ids):
-                if external_id in seen:
-                    raise ImportFailed(
-                        f"{name}: line {file_line(first_row + position)}, column {id_column!r}: "
-                        f"duplicate id {external_id!r} in the file"
-                    )
-                seen.add(external_id)
-                if external_id in known_ids:
-                    continue
-                new_rows.append((dataset.id, external_id, next_row, numbers[position], texts[position],
-                                 matrix[position].tobytes(), times[position], *entities[position]))
-                if truth is not None and truth[position] is not None:
-                    new_truth.append((next_row, truth[position]))
-                next_row += 1
+            _check_unique_ids(ids, seen, name, first_row, id_column)
+            new = [position for position, external_id in enumerate(ids) if external_id not in known_ids] \
+                if known_ids else range(len(ids))
+            row_numbers = range(next_row, next_row + len(new))
+            blobs = _row_blobs(matrix[np.asarray(new, dtype=np.int64)])
+            new_rows = list(zip(repeat(dataset.id), [ids[p] for p in new], row_numbers, [numbers[p] for p in new],
+                                [texts[p] for p in new], blobs, [times[p] for p in new],
+                                *zip(*[entities[p] for p in new])))
+            if truth is not None:
+                pending_truth += [(row, value) for row, value in zip(row_numbers, [truth[p] for p in new])
+                                  if value is not None]
+            next_row += len(new)
             if truth is not None:
                 truth_seen.update(v for v in truth if v is not None)
                 if not created:
@@ -565,7 +591,6 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
             if new_rows:
                 _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features",
                                     "event_time", "entity", "second_entity"], new_rows)
-                pending_truth.extend(new_truth)
             rows_read += len(frame)
             rows_added += len(new_rows)
 
@@ -586,6 +611,19 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         notes.append(f"{len(history.changed):,} stored transactions come after appended ones of the same "
                      f"{history.entity}: their history features were computed again.")
     return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added, notes)
+
+
+@contextmanager
+def _no_cycle_collection():
+    """Pause Python's cycle collector: an import creates millions of tuples and strings (no cycles), and each
+    collection would walk every one still alive (about a tenth of a large import's time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _role_columns(options):
@@ -628,6 +666,8 @@ class _FileHistory:
     changed: dict  # item id -> the item's new history features
     entity: str  # the first entity column (the card)
     offset: int  # where the history features start in the feature vector
+    seconds: np.ndarray  # every file row's event time, in file order
+    entities: list  # every file row's values of the first two entity columns (arrays, in file order)
 
 
 def _history_pass(path, name, chunk_rows, string_columns, existing, roles, known_ids, id_column, label_column,
@@ -680,7 +720,9 @@ def _history_pass(path, name, chunk_rows, string_columns, existing, roles, known
         before = stored["vectors"][:, offset:offset + len(names)]
         differs = np.flatnonzero(np.any(before != matrix[:held], axis=1))
         changed = {int(stored["ids"][i]): matrix[i] for i in differs}
-    return roles, _FileHistory(names, file_matrix, changed, roles["entities"][0], offset)
+    file_entities = [np.concatenate(entities[column]) for column in roles["entities"][:2]]
+    return roles, _FileHistory(names, file_matrix, changed, roles["entities"][0], offset, np.concatenate(seconds),
+                               file_entities)
 
 
 def _stored_history(dataset, roles):
@@ -722,17 +764,18 @@ def _features_of_chunk(frame, dataset, roles, history, name, first_row):
     size = len(frame)
     blocks = [_feature_matrix(frame, dataset.file_features, name, first_row)]
     times, entities = [None] * size, [(None, None)] * size
+    rows = slice(first_row, first_row + size)
     if roles.get("time"):
-        frame["__seconds__"] = transactions.event_times(frame, roles["time"], name, first_row)
+        frame["__seconds__"] = history.seconds[rows] if history is not None else \
+            transactions.event_times(frame, roles["time"], name, first_row)
         times = frame["__seconds__"].tolist()
-    if roles.get("entities"):
-        columns = [transactions.entity_values(frame, column, name, first_row).tolist()
-                   for column in roles["entities"][:2]]
+    if history is not None:  # roles with entities always have a history pass, which read their values
+        columns = [values[rows].tolist() for values in history.entities]
         entities = list(zip(columns[0], columns[1] if len(columns) > 1 else [None] * size))
     if roles:
         blocks.append(transactions.row_features(frame, roles)[0])
     if history is not None:
-        blocks.append(history.file_matrix[first_row:first_row + size])
+        blocks.append(history.file_matrix[rows])
     return np.hstack(blocks).astype(np.float32), times, entities
 
 

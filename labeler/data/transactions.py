@@ -109,8 +109,7 @@ def row_features(frame, roles):
     """(matrix, names) of the features that need only the row itself: categories one-hot, then time of day."""
     blocks, names = [], []
     for column, vocabulary in roles.get("categorical", {}).items():
-        values = frame[column].astype(object).where(frame[column].notna(), None).tolist()
-        matrix, block_names = transaction_features.one_hot(values, vocabulary, column)
+        matrix, block_names = transaction_features.one_hot(frame[column], vocabulary, column)
         blocks.append(matrix)
         names += block_names
     if roles.get("time"):

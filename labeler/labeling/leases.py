@@ -9,7 +9,7 @@ import datetime
 import random
 import time
 
-from peewee import JOIN, SQL, IntegrityError, fn
+from peewee import JOIN, SQL, IntegrityError, PostgresqlDatabase, fn
 
 from labeler.store.db import Item, Label, Lease, QueueEntry, dataset_key, database, utcnow, write_transaction
 from labeler.store.settings import labeling_settings
@@ -254,10 +254,15 @@ def _take_entry(dataset, user, settings, now, entry):
 
 def _card_held_by_another(dataset, user, now, item_id):
     """True when another analyst holds a live lease on a transaction of ``item_id``'s card (its first entity).
-    On SQLite the write lock makes check and lease one step; elsewhere two analysts could meet in a race."""
+
+    Check and lease must be one step. On SQLite the write lock (write_transaction) makes them one; on PostgreSQL a
+    lock on the card, held until the caller's transaction ends, makes a second analyst's check of the same card
+    wait until the first one's lease is committed (and then see it)."""
     entity = Item.select(Item.entity).where(Item.id == item_id).scalar()
     if entity is None:
         return False
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (dataset.id, entity))
     return (Lease.select(Lease.id).join(Item, on=(Lease.item == Item.id))
             .where((Item.dataset == dataset) & (Item.entity == entity) & (Lease.dataset == dataset)
                    & (Lease.user != user.id) & (Lease.state == "active") & (Lease.expires_at > now))

@@ -14,6 +14,7 @@ from labeler.store.db import FeatureStats, QueueEntry, database, utcnow, write_t
 from labeler.store.pool import human_labels, load_pool
 from labeler.store.serving import serving_scores, serving_version
 from labeler.store.settings import engine_settings
+from models.features import one_hot_blocks
 from models.learner import ActiveLearner, cold_start_probability
 
 # BLAS/OpenMP threads of a retrain and of a queue refill: the weak models train on a few thousand labels plus
@@ -22,6 +23,12 @@ from models.learner import ActiveLearner, cold_start_probability
 # Keras models keep TensorFlow's own thread pools.
 COMPUTE_THREADS = 1
 INSERT_BATCH = 500
+
+
+def categorical_blocks(dataset):
+    """The (start, stop) feature ranges of the dataset's categorical columns (one-hot at import): the boosted
+    model splits them as native categories (models.weak.NativeCategories)."""
+    return one_hot_blocks(dataset.feature_columns, (dataset.roles or {}).get("categorical") or {})
 
 
 def run_refill(dataset, progress, config):

@@ -17,8 +17,8 @@ from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
-from labeler.worker.refill import (COMPUTE_THREADS, cold_start_anomaly, negative_label, refresh_queue,
-                                   update_feature_stats, write_queue)
+from labeler.worker.refill import (COMPUTE_THREADS, categorical_blocks, cold_start_anomaly, negative_label,
+                                    refresh_queue, update_feature_stats, write_queue)
 from models import gate, generative_candidates, selection
 from models.learner import ActiveLearner
 
@@ -126,7 +126,8 @@ def _retrain(dataset, progress, folder, seed):
                 "queued": queued, "timings": timings.lap("cold start queue")}
     negative = negative_label(dataset, values)
     groups = groups_of(dataset, ids)  # the merchants of raw transactions: their label rates are features
-    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed, groups=groups)
+    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed, groups=groups,
+                            categorical=categorical_blocks(dataset))
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None

@@ -67,14 +67,15 @@ def _test_auprc(y_test, scores):
     return float(average_precision_score(y_test, scores))
 
 
-def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None):
+def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None,
+        categorical=()):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
     called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
     its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
     ``groups`` ((codes, epoch seconds) per row: the merchants of raw transactions) give the default loop its
-    label rates.
+    label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
@@ -87,7 +88,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     rng = np.random.default_rng(seed)
     groups_pool, groups_test = (None, None) if groups is None else (
         tuple(part[pool] for part in groups), tuple(part[test] for part in groups))
-    learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool) if strategy == DEFAULT else None
+    learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool,
+                            categorical=categorical) if strategy == DEFAULT else None
     labeled_mask = np.zeros(len(pool), dtype=bool)
     order = []
     p_pool = None  # the current model's P(positive) over the pool, None before a model exists
@@ -150,11 +152,11 @@ def average(runs):
     return curve
 
 
-def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None, groups=None):
+def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None, groups=None, categorical=()):
     """Run ``strategy`` and the baselines (random, uncertainty) for each seed; returns the results document:
     {"dataset", "strategy", "budget", "batch", "seeds", "curve", "baselines": {strategy: curve}}.
 
-    ``progress(strategy, seed, labels)`` is called after each batch; ``groups`` as for run. Raises
+    ``progress(strategy, seed, labels)`` is called after each batch; ``groups`` and ``categorical`` as for run. Raises
     SimulationError.
     """
     check_classes(y, name)
@@ -164,7 +166,8 @@ def simulate(X, y, name, strategy, budget, batch, seeds, settings, progress=None
         runs = []
         for seed in seeds:
             report = (lambda labels, current=current, seed=seed: progress(current, seed, labels)) if progress else None
-            runs.append(run(X, y, current, budget, batch, seed, settings, report, groups=groups))
+            runs.append(run(X, y, current, budget, batch, seed, settings, report, groups=groups,
+                            categorical=categorical))
         curves[current] = average(runs)
     return {"dataset": name, "strategy": strategy, "budget": budget, "batch": batch, "seeds": list(seeds),
             "curve": curves[strategy], "baselines": {key: curves[key] for key in compared[1:]}}
