@@ -54,8 +54,8 @@ def import_timed(path, workdir):
                     *IMPORT_OPTIONS], env=env, check=True, cwd=ROOT)
     imported = time.perf_counter() - started
     connection = sqlite3.connect(database, isolation_level=None)
-    connection.execute("PRAGMA cache_size = -64000")  # the store's own setting (labeler.store.db)
     connection.execute(f"ATTACH DATABASE '{os.path.join(workdir, 'floor.sqlite3')}' AS floor")
+    connection.execute("PRAGMA floor.cache_size = -64000")  # the store's own settings (labeler.store.db)
     connection.execute("PRAGMA floor.journal_mode = wal")
     connection.execute("PRAGMA floor.synchronous = normal")
     schema = connection.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'item' AND sql IS NOT NULL "
@@ -112,6 +112,7 @@ def main():
     parser.add_argument("--batch", type=int, default=50, help="labels per simulated batch")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the loop (the split is by time)")
     parser.add_argument("--test-days", type=int, default=30, help="the last days, kept as the test set")
+    parser.add_argument("--import-only", action="store_true", help="time the import and stop")
     args = parser.parse_args()
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import average_precision_score
@@ -131,6 +132,8 @@ def main():
     print(f"{len(y):,} transactions, {int(y.sum()):,} frauds; import with features {imported:.1f} s against a bare "
           f"pandas read {bare:.1f} s: {imported / bare:.1f}x; the store's floor (the same rows copied inside SQLite "
           f"into an empty table with the same indexes) {floor:.1f} s: {floor / bare:.1f}x")
+    if args.import_only:
+        return
     cutoff = seconds.max() - args.test_days * 86_400
     pool, test = np.flatnonzero(seconds < cutoff), np.flatnonzero(seconds >= cutoff)
     print(f"pool {len(pool):,} ({int(y[pool].sum()):,} frauds), test: the last {args.test_days} days, {len(test):,} "

@@ -8,6 +8,8 @@ transaction in that same order, float32 and finite.
 import numpy as np
 import pandas as pd
 
+from models.names import AGAINST_USUAL, FIRST_AT, MEAN_AMOUNT_IN, SINCE_PREVIOUS, TRANSACTIONS_IN
+
 DAY = 86_400
 WINDOWS = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
 NIGHT = (22, 6)  # hours [22, 24) and [0, 6)
@@ -153,27 +155,27 @@ def entity_features(seconds, entities, amounts=None):
     counts, means = window_stats(primary_codes, seconds, amounts, history)
     for position, (window, _) in enumerate(WINDOWS):
         columns.append(counts[:, position])
-        names.append(f"{primary}: transactions in {window}")
+        names.append(TRANSACTIONS_IN.format(entity=primary, window=window))
     if amounts is not None:
         amounts = np.asarray(amounts, dtype=np.float64)
         for position, (window, _) in enumerate(WINDOWS):
             columns.append(means[:, position])
-            names.append(f"{primary}: mean amount in {window}")
+            names.append(MEAN_AMOUNT_IN.format(card=primary, window=window))
         usual = means[:, -1]
         ratio = np.where(counts[:, -1] > 0, np.log1p(np.abs(amounts)) - np.log1p(np.abs(usual)), 0.0)
         columns.append(ratio)
-        names.append(f"amount against {primary}'s usual (log ratio, 30d)")
+        names.append(AGAINST_USUAL.format(card=primary))
     columns.append(np.log1p(seconds_since_previous(primary_codes, seconds, history)))
-    names.append(f"{primary}: log seconds since its previous")
+    names.append(SINCE_PREVIOUS.format(card=primary))
     for other, values in others:
         codes = codes_of(values)
         other_counts, _ = window_stats(codes, seconds)
         for position, (window, _) in enumerate(WINDOWS):
             columns.append(other_counts[:, position])
-            names.append(f"{other}: transactions in {window}")
+            names.append(TRANSACTIONS_IN.format(entity=other, window=window))
         pairs = primary_codes * (int(codes.max()) + 1 if len(codes) else 1) + codes
         columns.append((earlier_count(codes_of(pairs), seconds) == 0).astype(np.float64))
-        names.append(f"first {other} for this {primary}")
+        names.append(FIRST_AT.format(other=other, card=primary))
     return np.column_stack(columns).astype(np.float32), names
 
 

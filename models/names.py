@@ -1,7 +1,8 @@
-"""Names the product's settings refer to: query strategies, uncertainty measures, generative candidates.
+"""Names the product refers to: query strategies, uncertainty measures, generative candidates (the settings),
+and the history features of raw transactions (the screen says from them what is unusual).
 
-Plain constants with no imports, so that the web's settings validation can name them without loading the
-machine learning (models.strategies and models.generative_candidates use them).
+Plain constants with no imports, so that the web's settings validation and the screen can name them without
+loading the machine learning (models.strategies, models.generative_candidates and models.features use them).
 """
 HIGH_RISK = "high risk"
 UNCERTAIN = "uncertain"
@@ -14,3 +15,10 @@ LATENT = "latent"
 VAE_BALANCE = "vae_balance"
 SGAN = "sgan"
 GENERATIVE_CANDIDATES = (LATENT, VAE_BALANCE, SGAN)
+
+# history features of raw transactions (models.features.entity_features), formatted with the entity columns
+TRANSACTIONS_IN = "{entity}: transactions in {window}"
+MEAN_AMOUNT_IN = "{card}: mean amount in {window}"
+AGAINST_USUAL = "amount against {card}'s usual (log ratio, 30d)"
+SINCE_PREVIOUS = "{card}: log seconds since its previous"
+FIRST_AT = "first {other} for this {card}"

@@ -1,5 +1,6 @@
 """flaskr-style fixtures on a real SQLite file in a temporary folder, with the task queue and the model files
 there too: nothing a test writes lands in the repository."""
+import gzip
 import os
 
 import pytest
@@ -13,6 +14,7 @@ from labeler.worker import jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
+TRANSACTIONS_SAMPLE = os.path.join(ROOT, "data", "transactions_sample.csv.gz")
 PASSWORD = "correct horse battery"
 
 
@@ -101,3 +103,10 @@ def csrf_token_of(html):
     marker = 'name="csrf_token" value="'
     start = html.index(marker) + len(marker)
     return html[start:html.index('"', start)]
+
+
+@pytest.fixture(scope="session")
+def sample_lines():
+    """The lines of the bundled simulated raw-transaction sample, header first."""
+    with gzip.open(TRANSACTIONS_SAMPLE, "rt", encoding="utf-8") as stream:
+        return stream.read().splitlines()

@@ -1,6 +1,5 @@
 """Raw transactions at import (issue 14): column roles (time, entities, categorical, amount, id-like), their
 features stored with the pool, history without look-ahead across appends, and bad values refused in one line."""
-import gzip
 
 import numpy as np
 import pytest
@@ -10,18 +9,10 @@ from labeler.data.transactions import CATEGORY_LIMIT
 from labeler.store.db import Dataset, Item
 from models import features
 from models.weak import NativeCategories
-from tests.conftest import ROOT
 from tests.test_import import store_snapshot
 
-SAMPLE = f"{ROOT}/data/transactions_sample.csv.gz"
 ROLES = {"time_column": "timestamp", "entity_columns": ["card_id", "merchant_id"], "label_column": "is_fraud",
          "id_column": "transaction_id", "ignore": ["scenario"]}
-
-
-@pytest.fixture(scope="module")
-def sample_lines():
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as stream:
-        return stream.read().splitlines()
 
 
 def write(tmp_path, name, lines):

@@ -19,6 +19,7 @@ from labeler.data import datasets as datasets_service
 from labeler.data import exporter
 from labeler.data.importer import ImportFailed, import_file
 from labeler.data.transactions import describe as describe_roles
+from labeler.data.transactions import has_history
 from labeler.data.users import UserError, create_user, set_disabled, set_password
 from labeler.store.db import database
 from labeler.store.migrations import upgrade
@@ -117,8 +118,12 @@ def import_command(path, dataset, label_column, id_column, exclude, ignore, labe
         with database.connection_context():
             refill, _ = jobs.request(result.dataset, jobs.REFILL, "after an import")
             autoencoder, _ = jobs.request(result.dataset, jobs.AUTOENCODER, "after an import")
-        click.echo(f"Jobs queued for the worker: queue refill {refill.id} (queue and feature statistics), "
-                   f"autoencoder {autoencoder.id} (screen bars, latent map, cold-start score).")
+            queued = (f"Jobs queued for the worker: queue refill {refill.id} (queue and feature statistics), "
+                      f"autoencoder {autoencoder.id} (screen bars, latent map, cold-start score)")
+            if has_history(result.dataset.roles or {}):
+                sequence, _ = jobs.request(result.dataset, jobs.SEQUENCES, "after an import")
+                queued += f", sequences {sequence.id} (each card's recent transactions: unusual steps on the screen)"
+        click.echo(queued + ".")
 
 
 @click.command("create-user")
@@ -294,6 +299,8 @@ def demo_command(port, directory):
                 fail(f"the cold-start queue could not be computed: {jobs.latest(imported.dataset, jobs.REFILL).error}")
             # a waiting job: the worker hands every waiting job to its queue when it starts (one runner, no race)
             jobs.request(imported.dataset, jobs.AUTOENCODER, "demo", enqueue=False)
+            if has_history(imported.dataset.roles or {}):
+                jobs.request(imported.dataset, jobs.SEQUENCES, "demo", enqueue=False)
         create_user("demo", password, "admin")
         queued = jobs.latest(result.dataset, jobs.REFILL).payload.get("queued", 0)
     click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder job now and retrains "

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 from peewee import fn
 
-from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label
+from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label, SequenceArtifacts
 
 PROJECTION_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
@@ -128,3 +128,36 @@ def labels_since(dataset, record):
     return (Label.select(fn.COUNT(Label.id)).join(Item)
             .where((Item.dataset == dataset) & (Label.source == "human") & (Label.kind == "label")
                    & (Label.created_at > record.created_at)).scalar() or 0)
+
+
+def sequence_of(dataset, item_id):
+    """The sequence autoencoder's stored outputs for item ``item_id`` (raw transactions), or None when there are
+    no readable sequence artifacts holding it: a dict with ``error`` (the error of the card's last transactions
+    up to this one), ``steps`` (float64 per step, oldest first, this one last; NaN where the card had no earlier
+    transaction), ``worse_than`` (for a sequence with every step, the highest of the pool's error quantiles
+    this error reaches, e.g. 0.99: worse than 99% of the pool's full sequences; else None) and ``step_high``
+    (the 99th percentile of the steps of the pool's full sequences: a step above it reconstructs worse than 99%
+    of them). Reads two rows of the
+    stored files (memory-mapped) and the quantiles the worker recorded: nothing that grows with the pool.
+    numpy only."""
+    record = SequenceArtifacts.get_or_none(SequenceArtifacts.dataset == dataset)
+    if record is None:
+        return None
+    positions = _positions(record, [item_id])
+    if positions is None:
+        return None
+    try:
+        errors = np.load(record.error_path, mmap_mode="r", allow_pickle=False)
+        steps = np.load(record.step_error_path, mmap_mode="r", allow_pickle=False)
+        if errors.shape != (record.pool_rows,) or steps.shape != (record.pool_rows, record.steps):
+            return None
+        error = float(errors[positions[0]])
+        row = np.array(steps[positions[0]], dtype=np.float64)
+    except READ_ERRORS:
+        return None
+    details = record.details or {}
+    full = bool(np.all(np.isfinite(row)))  # the pool's quantiles are of sequences with every step
+    passed = [float(q) for q, value in (details.get("error_quantiles") or {}).items() if full and error >= value]
+    step_high = (details.get("step_error_quantiles") or {}).get("0.99")
+    return {"error": error, "steps": row, "worse_than": max(passed, default=None),
+            "step_high": float("inf") if step_high is None else float(step_high), "created_at": record.created_at}

@@ -399,6 +399,27 @@ class GenerativeArtifacts(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class SequenceArtifacts(BaseModel):
+    """A dataset's current sequence autoencoder outputs (raw transactions), written by labeler.worker.sequences
+    (one row per dataset, replaced whole). Row i of each ``.npy`` file belongs to the item ``ids_path`` holds at
+    position i (item id order); step j of a row is the j-th of the card's last ``steps`` transactions up to and
+    including the item, oldest first."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    ids_path = CharField(max_length=500)  # int64 item ids, sorted
+    error_path = CharField(max_length=500)  # float32 per item: the sequence's reconstruction error
+    step_error_path = CharField(max_length=500)  # float32 (items, steps): each step's error, NaN where padded
+    latent_path = CharField(max_length=500)  # float32 (items, latent): the encoder's vector
+    model_path = CharField(null=True, max_length=500)  # the fitted sequence autoencoder (.keras)
+    pool_rows = IntegerField()  # items in the pool when computed
+    steps = IntegerField()  # k, the sequence length
+    step_names = JSONField(default=list)  # the per-step features
+    device = CharField(max_length=80)
+    seconds = FloatField()
+    details = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+
 class FeatureStats(BaseModel):
     """Per-feature mean and standard deviation of a dataset's pool, computed by the worker's queue refill when
     the pool grew (labeler.worker.refill); the labeling screen's bars and similar items read them."""
@@ -425,4 +446,4 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure]
+          FeatureStats, LoginFailure, SequenceArtifacts]

@@ -7,7 +7,7 @@ from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKe
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Label, Lease, LoginFailure,
-                              ModelVersion, SchemaVersion, User, database)
+                              ModelVersion, SchemaVersion, SequenceArtifacts, User, database)
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -81,9 +81,15 @@ def _transaction_roles(migrator):
                                     ForeignKeyField(Label, field=Label.id, null=True, on_delete="CASCADE")))
 
 
+def _sequence_artifacts(migrator):
+    """9: the SequenceArtifacts table (the sequence autoencoder's stored outputs per dataset,
+    labeler.worker.sequences)."""
+    SequenceArtifacts.create_table(safe=True)
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
-              (8, _transaction_roles)]
+              (8, _transaction_roles), (9, _sequence_artifacts)]
 
 
 def current_version():

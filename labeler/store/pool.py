@@ -1,5 +1,6 @@
 """The pool of a dataset as numpy arrays, for scoring and ranking, and its size."""
 import numpy as np
+import pandas as pd
 from peewee import fn
 
 from labeler.store.db import Item, Label, database
@@ -33,17 +34,22 @@ def human_labels(dataset, ids):
     return np.searchsorted(ids, items), [value for _, value in rows]
 
 
+def events_of(dataset, ids):
+    """(epoch seconds float64, first entity values, second entity values: object arrays, None where missing) of
+    the items ``ids`` (sorted item ids of the pool), in that order."""
+    query = (Item.select(Item.id, Item.event_time, Item.entity, Item.second_entity).where(Item.dataset == dataset)
+             .order_by(Item.id))
+    found = {item_id: (seconds, entity, second) for item_id, seconds, entity, second in database.execute(query)}
+    rows = [found[item_id] for item_id in ids.tolist()]
+    return (np.array([row[0] for row in rows], dtype=np.float64), np.array([row[1] for row in rows], dtype=object),
+            np.array([row[2] for row in rows], dtype=object))
+
+
 def groups_of(dataset, ids):
     """(integer codes of the second entity, the merchant: equal values, equal codes; epoch seconds) of the items
     ``ids`` (sorted item ids of the pool), or None when the dataset has no second entity. The label rates of
     models.features are taken per group."""
     if len((dataset.roles or {}).get("entities") or []) < 2 or not len(ids):
         return None
-    query = (Item.select(Item.id, Item.second_entity, Item.event_time).where(Item.dataset == dataset)
-             .order_by(Item.id))
-    codes, found = {}, {}
-    for item_id, value, seconds in database.execute(query):
-        found[item_id] = (codes.setdefault(value, len(codes)), seconds)
-    pairs = [found[item_id] for item_id in ids.tolist()]
-    return (np.array([code for code, _ in pairs], dtype=np.int64),
-            np.array([seconds for _, seconds in pairs], dtype=np.float64))
+    seconds, _, merchants = events_of(dataset, ids)
+    return pd.factorize(merchants, use_na_sentinel=False)[0].astype(np.int64), seconds

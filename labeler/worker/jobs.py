@@ -21,10 +21,12 @@ from labeler.store.db import Dataset, Job, database, full_disk_error, utcnow, wr
 RETRAIN = "retrain"
 REFILL = "refill"
 AUTOENCODER = "autoencoder"
+SEQUENCES = "sequences"
 HANDLERS = {  # kind -> "module:function" taking (dataset, progress, config, **options), returning a summary dict
     RETRAIN: "labeler.worker.retrain:run_retrain",
     REFILL: "labeler.worker.refill:run_refill",
     AUTOENCODER: "labeler.worker.autoencoder:run_autoencoder",
+    SEQUENCES: "labeler.worker.sequences:run_sequences",
 }
 FINISHED = ("done", "failed")
 
