@@ -10,8 +10,9 @@ transactions (scripts/make_transactions.py) with their roles as bench/transactio
    from, the tabular autoencoder's error, the sequence error: standardized or plain, over every transaction or
    over those whose card has k - 1 earlier transactions), per scenario, against a random draw;
 4. the default loop with the time and history features, with and without the sequence features (the encoder's
-   vector and the standardized error): test AUPRC at each budget and the recall at the top 1% of the test
-   per scenario.
+   vector and the standardized error), and with its cold start taking the tops of the robust distance and of
+   the full sequences' error (models.strategies.rank_union, as the queue refill does with stored sequence
+   errors): test AUPRC at each budget and the recall at the top 1% of the test per scenario.
 
     python bench/sequence_loop.py --data /tmp/transactions.csv.gz --seeds 0,1,2
     python bench/sequence_loop.py --data data/transactions_sample.csv.gz --test-days 14 --seeds 0
@@ -62,6 +63,7 @@ def main():
     parser.add_argument("--fit-rows", type=int, default=None, help="sequences it is fitted on (default: the job's)")
     parser.add_argument("--tops", default="100,500", help="cold-start list lengths")
     parser.add_argument("--skip-loop", action="store_true", help="stop after the cold-start rankings")
+    parser.add_argument("--variants", default="", help="comma-separated loop variants to run (default: all)")
     args = parser.parse_args()
     from labeler.store.db import Dataset, database
     from labeler.store.pool import load_pool
@@ -138,13 +140,20 @@ def main():
     settings = dict(DEFAULTS)
     with_sequences = np.hstack([X, latent, standardized[:, None]])
     print(f"\nthe default loop, batch {args.batch}, seeds {args.seeds}:")
-    for title, matrix in (("(b) time and history", X), ("(b) + sequence vector and error", with_sequences)):
+    robust_all = strategies.anomaly_scores(X, strategies.RobustScale(X[pool]))
+    cold_start = strategies.rank_union(robust_all, np.where(full, standardized, np.nan))
+    variants = {"(b) time and history": (X, None), "(b) + sequence vector and error": (with_sequences, None),
+                "(b), cold start + sequence error": (X, cold_start)}
+    chosen = args.variants.split(",") if args.variants else list(variants)
+    for title in chosen:
+        matrix, variant_cold_start = variants[title]
         runs, recalls = [], []
         started = time.perf_counter()
         for seed in (int(s) for s in args.seeds.split(",")):
             final = {}
             runs.append(simulate.run(matrix, y, simulate.DEFAULT, max(budgets), args.batch, seed, settings,
-                                     final=final, pool_and_test=(pool, test), categorical=blocks))
+                                     final=final, pool_and_test=(pool, test), categorical=blocks,
+                                     cold_start=variant_cold_start))
             recalls.append(recall_at_top(final["test_scores"], y[test], scenario[test]))
         curve = {row["labels"]: row for row in simulate.average(runs)}
         cells = [f"{b}: AUPRC {curve[b]['auprc']:.3f}, frauds {curve[b]['positives_found']:.0f}"

@@ -73,7 +73,7 @@ def codes_of(values):
     return pd.factorize(np.asarray(values), use_na_sentinel=False)[0].astype(np.int64)
 
 
-class _History:
+class EntityHistory:
     """Transactions ordered by (entity, time). Positions are in that order: ``now[i]`` is where the transactions
     strictly before the i-th (in that order) end, ``start[i]`` where its entity's run starts. Queries run in
     sorted order (fast), and ``back`` returns a result to the callers' order."""
@@ -105,7 +105,7 @@ class _History:
 def window_stats(codes, seconds, amounts=None, history=None):
     """Per transaction and window of WINDOWS: how many transactions of the same entity came in the window
     before it, and their mean amount (0 without any). Returns (counts, means), each of shape (n, len(WINDOWS))."""
-    history = history or _History(codes, seconds)
+    history = history or EntityHistory(codes, seconds)
     n = len(history.ordered)
     counts, means = np.zeros((n, len(WINDOWS))), np.zeros((n, len(WINDOWS)))
     cumulative = None
@@ -124,7 +124,7 @@ def window_stats(codes, seconds, amounts=None, history=None):
 def seconds_since_previous(codes, seconds, history=None):
     """Seconds since the same entity's previous transaction (strictly earlier); NO_HISTORY_SECONDS for its first,
     and capped there."""
-    history = history or _History(codes, seconds)
+    history = history or EntityHistory(codes, seconds)
     previous = history.now - 1
     has = previous >= history.start
     gap = np.full(len(history.ordered), float(NO_HISTORY_SECONDS))
@@ -134,7 +134,7 @@ def seconds_since_previous(codes, seconds, history=None):
 
 def earlier_count(codes, seconds):
     """How many transactions of the same entity came strictly before each one, at any time."""
-    history = _History(codes, seconds)
+    history = EntityHistory(codes, seconds)
     return history.back(history.now - history.start)
 
 
@@ -151,7 +151,7 @@ def entity_features(seconds, entities, amounts=None):
     columns, names = [], []
     (primary, primary_values), others = entities[0], entities[1:]
     primary_codes = codes_of(primary_values)
-    history = _History(primary_codes, seconds)
+    history = EntityHistory(primary_codes, seconds)
     counts, means = window_stats(primary_codes, seconds, amounts, history)
     for position, (window, _) in enumerate(WINDOWS):
         columns.append(counts[:, position])

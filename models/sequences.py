@@ -16,7 +16,7 @@ every sequence at once about 5 s (bench/sequences.py).
 """
 import numpy as np
 
-from models.features import DAY, _History, codes_of, earlier_count, seconds_since_previous
+from models.features import DAY, EntityHistory, codes_of, earlier_count, seconds_since_previous
 
 PADDING = -1  # the row index of a padded step
 
@@ -86,7 +86,7 @@ def sequence_rows(seconds, card_values, k=10, rows=None):
     seconds = np.asarray(seconds, dtype=np.float64)
     if len(card_values) != len(seconds):
         raise ValueError("seconds and cards must have one value per transaction")
-    history = _History(codes_of(card_values), seconds)
+    history = EntityHistory(codes_of(card_values), seconds)
     n = len(seconds)
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
     if len(rows) and (rows.min() < 0 or rows.max() >= n):

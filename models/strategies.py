@@ -61,6 +61,22 @@ def anomaly_scores(features, scale=None):
     return np.sqrt(np.mean(z * z, axis=1, dtype=np.float64))
 
 
+def rank_union(*scores):
+    """One anomaly score from several (each over the same rows, NaN where a score says nothing): a row's highest
+    rank share (0 to 1) among them, so that the top of the combined score takes the tops of each in turn.
+    Different scores find different frauds (on the simulated transactions the robust distance the inflated
+    amounts, the sequence error card testing: bench/sequence_loop.py)."""
+    combined = None
+    for score in scores:
+        score = np.asarray(score, dtype=np.float64)
+        ranked = np.isfinite(score)
+        share = np.zeros(len(score))
+        if ranked.any():
+            share[ranked] = (np.argsort(np.argsort(score[ranked], kind="stable"), kind="stable") + 1) / ranked.sum()
+        combined = share if combined is None else np.maximum(combined, share)
+    return combined
+
+
 def top_indices(scores, candidates, count):
     """The ``count`` entries of ``candidates`` (pool indices) with the highest ``scores``, best first."""
     candidates = np.asarray(candidates, dtype=np.int64)

@@ -41,6 +41,18 @@ def test_the_sequence_job_stores_each_transactions_errors_and_the_history_marks_
     full = np.all(np.isfinite(steps), axis=1)
     assert high == pytest.approx(float(np.quantile(steps[full], 0.99)), rel=1e-5)
 
+    from labeler.store.artifacts import stored_sequence_error
+    from labeler.store.settings import engine_settings
+    from labeler.worker.refill import cold_start_anomaly
+    from models.learner import ActiveLearner
+    from models.strategies import rank_union
+    error = stored_sequence_error(dataset, ids[::-1])[::-1]  # any order of ids
+    assert np.array_equal(np.isnan(error), ~full) and np.array_equal(error[full], errors[full].astype(np.float64))
+    pool_ids = np.array(sorted(items), dtype=np.int64)
+    learner = ActiveLearner(np.stack([items[i].feature_vector for i in pool_ids.tolist()]), pool_ids,
+                            engine_settings(dataset))
+    assert np.array_equal(cold_start_anomaly(dataset, pool_ids, learner), rank_union(learner.anomaly, error))
+
     itself = int(ids[np.flatnonzero(steps[:, -1] > high)[0]])  # the transaction's own step is among the worst
     rows = card_history(dataset, items[itself])["rows"]
     assert [row["current"] for row in rows if row["unusual"]] == [True] or sum(row["unusual"] for row in rows) > 1

@@ -200,3 +200,11 @@ def test_boosting_splits_a_one_hot_block_as_one_categorical_feature():
     assert np.all(np.isfinite(model.raw(unseen)))
     blend = weak.fit(weak.BLEND, X, y, seed=0, categorical=[(1, 7)])
     assert isinstance(blend.estimators[1], weak.NativeCategories)  # the logistic part keeps the one-hot columns
+
+
+def test_rank_union_takes_the_tops_of_each_score_in_turn():
+    first = np.array([9.0, 8.0, 1.0, 2.0, 3.0, 0.0])
+    second = np.array([np.nan, 0.0, 7.0, 9.0, np.nan, 1.0])  # NaN: this score says nothing of the row
+    combined = strategies.rank_union(first, second)
+    assert np.argsort(-combined, kind="stable")[:4].tolist() == [0, 3, 1, 2]
+    assert combined[4] == pytest.approx(4 / 6) and np.all((combined > 0) & (combined <= 1))

@@ -161,3 +161,26 @@ def sequence_of(dataset, item_id):
     step_high = (details.get("step_error_quantiles") or {}).get("0.99")
     return {"error": error, "steps": row, "worse_than": max(passed, default=None),
             "step_high": float("inf") if step_high is None else float(step_high), "created_at": record.created_at}
+
+
+def stored_sequence_error(dataset, ids):
+    """The sequence autoencoder's stored error of the items ``ids`` (item ids, any order) as float64 aligned to
+    ``ids``, NaN where the card had fewer earlier transactions than a full sequence holds (such sequences rank
+    high for that alone: bench/sequence_loop.py). None when ``dataset`` has no sequence artifacts, a file is
+    missing or unreadable, or an id has no stored error. numpy only."""
+    record = SequenceArtifacts.get_or_none(SequenceArtifacts.dataset == dataset)
+    if record is None:
+        return None
+    positions = _positions(record, ids)
+    if positions is None:
+        return None
+    try:
+        errors = np.load(record.error_path, mmap_mode="r", allow_pickle=False)
+        steps = np.load(record.step_error_path, mmap_mode="r", allow_pickle=False)
+        if errors.shape != (record.pool_rows,) or steps.shape != (record.pool_rows, record.steps):
+            return None
+        error = np.asarray(errors[positions], dtype=np.float64)
+        error[~np.isfinite(steps[positions, 0])] = np.nan  # padded from the start: the first step tells
+    except READ_ERRORS:
+        return None
+    return error

@@ -33,7 +33,7 @@ SIMILAR_COUNT = 5
 _statistics = {}  # dataset_key -> (monotonic time read, (mean, std))
 HEADLINE_NAMES = ("amount", "time")
 STATS_CHECK_SECONDS = 10.0
-STATUS_JOB_KINDS = (jobs.RETRAIN, jobs.AUTOENCODER)  # the status line's "retrain:" shows these (refills are brief)
+STATUS_JOB_KINDS = (jobs.RETRAIN, jobs.AUTOENCODER, jobs.SEQUENCES)  # the status line shows these (refills are brief)
 
 
 def feature_bars(vector, stats, names):

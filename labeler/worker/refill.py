@@ -9,13 +9,14 @@ cold start: unsupervised anomalies spread over k-means clusters, with a share of
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from labeler.store.artifacts import stored_anomaly
+from labeler.store.artifacts import stored_anomaly, stored_sequence_error
 from labeler.store.db import FeatureStats, QueueEntry, database, utcnow, write_transaction
 from labeler.store.pool import human_labels, load_pool
 from labeler.store.serving import serving_scores, serving_version
 from labeler.store.settings import engine_settings
 from models.features import one_hot_blocks
 from models.learner import ActiveLearner, cold_start_probability
+from models.strategies import rank_union
 
 # BLAS/OpenMP threads of a retrain and of a queue refill: the weak models train on a few thousand labels plus
 # pseudo-labels, where a second thread gains little, and on busy cores (the web server, other work) spinning
@@ -65,9 +66,13 @@ def update_feature_stats(dataset, features):
 
 def cold_start_anomaly(dataset, ids, learner):
     """The cold start's anomaly score of the pool ``ids``: the autoencoder's stored score when the worker has
-    computed one (labeler.store.artifacts.stored_anomaly), else the learner's robust-distance score."""
+    computed one (labeler.store.artifacts.stored_anomaly), else the learner's robust-distance score; for raw
+    transactions with a stored sequence error, combined with it (models.strategies.rank_union: the cold start
+    takes the tops of both)."""
     stored = stored_anomaly(dataset, ids)
-    return stored if stored is not None else learner.anomaly
+    anomaly = stored if stored is not None else learner.anomaly
+    sequence_error = stored_sequence_error(dataset, ids)
+    return anomaly if sequence_error is None else rank_union(anomaly, sequence_error)
 
 
 def refresh_queue(dataset, size=None, seed=None, pool=None):

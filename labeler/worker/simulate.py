@@ -68,14 +68,16 @@ def _test_auprc(y_test, scores):
 
 
 def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None,
-        categorical=()):
+        categorical=(), cold_start=None):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
     called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
     its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
     ``groups`` ((codes, epoch seconds) per row: the merchants of raw transactions) give the default loop its
-    label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories.
+    label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories;
+    ``cold_start`` (an anomaly score per row) replaces the robust distance of its cold start, as the stored
+    scores do in the queue refill (labeler.worker.refill.cold_start_anomaly).
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
@@ -90,6 +92,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         tuple(part[pool] for part in groups), tuple(part[test] for part in groups))
     learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool,
                             categorical=categorical) if strategy == DEFAULT else None
+    if learner is not None and cold_start is not None:
+        learner.anomaly = np.asarray(cold_start, dtype=np.float64)[pool]
     labeled_mask = np.zeros(len(pool), dtype=bool)
     order = []
     p_pool = None  # the current model's P(positive) over the pool, None before a model exists
