@@ -118,3 +118,49 @@ def test_a_full_disk_is_said_in_the_servers_words_and_the_key_works_again(browse
     assert on_screen(page)[0] != first
     assert labels_of(transaction_server) == {first: ("genuine", None)}
     page.close()
+
+
+def test_the_steps_that_reconstruct_worst_are_marked_and_said_in_words(browser, tmp_path, screenshots):
+    """The sequence job (one epoch) on the sample's first 20,000 transactions (18 days); Ana holds a transaction of a card
+    with nine earlier ones whose own step reconstructs worse than 99% of the pool's and whose history has
+    something to say: the row is marked in the card's history and the words stand above it."""
+    import numpy as np
+
+    from labeler.labeling.history import unusual_in_words
+    from labeler.store.artifacts import sequence_of
+    from labeler.store.db import Lease, SequenceArtifacts, User, utcnow
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as stream:
+        lines = stream.read().splitlines()[:20001]
+    path = tmp_path / "tx.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    store = str(tmp_path / "labeler.sqlite3")
+    open_database(store)
+    with database.connection_context():
+        upgrade()
+        dataset = import_file(str(path), "tx", label_column="is_fraud", id_column="transaction_id",
+                              time_column="timestamp", entity_columns=["card_id", "merchant_id"],
+                              ignore=["scenario"]).dataset
+        create_user("ana", PASSWORD, "analyst")
+        jobs.request(dataset, jobs.SEQUENCES, "test", enqueue=False, options={"epochs": 1, "fit_rows": 3_000})
+        assert set(jobs.run_queued(store_config(store)).values()) == {"done"}
+        record = SequenceArtifacts.get(SequenceArtifacts.dataset == dataset)
+        ids, steps = np.load(record.ids_path), np.load(record.step_error_path)
+        high = sequence_of(dataset, int(ids[0]))["step_high"]
+        full = np.all(np.isfinite(steps), axis=1)  # a card with nine earlier transactions at least
+        chosen = next(item for item in (Item.get_by_id(int(i)) for i in ids[full & (steps[:, -1] > high)])
+                      if unusual_in_words(dataset, item))
+        Lease.create(dataset=dataset, item=chosen, user=User.get(User.name == "ana"), state="active",
+                     strategy="exploration", suggested="fraud", probability=0.5, offered_at=utcnow(),
+                     expires_at=utcnow().replace(year=2100), rejected=[])
+        words = unusual_in_words(dataset, chosen, sequence_of(dataset, chosen.id))
+    server = LiveServer(store, _free_port(), str(tmp_path / "server.log"))
+    try:
+        page = open_screen(browser, server)
+        assert on_screen(page)[0] == chosen.id
+        marked = page.locator("[data-history] > table tr[data-unusual-step]")
+        assert marked.count() >= 1 and page.locator("[data-history] > table tr.current[data-unusual-step]").count() == 1
+        assert page.locator("[data-unusual] li").all_inner_texts() == words
+        page.screenshot(path=f"{screenshots}/unusual-steps.png", full_page=True)
+        page.close()
+    finally:
+        server.stop()
