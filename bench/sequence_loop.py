@@ -12,7 +12,11 @@ transactions (scripts/make_transactions.py) with their roles as bench/transactio
 4. the default loop with the time and history features, with and without the sequence features (the encoder's
    vector and the standardized error), and with its cold start taking the tops of the robust distance and of
    the full sequences' error (models.strategies.rank_union, as the queue refill does with stored sequence
-   errors): test AUPRC at each budget and the recall at the top 1% of the test per scenario.
+   errors): test AUPRC at each budget and the recall at the top 1% of the test per scenario;
+5. with ``--balance``, on each seed's labels of the default loop with (b) at the last budget: a model of the
+   sequences alone (logistic regression on the encoder's vector and the error), without and with the sequence
+   VAE's synthetic frauds (fitted on the labeled frauds' sequences, drawn until the classes are even but at least
+   as many as the labeled frauds, encoded like real ones): the chapter's VAE balancing, in sequence space, against the loop's own model.
 
     python bench/sequence_loop.py --data /tmp/transactions.csv.gz --seeds 0,1,2
     python bench/sequence_loop.py --data data/transactions_sample.csv.gz --test-days 14 --seeds 0
@@ -25,6 +29,7 @@ import tempfile
 import time
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -64,6 +69,7 @@ def main():
     parser.add_argument("--tops", default="100,500", help="cold-start list lengths")
     parser.add_argument("--skip-loop", action="store_true", help="stop after the cold-start rankings")
     parser.add_argument("--variants", default="", help="comma-separated loop variants to run (default: all)")
+    parser.add_argument("--balance", action="store_true", help="measure the sequence VAE's synthetic frauds (5.)")
     args = parser.parse_args()
     from labeler.store.db import Dataset, database
     from labeler.store.pool import load_pool
@@ -71,7 +77,8 @@ def main():
     from labeler.worker import simulate
     from labeler.worker.autoencoder import fit_autoencoder
     from models import sequences, strategies
-    from models.sequence_autoencoder import SequenceAutoencoder
+    from models import weak
+    from models.sequence_autoencoder import SequenceAutoencoder, SequenceVAE
 
     epochs = args.epochs or sequence_job.EPOCHS
     fit_rows = args.fit_rows or sequence_job.FIT_ROWS
@@ -138,12 +145,37 @@ def main():
         return
 
     settings = dict(DEFAULTS)
+    balance_lines = []
+
+    def encoded(chunk, mask):
+        """Rows of the sequence model: the encoder's vector and the standardized error."""
+        return np.column_stack([model.latent(chunk, mask), model.errors(chunk, mask, standardized=True)[0]])
+
+    def balance(labeled, seed, loop_scores):
+        """One line: test AUPRC and card-testing recall of the sequence model without and with VAE frauds."""
+        rows = np.column_stack([latent, standardized])
+        frauds = labeled[y[labeled] == 1]
+        chunk, mask = sequences.card_sequences(times, cards, steps, sequence_job.STEPS, frauds)
+        vae = SequenceVAE(seed=seed).fit(chunk, mask, epochs=50, batch_size=64)
+        drawn = max(len(frauds), len(labeled) - 2 * len(frauds))  # the loop's labels are often even already
+        synthetic = vae.generate(drawn, seed=seed)
+        synthetic_rows = encoded(synthetic, np.ones(synthetic.shape[:2], dtype=bool))
+        cells = [f"loop's model {average_precision_score(y[test], loop_scores):.3f}"]
+        for title, X_fit, y_fit in (("sequence model", rows[labeled], y[labeled]),
+                                    (f"+ {drawn} VAE frauds", np.vstack([rows[labeled], synthetic_rows]),
+                                     np.concatenate([y[labeled], np.ones(drawn, dtype=y.dtype)]))):
+            scores = weak.fit(weak.LOGISTIC, X_fit, y_fit, seed=seed).raw(rows[test])
+            recall = recall_at_top(scores, y[test], scenario[test])
+            cells.append(f"{title} {average_precision_score(y[test], scores):.3f} (card testing at the top 1%: "
+                         f"{recall.get('4', 0.0):.2f})")
+        return f"seed {seed}, {len(labeled)} labels ({len(frauds)} frauds): test AUPRC " + ", ".join(cells)
+
     with_sequences = np.hstack([X, latent, standardized[:, None]])
     print(f"\nthe default loop, batch {args.batch}, seeds {args.seeds}:")
     robust_all = strategies.anomaly_scores(X, strategies.RobustScale(X[pool]))
     cold_start = strategies.rank_union(robust_all, np.where(full, standardized, np.nan))
     variants = {"(b) time and history": (X, None), "(b) + sequence vector and error": (with_sequences, None),
-                "(b), cold start + sequence error": (X, cold_start)}
+                "(b) cold start + sequence error": (X, cold_start)}
     chosen = args.variants.split(",") if args.variants else list(variants)
     for title in chosen:
         matrix, variant_cold_start = variants[title]
@@ -155,6 +187,8 @@ def main():
                                      final=final, pool_and_test=(pool, test), categorical=blocks,
                                      cold_start=variant_cold_start))
             recalls.append(recall_at_top(final["test_scores"], y[test], scenario[test]))
+            if args.balance and matrix is X and variant_cold_start is None:
+                balance_lines.append(balance(final["labeled"], seed, final["test_scores"]))
         curve = {row["labels"]: row for row in simulate.average(runs)}
         cells = [f"{b}: AUPRC {curve[b]['auprc']:.3f}, frauds {curve[b]['positives_found']:.0f}"
                  for b in budgets if b in curve]
@@ -162,6 +196,11 @@ def main():
         print(f"{title:34s} " + " | ".join(cells) + f"  ({(time.perf_counter() - started) / len(runs):.0f} s a run)")
         print(f"{'':35s}recall at the top 1% after {max(budgets)} labels: "
               + ", ".join(f"{key} {value:.2f}" for key, value in recall.items()))
+
+    if balance_lines:
+        print("\nthe sequence VAE's synthetic frauds, on the default loop's labels (b):")
+        for line in balance_lines:
+            print(line)
 
 
 if __name__ == "__main__":

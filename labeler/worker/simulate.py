@@ -72,8 +72,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
-    called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was) and
-    its "test_scores". ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
+    called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was), its
+    "test_scores" and the "labeled" rows of ``X`` in the order they were labeled. ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
     ``groups`` ((codes, epoch seconds) per row: the merchants of raw transactions) give the default loop its
     label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories;
     ``cold_start`` (an anomaly score per row) replaces the robust distance of its cold start, as the stored
@@ -139,6 +139,7 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     if final is not None:
         final["model"] = model
         final["test_scores"] = test_scores
+        final["labeled"] = pool[np.asarray(order, dtype=np.int64)]  # rows of X in the order they were labeled
     return rows
 
 
