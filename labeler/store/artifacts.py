@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 from peewee import fn
 
-from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label, SequenceArtifacts
+from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label, SequenceArtifacts, write_transaction
 
 PROJECTION_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
@@ -16,6 +16,19 @@ READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 def artifacts_of(dataset):
     """The GenerativeArtifacts row of ``dataset``, or None."""
     return GenerativeArtifacts.get_or_none(GenerativeArtifacts.dataset == dataset)
+
+
+def replace_artifacts(table, dataset, fields):
+    """Make ``fields`` the one row of ``table`` (GenerativeArtifacts or SequenceArtifacts) for ``dataset``, in a
+    write transaction; returns (the row, the file paths the replaced row named: the caller removes them once
+    nothing refers to them)."""
+    with write_transaction():
+        record = table.get_or_none(table.dataset == dataset)
+        old = [] if record is None else [getattr(record, name) for name in fields if name.endswith("_path")]
+        if record is None:
+            return table.create(dataset=dataset, **fields), old
+        table.update(**fields).where(table.id == record.id).execute()
+        return table.get_by_id(record.id), old
 
 
 def feature_stats(dataset):
@@ -137,24 +150,13 @@ def sequence_of(dataset, item_id):
     transaction), ``worse_than`` (for a sequence with every step, the highest of the pool's error quantiles
     this error reaches, e.g. 0.99: worse than 99% of the pool's full sequences; else None) and ``step_high``
     (the 99th percentile of the steps of the pool's full sequences: a step above it reconstructs worse than 99%
-    of them). Reads two rows of the
-    stored files (memory-mapped) and the quantiles the worker recorded: nothing that grows with the pool.
-    numpy only."""
-    record = SequenceArtifacts.get_or_none(SequenceArtifacts.dataset == dataset)
-    if record is None:
+    of them). Reads two rows of the stored files (memory-mapped) and the quantiles the worker recorded: nothing
+    that grows with the pool. numpy only."""
+    stored = _sequence_rows(dataset, [item_id])
+    if stored is None:
         return None
-    positions = _positions(record, [item_id])
-    if positions is None:
-        return None
-    try:
-        errors = np.load(record.error_path, mmap_mode="r", allow_pickle=False)
-        steps = np.load(record.step_error_path, mmap_mode="r", allow_pickle=False)
-        if errors.shape != (record.pool_rows,) or steps.shape != (record.pool_rows, record.steps):
-            return None
-        error = float(errors[positions[0]])
-        row = np.array(steps[positions[0]], dtype=np.float64)
-    except READ_ERRORS:
-        return None
+    record, errors, steps = stored
+    error, row = float(errors[0]), steps[0].astype(np.float64)
     details = record.details or {}
     full = bool(np.all(np.isfinite(row)))  # the pool's quantiles are of sequences with every step
     passed = [float(q) for q, value in (details.get("error_quantiles") or {}).items() if full and error >= value]
@@ -168,6 +170,17 @@ def stored_sequence_error(dataset, ids):
     ``ids``, NaN where the card had fewer earlier transactions than a full sequence holds (such sequences rank
     high for that alone: bench/sequence_loop.py). None when ``dataset`` has no sequence artifacts, a file is
     missing or unreadable, or an id has no stored error. numpy only."""
+    stored = _sequence_rows(dataset, ids)
+    if stored is None:
+        return None
+    _, errors, steps = stored
+    errors[~np.isfinite(steps[:, 0])] = np.nan  # padded from the start: the first step tells
+    return errors
+
+
+def _sequence_rows(dataset, ids):
+    """(the SequenceArtifacts row, the errors float64 and the step errors float32 of the items ``ids``), or None
+    when there is no row, a file is missing or unreadable, or an id has no stored error."""
     record = SequenceArtifacts.get_or_none(SequenceArtifacts.dataset == dataset)
     if record is None:
         return None
@@ -179,8 +192,6 @@ def stored_sequence_error(dataset, ids):
         steps = np.load(record.step_error_path, mmap_mode="r", allow_pickle=False)
         if errors.shape != (record.pool_rows,) or steps.shape != (record.pool_rows, record.steps):
             return None
-        error = np.asarray(errors[positions], dtype=np.float64)
-        error[~np.isfinite(steps[positions, 0])] = np.nan  # padded from the start: the first step tells
+        return record, np.asarray(errors[positions], dtype=np.float64), np.asarray(steps[positions])
     except READ_ERRORS:
         return None
-    return error

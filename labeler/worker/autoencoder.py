@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from labeler.store.artifacts import PROJECTION_NAMES, artifacts_of, scaled
-from labeler.store.db import GenerativeArtifacts, Label, utcnow, write_transaction
+from labeler.store.artifacts import PROJECTION_NAMES, replace_artifacts, scaled
+from labeler.store.db import GenerativeArtifacts, Label, utcnow
 from labeler.store.files import remove_files, write_atomically
 from labeler.store.pool import load_pool, pool_size
 
@@ -161,15 +161,7 @@ def compute(dataset, progress, folder, seed=0, projection=DEFAULT_PROJECTION, ep
                      "train_seconds": model.meta.get("train_seconds")},
             created_at=utcnow(),
         )
-        with write_transaction():
-            record = artifacts_of(dataset)
-            old = [] if record is None else [record.ids_path, record.reconstruction_path, record.anomaly_path,
-                                             record.latent_path, record.model_path]
-            if record is None:
-                record = GenerativeArtifacts.create(dataset=dataset, **fields)
-            else:
-                GenerativeArtifacts.update(**fields).where(GenerativeArtifacts.id == record.id).execute()
-                record = GenerativeArtifacts.get_by_id(record.id)
+        record, old = replace_artifacts(GenerativeArtifacts, dataset, fields)
     except BaseException:
         remove_files(written)
         raise

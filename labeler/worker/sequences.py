@@ -1,12 +1,15 @@
 """The sequence job (raw transactions): the worker fits the book chapter's LSTM sequence autoencoder
 (models.sequence_autoencoder) on each card's last STEPS transactions and stores, for every item, the error of its
-card's sequence up to and including it, each step's error and the encoder's vector. Errors are standardized per
-step feature (a normal step's error is about 1), so that a feature the model cannot predict on normal sequences
-(a merchant category drawn at random) weighs no more than the amount, the gap or a first use (bench/sequences.py:
-card-testing frauds in the top 500 sequences 167-214 standardized against 83-108 plain, full set). They are ``.npy`` files in
-the model folder, each written through a temp file and a rename, and recorded in one SequenceArtifacts row per
-dataset; the web reads them with numpy alone (labeler.store.artifacts): the card's history marks the steps
-that reconstruct worst. TensorFlow loads when the model is fitted, in the worker only.
+card's sequence up to and including it, each step's error and the encoder's vector.
+
+Errors are standardized per step feature (a normal step's error is about 1), so that a feature the model cannot
+predict on normal sequences (a merchant category drawn at random) weighs no more than the amount, the gap or a
+first use (bench/sequences.py: card-testing frauds in the top 500 full sequences 167-214 standardized against
+83-108 plain, full simulated set). The outputs are ``.npy`` files in the model folder, each written through a temp
+file and a rename, and recorded in one SequenceArtifacts row per dataset; the web reads them with numpy alone
+(labeler.store.artifacts): the card's history marks the steps that reconstruct worst, and the cold start takes the
+top of the errors (labeler.worker.refill.cold_start_anomaly). TensorFlow loads when the model is fitted, in the
+worker only.
 """
 import os
 import time
@@ -14,7 +17,8 @@ import uuid
 
 import numpy as np
 
-from labeler.store.db import SequenceArtifacts, utcnow, write_transaction
+from labeler.store.artifacts import replace_artifacts
+from labeler.store.db import SequenceArtifacts, utcnow
 from labeler.store.files import remove_files, write_atomically
 from labeler.store.pool import events_of, load_pool, pool_size
 from labeler.worker.refill import categorical_blocks
@@ -122,15 +126,7 @@ def compute(dataset, progress, folder, seed=0, steps=STEPS, fit_rows=FIT_ROWS, e
                                               for q in (0.5, 0.9, 0.99)} if full.any() else {}},
             created_at=utcnow(),
         )
-        with write_transaction():
-            record = SequenceArtifacts.get_or_none(SequenceArtifacts.dataset == dataset)
-            old = [] if record is None else [record.ids_path, record.error_path, record.step_error_path,
-                                             record.latent_path, record.model_path]
-            if record is None:
-                record = SequenceArtifacts.create(dataset=dataset, **fields)
-            else:
-                SequenceArtifacts.update(**fields).where(SequenceArtifacts.id == record.id).execute()
-                record = SequenceArtifacts.get_by_id(record.id)
+        record, old = replace_artifacts(SequenceArtifacts, dataset, fields)
     except BaseException:
         remove_files(written)
         raise

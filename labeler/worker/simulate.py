@@ -71,9 +71,10 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         categorical=(), cold_start=None):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
-    ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS). ``progress(labels)`` is
-    called after each batch. A dict given as ``final`` receives the last "model" trained (None if none was), its
-    "test_scores" and the "labeled" rows of ``X`` in the order they were labeled. ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
+    ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS).
+    ``progress(labels)`` is called after each batch. A dict given as ``final`` receives the last "model" trained
+    (None if none was), its "test_scores" and the "labeled" rows of ``X`` in the order they were labeled.
+    ``pool_and_test`` (index arrays) replaces the seeded stratified split, e.g. by time.
     ``groups`` ((codes, epoch seconds) per row: the merchants of raw transactions) give the default loop its
     label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories;
     ``cold_start`` (an anomaly score per row) replaces the robust distance of its cold start, as the stored

@@ -17,10 +17,11 @@ from tests.conftest import PASSWORD, ROOT
 SAMPLE = f"{ROOT}/data/transactions_sample.csv.gz"
 
 
-@pytest.fixture
-def transaction_server(tmp_path):
+def transaction_store(tmp_path, rows, job, options=None):
+    """A store with the sample's first ``rows`` transactions imported, analyst Ana, and the worker's ``job`` run
+    (with ``options``); returns its SQLite file. Leaves the store open for more setup."""
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as stream:
-        lines = stream.read().splitlines()[:4001]
+        lines = stream.read().splitlines()[:rows + 1]
     path = tmp_path / "tx.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     store = str(tmp_path / "labeler.sqlite3")
@@ -31,8 +32,14 @@ def transaction_server(tmp_path):
                               time_column="timestamp", entity_columns=["card_id", "merchant_id"],
                               ignore=["scenario"]).dataset
         create_user("ana", PASSWORD, "analyst")
-        jobs.request(dataset, jobs.REFILL, "test", enqueue=False)
+        jobs.request(dataset, job, "test", enqueue=False, options=options)
         assert set(jobs.run_queued(store_config(store)).values()) == {"done"}
+    return store
+
+
+@pytest.fixture
+def transaction_server(tmp_path):
+    store = transaction_store(tmp_path, 4000, jobs.REFILL)
     server = LiveServer(store, _free_port(), str(tmp_path / "server.log"))
     yield server
     server.stop()
@@ -129,20 +136,9 @@ def test_the_steps_that_reconstruct_worst_are_marked_and_said_in_words(browser, 
     from labeler.labeling.history import unusual_in_words
     from labeler.store.artifacts import sequence_of
     from labeler.store.db import Lease, SequenceArtifacts, User, utcnow
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as stream:
-        lines = stream.read().splitlines()[:20001]
-    path = tmp_path / "tx.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    store = str(tmp_path / "labeler.sqlite3")
-    open_database(store)
+    store = transaction_store(tmp_path, 20_000, jobs.SEQUENCES, {"epochs": 1, "fit_rows": 3_000})
     with database.connection_context():
-        upgrade()
-        dataset = import_file(str(path), "tx", label_column="is_fraud", id_column="transaction_id",
-                              time_column="timestamp", entity_columns=["card_id", "merchant_id"],
-                              ignore=["scenario"]).dataset
-        create_user("ana", PASSWORD, "analyst")
-        jobs.request(dataset, jobs.SEQUENCES, "test", enqueue=False, options={"epochs": 1, "fit_rows": 3_000})
-        assert set(jobs.run_queued(store_config(store)).values()) == {"done"}
+        dataset = Dataset.get(Dataset.name == "tx")
         record = SequenceArtifacts.get(SequenceArtifacts.dataset == dataset)
         ids, steps = np.load(record.ids_path), np.load(record.step_error_path)
         high = sequence_of(dataset, int(ids[0]))["step_high"]
