@@ -23,6 +23,7 @@ from labeler.web import create_app
 from labeler.worker import jobs
 from tests.conftest import PASSWORD, login
 from tests.test_import import store_snapshot
+from tests.test_transactions import card_c0_first
 
 HEADER = '"tx","merchant","V1","V2","Class"\n'
 
@@ -203,19 +204,8 @@ def test_two_analysts_racing_for_one_card_never_hold_it_both(pg_app, tmp_path):
 
     from labeler.store.db import write_transaction
     from labeler.store.settings import labeling_settings
-    lines = ["tx,time,card,shop,amount"] + [
-        f"T{n},2024-05-0{1 + n // 24}T{n % 24:02d}:00:00Z,{'C1' if n >= 30 else 'C0'},S{n % 4},{n + 1}.5"
-        for n in range(33)]
-    path = tmp_path / "cards.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    dataset = import_file(str(path), "cards", id_column="tx", time_column="time",
-                          entity_columns=["card", "shop"]).dataset
-    jobs.request(dataset, jobs.REFILL, "test")
-    assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
-    card = {item.id: item.entity for item in dataset.items()}
-    for entry in list(QueueEntry.select().where(QueueEntry.dataset == dataset)):  # C0 first, C1 last
-        QueueEntry.update(priority=entry.priority + (1000 if card[entry.item_id] == "C1" else 0)).where(
-            QueueEntry.id == entry.id).execute()
+    dataset, card = card_c0_first(tmp_path, lambda dataset: jobs.run_queued(pg_app.extensions["labeler.config"],
+                                                                            dataset))
     ana, bob = create_user("ana", PASSWORD, "analyst"), create_user("bob", PASSWORD, "analyst")
     settings = labeling_settings(dataset)
     ana_leased, bob_asked = threading.Event(), threading.Event()

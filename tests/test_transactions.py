@@ -319,14 +319,11 @@ def test_id_like_names(name, id_like):
     assert bool(ID_LIKE_NAME.search(name)) is id_like
 
 
-def test_an_analyst_gets_another_card_when_the_head_of_the_queue_is_a_held_card(app, analyst, run_jobs, tmp_path):
-    """Card C0's 30 transactions head the queue and another analyst holds one of them: the next analyst gets
-    card C1's, however far down the queue they are."""
-    from labeler.data.users import create_user
-    from labeler.labeling import leases
+def card_c0_first(tmp_path, run_jobs):
+    """Dataset "cards": card C0's 30 transactions, then C1's 3, with the worker's queue (``run_jobs(dataset)``
+    runs it) reordered so that every C0 entry comes first. Returns (dataset, {item id: card})."""
     from labeler.store.db import QueueEntry
     from labeler.worker import jobs
-    from tests.conftest import PASSWORD
     lines = [HEADER] + [f"T{n},2024-05-0{1 + n // 24}T{n % 24:02d}:00:00Z,{'C1' if n >= 30 else 'C0'},S{n % 4},"
                         f"{n + 1}.5,pos" for n in range(33)]
     dataset = import_file(write(tmp_path, "cards.csv", lines), "cards", id_column="tx", time_column="time",
@@ -334,9 +331,20 @@ def test_an_analyst_gets_another_card_when_the_head_of_the_queue_is_a_held_card(
     jobs.request(dataset, jobs.REFILL, "test")
     assert set(run_jobs(dataset).values()) == {"done"}
     card = {item.id: item.entity for item in dataset.items()}
-    for entry in list(QueueEntry.select().where(QueueEntry.dataset == dataset)):  # C0 first, C1 last
+    for entry in list(QueueEntry.select().where(QueueEntry.dataset == dataset)):
         QueueEntry.update(priority=entry.priority + (1000 if card[entry.item_id] == "C1" else 0)).where(
             QueueEntry.id == entry.id).execute()
+    return dataset, card
+
+
+def test_an_analyst_gets_another_card_when_the_head_of_the_queue_is_a_held_card(app, analyst, run_jobs, tmp_path):
+    """Card C0's 30 transactions head the queue and another analyst holds one of them: the next analyst gets
+    card C1's, however far down the queue they are."""
+    from labeler.data.users import create_user
+    from labeler.labeling import leases
+    from labeler.store.db import QueueEntry
+    from tests.conftest import PASSWORD
+    dataset, card = card_c0_first(tmp_path, run_jobs)
     c1_queued = sum(1 for entry in QueueEntry.select().where(QueueEntry.dataset == dataset)
                     if card[entry.item_id] == "C1")
     assert c1_queued and QueueEntry.select().where(QueueEntry.dataset == dataset).count() - c1_queued > 20

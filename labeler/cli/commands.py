@@ -303,8 +303,8 @@ def demo_command(port, directory):
                 jobs.request(imported.dataset, jobs.SEQUENCES, "demo", enqueue=False)
         create_user("demo", password, "admin")
         queued = jobs.latest(result.dataset, jobs.REFILL).payload.get("queued", 0)
-    click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder job now and retrains "
-               f"as labels arrive.")
+    click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder and sequence jobs now "
+               f"and retrains as labels arrive.")
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
     children = [subprocess.Popen(manage + ["worker"], env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}),
                 subprocess.Popen(manage + ["serve", "--port", str(port)], env=env)]

@@ -2,12 +2,16 @@
 (every item's reconstruction and error, the latent map; labeler.worker.autoencoder writes them) and the pool's
 feature statistics (labeler.worker.refill writes them). Nothing here touches a model.
 """
+import os
+import time
+import uuid
 import zipfile
 
 import numpy as np
 from peewee import fn
 
 from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label, SequenceArtifacts, write_transaction
+from labeler.store.files import remove_files, write_atomically
 
 PROJECTION_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
@@ -18,17 +22,39 @@ def artifacts_of(dataset):
     return GenerativeArtifacts.get_or_none(GenerativeArtifacts.dataset == dataset)
 
 
-def replace_artifacts(table, dataset, fields):
-    """Make ``fields`` the one row of ``table`` (GenerativeArtifacts or SequenceArtifacts) for ``dataset``, in a
-    write transaction; returns (the row, the file paths the replaced row named: the caller removes them once
-    nothing refers to them)."""
-    with write_transaction():
-        record = table.get_or_none(table.dataset == dataset)
-        old = [] if record is None else [getattr(record, name) for name in fields if name.endswith("_path")]
-        if record is None:
-            return table.create(dataset=dataset, **fields), old
-        table.update(**fields).where(table.id == record.id).execute()
-        return table.get_by_id(record.id), old
+def store_artifacts(table, dataset, folder, files, fields):
+    """Write a dataset's new outputs and make them its one row of ``table`` (GenerativeArtifacts or
+    SequenceArtifacts). Each of ``files`` ({file name: function(path) writing it}) goes to a fresh path under
+    ``folder`` (the name after a time stamp and a random token); ``fields(paths)`` gives the row's fields from
+    {file name: path}. The replaced row's files are removed once the new row is committed; on any error the new
+    files are, and the previous outputs stay. Returns the row."""
+    os.makedirs(folder, exist_ok=True)
+    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    paths = {name: os.path.join(folder, f"{token}-{name}") for name in files}
+    written = []
+    try:
+        for name, write in files.items():
+            write(paths[name])
+            written.append(paths[name])
+        row = fields(paths)
+        with write_transaction():
+            record = table.get_or_none(table.dataset == dataset)
+            old = [] if record is None else [getattr(record, name) for name in row if name.endswith("_path")]
+            if record is None:
+                record = table.create(dataset=dataset, **row)
+            else:
+                table.update(**row).where(table.id == record.id).execute()
+                record = table.get_by_id(record.id)
+    except BaseException:
+        remove_files(written)
+        raise
+    remove_files(path for path in old if path and path not in written)
+    return record
+
+
+def npy_file(array):
+    """A writer for store_artifacts: ``array`` as a ``.npy`` file, written atomically."""
+    return lambda path: write_atomically(path, lambda out: np.save(out, array, allow_pickle=False))
 
 
 def feature_stats(dataset):

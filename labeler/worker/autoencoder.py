@@ -7,15 +7,14 @@ only retrains weak models never loads it.
 """
 import os
 import time
-import uuid
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from labeler.store.artifacts import PROJECTION_NAMES, replace_artifacts, scaled
+from labeler.store.artifacts import PROJECTION_NAMES, npy_file, scaled, store_artifacts
 from labeler.store.db import GenerativeArtifacts, Label, utcnow
-from labeler.store.files import remove_files, write_atomically
+from labeler.store.files import write_atomically
 from labeler.store.pool import load_pool, pool_size
 
 FIT_ROWS = 50_000  # the autoencoder is fitted on a seeded sample of at most this many rows
@@ -133,23 +132,14 @@ def compute(dataset, progress, folder, seed=0, projection=DEFAULT_PROJECTION, ep
     xy = project(model.encode(features[points]), projection, seed)
     point_labels = np.array([standing.get(int(item_id), "") for item_id in ids[points]], dtype=str)
     progress("writing the artifacts", 95)
-    target = os.path.join(folder, f"generative-{dataset.id}")
-    os.makedirs(target, exist_ok=True)
-    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    paths = {name: os.path.join(target, f"{token}-{name}") for name in
-             ("ids.npy", "reconstruction.npy", "anomaly.npy", "latent.npz", "autoencoder.keras")}
-    written = []
-    try:
-        for name, array in (("ids.npy", ids), ("reconstruction.npy", reconstruction.astype(np.float32)),
-                            ("anomaly.npy", error.astype(np.float32))):
-            write_atomically(paths[name], lambda out, array=array: np.save(out, array, allow_pickle=False))
-            written.append(paths[name])
-        write_atomically(paths["latent.npz"], lambda out: np.savez(out, ids=ids[points], x=xy[:, 0], y=xy[:, 1],
-                                                                labels=point_labels))
-        written.append(paths["latent.npz"])
-        model.save(paths["autoencoder.keras"])
-        written.append(paths["autoencoder.keras"])
-        fields = dict(
+    files = {"ids.npy": npy_file(ids), "reconstruction.npy": npy_file(reconstruction.astype(np.float32)),
+             "anomaly.npy": npy_file(error.astype(np.float32)),
+             "latent.npz": lambda path: write_atomically(path, lambda out: np.savez(
+                 out, ids=ids[points], x=xy[:, 0], y=xy[:, 1], labels=point_labels)),
+             "autoencoder.keras": model.save}
+
+    def fields(paths):
+        return dict(
             ids_path=paths["ids.npy"], reconstruction_path=paths["reconstruction.npy"],
             anomaly_path=paths["anomaly.npy"], latent_path=paths["latent.npz"],
             model_path=paths["autoencoder.keras"], pool_rows=len(ids), projection=projection,
@@ -161,9 +151,6 @@ def compute(dataset, progress, folder, seed=0, projection=DEFAULT_PROJECTION, ep
                      "train_seconds": model.meta.get("train_seconds")},
             created_at=utcnow(),
         )
-        record, old = replace_artifacts(GenerativeArtifacts, dataset, fields)
-    except BaseException:
-        remove_files(written)
-        raise
-    remove_files(path for path in old if path and path not in written)
-    return record
+
+    return store_artifacts(GenerativeArtifacts, dataset, os.path.join(folder, f"generative-{dataset.id}"), files,
+                           fields)

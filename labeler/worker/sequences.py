@@ -13,13 +13,11 @@ worker only.
 """
 import os
 import time
-import uuid
 
 import numpy as np
 
-from labeler.store.artifacts import replace_artifacts
+from labeler.store.artifacts import npy_file, store_artifacts
 from labeler.store.db import SequenceArtifacts, utcnow
-from labeler.store.files import remove_files, write_atomically
 from labeler.store.pool import events_of, load_pool, pool_size
 from labeler.worker.refill import categorical_blocks
 from models import sequences
@@ -30,7 +28,6 @@ EPOCHS = 5
 BATCH = 1024
 CHUNK = 100_000  # sequences built and scored at a time: memory stays bounded on any pool
 ERROR_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.995, 0.999)  # recorded: the screen says where an item's error stands
-FILES = ("ids.npy", "error.npy", "step_error.npy", "latent.npy", "sequence.keras")
 
 
 def run_sequences(dataset, progress, config, **options):
@@ -99,21 +96,13 @@ def compute(dataset, progress, folder, seed=0, steps=STEPS, fit_rows=FIT_ROWS, e
             latent = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
         latent[rows] = vectors
     progress("writing the artifacts", 95)
-    target = os.path.join(folder, f"sequences-{dataset.id}")
-    os.makedirs(target, exist_ok=True)
-    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    paths = {name: os.path.join(target, f"{token}-{name}") for name in FILES}
-    written = []
-    try:
-        for name, array in (("ids.npy", ids), ("error.npy", error), ("step_error.npy", step_error),
-                            ("latent.npy", latent)):
-            write_atomically(paths[name], lambda out, array=array: np.save(out, array, allow_pickle=False))
-            written.append(paths[name])
-        model.save(paths["sequence.keras"])
-        written.append(paths["sequence.keras"])
-        full = np.all(np.isfinite(step_error), axis=1)  # a card with fewer earlier transactions ranks high for
-        # that alone (a first use, the longest gap): the pool's figures are of full sequences
-        fields = dict(
+    full = np.all(np.isfinite(step_error), axis=1)  # a card with fewer earlier transactions ranks high for that
+    # alone (a first use, the longest gap): the pool's figures are of full sequences
+    files = {"ids.npy": npy_file(ids), "error.npy": npy_file(error), "step_error.npy": npy_file(step_error),
+             "latent.npy": npy_file(latent), "sequence.keras": model.save}
+
+    def fields(paths):
+        return dict(
             ids_path=paths["ids.npy"], error_path=paths["error.npy"], step_error_path=paths["step_error.npy"],
             latent_path=paths["latent.npy"], model_path=paths["sequence.keras"], pool_rows=len(ids), steps=steps,
             step_names=step_names, device=model.device or "unknown", seconds=round(time.perf_counter() - started, 3),
@@ -126,9 +115,5 @@ def compute(dataset, progress, folder, seed=0, steps=STEPS, fit_rows=FIT_ROWS, e
                                               for q in (0.5, 0.9, 0.99)} if full.any() else {}},
             created_at=utcnow(),
         )
-        record, old = replace_artifacts(SequenceArtifacts, dataset, fields)
-    except BaseException:
-        remove_files(written)
-        raise
-    remove_files(path for path in old if path and path not in written)
-    return record
+
+    return store_artifacts(SequenceArtifacts, dataset, os.path.join(folder, f"sequences-{dataset.id}"), files, fields)
