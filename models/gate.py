@@ -11,6 +11,10 @@ models are scored on the same resample. The new model loses only when it is wors
 in more than 95% of the resamples. A small holdout gives wide differences, so the gate then rarely blocks.
 With fewer than MIN_POSITIVES held-out positives the models are not compared at all (the new one passes): a
 resample can then only repeat the same few ranks, and the bootstrap understates how much AP would vary.
+
+K classes (``compare_classes``): the measure is the macro average precision, the mean of one-vs-rest AP over
+the classes with at least MIN_POSITIVES held-out labels (and not every held-out label); the bootstrap resamples
+each class separately.
 """
 from dataclasses import asdict, dataclass
 
@@ -135,3 +139,48 @@ def _bootstrap_differences(y, new, old, rounds, seed):
         y_rows = np.broadcast_to(labels, rows.shape)
         differences.append(_average_precision_rows(y_rows, new[rows]) - _average_precision_rows(y_rows, old[rows]))
     return np.concatenate(differences)
+
+
+def macro_average_precision(y, scores, classes):
+    """Mean one-vs-rest average precision over ``classes`` of the (n, K) ``scores`` for class indices ``y``."""
+    return float(np.mean([average_precision(y == k, scores[:, k]) for k in classes]))
+
+
+def compare_classes(y, new, old, positives=(), rounds=ROUNDS, level=LEVEL, seed=0):
+    """Gate K-class scores: the new model's (n, K) probabilities ``new`` against the serving model's ``old`` on
+    held-out class indices ``y``, by macro average precision over the classes with MIN_POSITIVES held-out labels
+    (``positives``, the positive classes' indices, only count the held-out positives for the record). With no
+    such class the new model passes uncompared. Returns a GateResult. Raises ValueError when the shapes differ
+    or a score is NaN."""
+    y = np.asarray(y).astype(np.int64)
+    new = np.asarray(new, dtype=np.float64)
+    old = np.asarray(old, dtype=np.float64)
+    if new.ndim != 2 or new.shape != old.shape or new.shape[0] != len(y) or y.ndim != 1:
+        raise ValueError(f"labels must be 1-d and both scores (n, K) of their length, got {y.shape}, {new.shape}, "
+                         f"{old.shape}")
+    if np.isnan(new).any() or np.isnan(old).any():
+        raise ValueError("scores hold NaN")
+    counts = np.bincount(y, minlength=new.shape[1])
+    classes = [k for k in range(new.shape[1]) if MIN_POSITIVES <= counts[k] < len(y)]
+    held_positives = int(np.isin(y, list(positives)).sum())
+    if not classes:
+        return GateResult(True, None, None, len(y), held_positives, None,
+                          f"not compared: no label has {MIN_POSITIVES} of the {len(y)} held-out labels")
+    new_ap, old_ap = macro_average_precision(y, new, classes), macro_average_precision(y, old, classes)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == k) for k in range(new.shape[1]) if counts[k]]
+    rows = np.concatenate([rng.choice(member, size=(rounds, len(member))) for member in members], axis=1)
+    y_rows = y[rows]
+    differences = np.zeros(rounds)
+    for k in classes:
+        truth = (y_rows == k).astype(np.int8)
+        differences += (_average_precision_rows(truth, new[rows, k]) - _average_precision_rows(truth, old[rows, k]))
+    differences /= len(classes)
+    bound = float(np.quantile(differences, level))
+    passed = bound >= 0.0
+    figures = (f"macro AP {new_ap:.2f} vs {old_ap:.2f} over {len(classes)} label(s) on {len(y)} held-out labels "
+               f"({held_positives} positive)")
+    reason = (f"{figures}: not worse beyond noise" if passed else
+              f"{figures}: worse beyond noise (in {level:.0%} of {rounds} bootstrap resamples the difference is "
+              f"below {bound:+.3f})")
+    return GateResult(passed, new_ap, old_ap, len(y), held_positives, bound, reason)

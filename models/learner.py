@@ -26,9 +26,15 @@ class ActiveLearner:
     positives among the labels of its last weeks, a row never seeing its own). Not with generative candidates,
     which are fitted to the pool's own columns. ``categorical`` ((start, stop) column ranges of ``X``'s one-hot
     blocks) makes them native categorical features of the boosted model.
+
+    ``n_classes`` > 2 makes it a K-class loop: labels are class indices, scores (n, K) probabilities, and
+    ``positives`` (class indices, possibly none) are the classes that count as fraud (high risk, pseudo-labels
+    first, label rates). Binary (the default) keeps P(positive) throughout. ``image_shape`` (height, width,
+    channels) says the rows are images, for the generative candidates.
     """
 
-    def __init__(self, X, ids, settings, seed=0, groups=None, categorical=()):
+    def __init__(self, X, ids, settings, seed=0, groups=None, categorical=(), n_classes=2, positives=(1,),
+                 image_shape=None):
         self.X = np.asarray(X, dtype=np.float32)
         self.ids = np.asarray(ids, dtype=np.int64)
         self.settings = settings
@@ -38,10 +44,14 @@ class ActiveLearner:
         self.z = self.scale.transform(self.X)
         self.anomaly = strategies.anomaly_scores(self.X, self.scale)
         self.features = self.features_of(self.X, self.anomaly)
+        self.n_classes = int(n_classes)
+        self.positives = [int(k) for k in positives] if self.n_classes > 2 else [1]
+        self.image_shape = image_shape
         names = settings.get("generative_candidates") or []
         # trains nothing until model selection asks: the web process builds learners and never imports Keras
-        self.generative = (generative_candidates.GenerativeCandidates(self.features, names, seed) if names
-                           else None)
+        self.generative = (generative_candidates.GenerativeCandidates(self.features, names, seed,
+                                                                      **self._generative_options())
+                           if names else None)
         self.selected = None
         self.selected_at = None
         self.selected_kinds = None
@@ -49,8 +59,18 @@ class ActiveLearner:
         self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
         self.categorical = [tuple(block) for block in categorical]
 
+    def _generative_options(self):
+        """Keyword arguments of GenerativeCandidates beyond the binary tabular defaults: the classes, and the
+        images' shape (the SGAN's convolutional models)."""
+        options = {} if self.n_classes == 2 else {"n_classes": self.n_classes}
+        return options if self.image_shape is None else {**options, "image_shape": self.image_shape}
+
+    def labels_of(self, y):
+        """``y`` as the models take it: binary int8, or int64 class indices for K classes."""
+        return np.asarray(y, dtype=np.int8 if self.n_classes == 2 else np.int64)
+
     def train(self, labeled, y, pseudo=None):
-        """Fit the serving model on pool indices ``labeled`` with binary labels ``y`` and optional pseudo-labels
+        """Fit the serving model on pool indices ``labeled`` with labels ``y`` (binary, or class indices) and optional pseudo-labels
         ((pool indices, labels)); model selection (the weak kinds, plus the generative candidates the setting
         ``generative_candidates`` names: models.generative_candidates, trained here, so Keras loads in this
         process) runs on the first call and again once ``select_every`` more labels arrived, a new candidate
@@ -59,20 +79,21 @@ class ActiveLearner:
         Raises ValueError when ``y`` holds a single class.
         """
         labeled = np.asarray(labeled, dtype=np.int64)
-        y = np.asarray(y, dtype=np.int8)
+        y = self.labels_of(y)
         features = self.features_with_labels(labeled, y)
         X = features[labeled]
         pseudo_set = None
         if pseudo is not None and len(pseudo[0]):
-            pseudo_set = (features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+            pseudo_set = (features[pseudo[0]], self.labels_of(pseudo[1]))
         weight = self.settings["human_weight"] if pseudo_set is not None else 1.0
-        kinds = weak.candidate_kinds(y) + (self.generative.kinds(y) if self.generative is not None else [])
+        kinds = (weak.candidate_kinds(y, self.n_classes)
+                 + (self.generative.kinds(y) if self.generative is not None else []))
         due = (self.selected is None or len(labeled) - self.selected_at >= self.settings["select_every"]
                or kinds != self.selected_kinds)
         if not due:
             try:
                 model = selection.fit_final(self.selected.kind, X, y, pseudo_set, weight, self.seed,
-                                            self.generative, self.categorical)
+                                            self.generative, self.categorical, self.n_classes)
             except generative_candidates.CandidateFailed:
                 due = True  # the selected generative kind failed on the new labels: choose again
             else:
@@ -81,7 +102,8 @@ class ActiveLearner:
                                                    metrics=self.selected.metrics)
                 return self.selected
         self.selected = selection.select(X, y, pseudo_set, weight, kinds, self.settings["cv_folds"],
-                                         self.settings["cv_repeats"], self.seed, self.generative, self.categorical)
+                                         self.settings["cv_repeats"], self.seed, self.generative, self.categorical,
+                                         self.n_classes)
         self.selected_at = len(labeled)
         self.selected_kinds = kinds
         return self.selected
@@ -96,8 +118,9 @@ class ActiveLearner:
 
     def features_with_labels(self, labeled, y):
         """The pool's rows for a training on pool indices ``labeled`` with labels ``y``: with their label rates
-        when grouped, which scoring then uses too."""
-        self.labels_seen = (np.asarray(labeled, dtype=np.int64), np.asarray(y, dtype=np.int8))
+        (of the positive classes) when grouped, which scoring then uses too."""
+        positive = np.isin(y, self.positives) if self.n_classes > 2 else y
+        self.labels_seen = (np.asarray(labeled, dtype=np.int64), np.asarray(positive, dtype=np.int8))
         return self.pool_features()
 
     def pool_features(self):
@@ -109,8 +132,8 @@ class ActiveLearner:
         return np.column_stack([self.features, rates])
 
     def score(self, model, X=None, groups=None):
-        """Calibrated P(positive) of every pool item, or of the rows ``X`` from outside the pool (with their
-        ``groups``, (codes, seconds), when the learner has groups)."""
+        """Calibrated P(positive) of every pool item ((n, K) class probabilities for K classes), or of the rows
+        ``X`` from outside the pool (with their ``groups``, (codes, seconds), when the learner has groups)."""
         if X is None:
             return model.predict(self.pool_features())
         rows = self.features_of(np.asarray(X, dtype=np.float32))
@@ -128,20 +151,28 @@ class ActiveLearner:
         """(pool indices, labels) of the pseudo-labels for the next training, or None when switched off."""
         if not self.settings["pseudo_labels"]:
             return None
+        if self.n_classes > 2:
+            return pseudo_labels.choose_classes(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"],
+                                                self.settings["pseudo_limit"], self.positives,
+                                                self.settings["pseudo_positives"])
         return pseudo_labels.choose(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"],
                                     self.settings["pseudo_limit"], self.settings["pseudo_positives"])
 
     def pick(self, p_positive, unlabeled, size):
         """[(pool index, strategy)] of ``size`` items from the pool indices ``unlabeled``: the mix when a
         model scored the pool (``p_positive``), else the cold start (anomalies spread over k-means clusters)
-        with the mix's exploration share drawn at random."""
+        with the mix's exploration share drawn at random; for K classes none of which is positive, the cold
+        start is the pool's representatives (strategies.representatives)."""
         if p_positive is not None:
             return strategies.plan_batch(p_positive, self.z, unlabeled, size, self.settings["mix"], self.rng,
-                                         self.settings["uncertainty"])
+                                         self.settings["uncertainty"], self.positives)
         size = min(size, len(unlabeled))
         mix = self.settings["mix"]
         share = mix.get(EXPLORATION, 0) / max(sum(mix.values()), 1e-12)
         n_explore = int(round(size * share))
+        if self.n_classes > 2 and not self.positives:  # nothing rare to hunt: cover the pool
+            return [(int(index), COLD_START) for index in
+                    strategies.representatives(self.z, unlabeled, size, self.seed)]
         cold = strategies.cold_start(self.z, self.anomaly, unlabeled, size - n_explore, self.seed)
         rest = np.setdiff1d(unlabeled, cold)
         explore = self.rng.choice(rest, size=min(n_explore, len(rest)), replace=False)

@@ -3,21 +3,27 @@
 Architecture (the book chapter's): features scaled to [-1, 1]; generator 10-d normal noise -> Dense 16
 LeakyReLU(0.2) BatchNorm(0.8) -> Dense 32 LeakyReLU BatchNorm -> Dense n_features tanh; discriminator Dense 31
 LeakyReLU BatchNorm Dropout(0.25) -> Dense 16 LeakyReLU with a real/fake sigmoid head and a class head of
-n_classes + 1 (the last is "fake"); Adam(2e-4, 0.5) for both. Each step trains the discriminator on a real batch
-(labeled rows with their class, unlabeled rows for the real/fake head only) and a separate fake batch, with soft,
-occasionally flipped real/fake targets and the chapter's class weights (n_classes / half_batch for real classes,
-1 / half_batch for "fake"), then the generator against the discriminator in inference mode.
+n_classes + 1 (the last is "fake"); Adam(2e-4, 0.5) for both. Images whose height and width are multiples of 4 and
+at least 8 (``image_shape``; the 8x8 digits, MNIST's 28x28) get the chapter's convolutional models instead: the
+discriminator Conv2D 32 3x3 stride 2 -> LeakyReLU Dropout(0.25) -> Conv2D 64 3x3 stride 2 -> LeakyReLU -> Flatten
+-> the two heads, the generator Dense to (h/4, w/4, 64) -> Conv2DTranspose 32 stride 2 -> LeakyReLU BatchNorm ->
+Conv2DTranspose c stride 2, tanh. Rows stay flat (pixels in [0, 1], row-major h x w x c, reshaped inside the
+models) and are scaled from [0, 1] as a whole, not per pixel, so that an image stays an image. Each step trains the
+discriminator on a real batch (labeled rows with their class, unlabeled rows for the real/fake head only) and a
+separate fake batch, with soft, occasionally flipped real/fake targets and the chapter's class weights (n_classes /
+half_batch for real classes, 1 / half_batch for "fake"), then the generator against the discriminator in inference
+mode.
 
-The chapter's SGAN reaches a good F1 and then collapses. Here the discriminator is evaluated every
-``eval_every`` steps on held-out labeled items; each evaluation is a checkpoint, the served model is the one
-with the best validation score among checkpoints that are not collapsed (a collapsed checkpoint predicts a
-single class for every validation item), and training stops once the model stays collapsed. The score is the
-validation average precision, or, when the population's positive rate is known, the best F1 estimated on the
-whole population (recall from the validation positives, flagged rows counted on the unlabeled rows): labels
-picked for being suspicious are fraud-rich, and their average precision says little about the false alarms
-among hundreds of thousands of unlabeled rows.
-Training needs the TensorFlow backend (its train step uses tf.GradientTape); a saved model predicts on any
-Keras backend. Numpy in, numpy out; imports Keras.
+The chapter's SGAN reaches a good F1 and then collapses. Here the discriminator is evaluated every ``eval_every``
+steps on held-out labeled items; each evaluation is a checkpoint, the served model is the one with the best
+validation score among checkpoints that are not collapsed (a collapsed checkpoint predicts a single class for every
+validation item), and training stops once the model stays collapsed. The score is the validation average precision
+with two classes, the validation accuracy with more (the chapter's measure for the digits), or, when the
+population's positive rate is known, the best F1 estimated on the whole population (recall from the validation
+positives, flagged rows counted on the unlabeled rows): labels picked for being suspicious are fraud-rich, and
+their average precision says little about the false alarms among hundreds of thousands of unlabeled rows. Training
+needs the TensorFlow backend (its train step uses tf.GradientTape); a saved model predicts on any Keras backend.
+Numpy in, numpy out; imports Keras.
 """
 import time
 
@@ -31,8 +37,9 @@ from models.keras_common import (MinMaxScaling, SavedKerasModel, as_features, pr
 
 KIND = "sgan"
 VALIDATION_AP = "validation_ap"
+VALIDATION_ACCURACY = "validation_accuracy"
 POPULATION_F1 = "population_f1"
-CRITERIA = (VALIDATION_AP, POPULATION_F1)
+CRITERIA = (VALIDATION_AP, VALIDATION_ACCURACY, POPULATION_F1)
 POPULATION_SAMPLE = 65536  # rows of the population scored at each evaluation for the population-F1 criterion
 
 
@@ -61,6 +68,46 @@ def build_discriminator(n_features, n_classes):
     hidden = keras.layers.Dropout(0.25)(hidden)
     hidden = keras.layers.Dense(16)(hidden)
     hidden = keras.layers.LeakyReLU(negative_slope=0.2)(hidden)
+    real = keras.layers.Dense(1, activation="sigmoid", name="real")(hidden)
+    label = keras.layers.Dense(n_classes + 1, activation="softmax", name="label")(hidden)
+    return keras.Model(rows, [real, label], name="discriminator")
+
+
+def fits_convolution(image_shape):
+    """Whether images of ``image_shape`` (height, width, channels; None for tabular rows) get the convolutional
+    models: height and width multiples of 4 (two stride-2 layers) and at least 8."""
+    if image_shape is None:
+        return False
+    height, width, _ = image_shape
+    return height % 4 == 0 and width % 4 == 0 and min(height, width) >= 8
+
+
+def build_conv_generator(latent_dim, image_shape):
+    """The convolutional generator: noise of ``latent_dim`` -> a flat image of ``image_shape`` in [-1, 1]."""
+    height, width, channels = image_shape
+    return keras.Sequential([
+        keras.Input((latent_dim,)),
+        keras.layers.Dense(height // 4 * width // 4 * 64), keras.layers.LeakyReLU(negative_slope=0.2),
+        keras.layers.Reshape((height // 4, width // 4, 64)),
+        keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same"), keras.layers.LeakyReLU(negative_slope=0.2),
+        keras.layers.BatchNormalization(momentum=0.8),
+        keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="tanh"),
+        keras.layers.Reshape((height * width * channels,)),
+    ], name="generator")
+
+
+def build_conv_discriminator(image_shape, n_classes):
+    """The convolutional discriminator: a flat scaled image -> [P(real) (n, 1), class probabilities
+    (n, n_classes + 1)]."""
+    height, width, channels = image_shape
+    rows = keras.Input((height * width * channels,))
+    hidden = keras.layers.Reshape((height, width, channels))(rows)
+    hidden = keras.layers.Conv2D(32, 3, strides=2, padding="same", name="conv1")(hidden)
+    hidden = keras.layers.LeakyReLU(negative_slope=0.2)(hidden)
+    hidden = keras.layers.Dropout(0.25)(hidden)
+    hidden = keras.layers.Conv2D(64, 3, strides=2, padding="same", name="conv2")(hidden)
+    hidden = keras.layers.LeakyReLU(negative_slope=0.2)(hidden)
+    hidden = keras.layers.Flatten()(hidden)
     real = keras.layers.Dense(1, activation="sigmoid", name="real")(hidden)
     label = keras.layers.Dense(n_classes + 1, activation="softmax", name="label")(hidden)
     return keras.Model(rows, [real, label], name="discriminator")
@@ -171,21 +218,35 @@ class SGAN(SavedKerasModel):
     kind = KIND
     title = "SGAN"
 
-    def __init__(self, n_classes=2, latent_dim=10, seed=0):
+    def __init__(self, n_classes=2, latent_dim=10, seed=0, image_shape=None):
+        """``image_shape`` (height, width, channels) says the rows are images: the convolutional models where
+        they fit (fits_convolution). Raises ValueError for fewer than 2 classes or a shape that is not 3 positive
+        sizes."""
         if int(n_classes) < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        if image_shape is not None:
+            image_shape = tuple(int(size) for size in image_shape)
+            if len(image_shape) != 3 or min(image_shape) < 1:
+                raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}")
         super().__init__(seed)
         self.n_classes = int(n_classes)
         self.latent_dim = int(latent_dim)
+        self.image_shape = image_shape
 
     @classmethod
     def _init_args(cls, meta):
-        return {"n_classes": meta["n_classes"], "latent_dim": meta["latent_dim"], "seed": meta["seed"]}
+        return {"n_classes": meta["n_classes"], "latent_dim": meta["latent_dim"], "seed": meta["seed"],
+                "image_shape": meta.get("image_shape")}
+
+    @property
+    def convolutional(self):
+        """Whether this SGAN's models are the convolutional ones (images of a size that fits them)."""
+        return fits_convolution(self.image_shape)
 
     @property
     def history(self):
         """The validation curve: one dict per evaluation (step, score by the checkpoint criterion, validation ap
-        and argmax f1, collapsed, d_loss, g_loss)."""
+        and argmax f1, collapsed, d_loss, g_loss; accuracy with more than two classes)."""
         return self.meta.get("history", [])
 
     @property
@@ -210,17 +271,20 @@ class SGAN(SavedKerasModel):
         return y
 
     def _validation_metrics(self, probabilities, y):
-        """(score, f1, collapsed) of class probabilities over the real classes against labels ``y``."""
+        """The figures of class probabilities over the real classes against labels ``y``: "ap" (macro over the
+        classes for more than two), "f1" (argmax, macro for more than two), "collapsed" (one class predicted
+        for every row), and for more than two classes "accuracy"."""
         predicted = probabilities.argmax(axis=1)
         collapsed = len(np.unique(predicted)) < 2
         if self.n_classes == 2:
-            score = average_precision_score(y == 1, probabilities[:, 1])
+            ap = average_precision_score(y == 1, probabilities[:, 1])
             f1 = f1_score(y, predicted, pos_label=1, average="binary", zero_division=0)
-        else:
-            score = np.mean([average_precision_score(y == k, probabilities[:, k])
-                             for k in range(self.n_classes) if (y == k).any()])
-            f1 = f1_score(y, predicted, average="macro", zero_division=0)
-        return float(score), float(f1), bool(collapsed)
+            return {"ap": float(ap), "f1": float(f1), "collapsed": bool(collapsed)}
+        ap = np.mean([average_precision_score(y == k, probabilities[:, k])
+                      for k in range(self.n_classes) if (y == k).any()])
+        f1 = f1_score(y, predicted, average="macro", zero_division=0)
+        return {"ap": float(ap), "f1": float(f1), "collapsed": bool(collapsed),
+                "accuracy": float(np.mean(predicted == y))}
 
     def _class_probabilities_scaled(self, discriminator, rows):
         label_p = predict_numpy(lambda chunk: discriminator(chunk, training=False)[1], rows)
@@ -230,7 +294,7 @@ class SGAN(SavedKerasModel):
     def fit(self, X_labeled, y_labeled, X_unlabeled=None, X_val=None, y_val=None, steps=3000, batch_size=64,
             eval_every=100, validation_fraction=0.25, patience=15, collapse_patience=5,
             balance_labeled=True, soft_labels=(0.9, 0.1), flip_probability=0.05, positive_rate=None,
-            criterion=VALIDATION_AP, verbose=False):
+            criterion=None, verbose=False):
         """Train a fresh SGAN; returns self, serving the best non-collapsed checkpoint.
 
         ``X_labeled``/``y_labeled`` are labeled rows (raw features, classes 0..n_classes-1); ``X_unlabeled`` the
@@ -241,13 +305,18 @@ class SGAN(SavedKerasModel):
         uniform in [soft_labels[0], 1] for real and [0, soft_labels[1]] for fake, each flipped with
         ``flip_probability``. With two classes, ``threshold`` is the best-F1 one on validation, or, given the
         population's ``positive_rate``, the best estimated F1 over all rows given (``population_f1_threshold``).
-        Checkpoints are compared by ``criterion``: "validation_ap" (average precision on the validation labels) or
-        "population_f1" (two classes and ``positive_rate`` only: the best F1 estimated on the population, recall
-        from the validation positives, flagged rows counted on a fixed sample of at most POPULATION_SAMPLE of all
-        rows given, labeled or not). Raises ValueError for unusable inputs (a class with fewer than two labeled
-        rows, a validation set without every class, an unknown criterion or "population_f1" without a
-        ``positive_rate`` or with more than two classes) and CollapsedError when no checkpoint is usable.
+        Checkpoints are compared by ``criterion``: "validation_ap" (average precision on the validation labels,
+        the mean over classes with more than two; the default for two classes), "validation_accuracy" (the
+        default for more than two) or "population_f1" (two classes and ``positive_rate`` only: the best F1
+        estimated on the population, recall from the validation positives, flagged rows counted on a fixed sample
+        of at most POPULATION_SAMPLE of all rows given, labeled or not). With ``image_shape`` the rows hold
+        height * width * channels pixels in [0, 1]. Raises ValueError for unusable inputs (a class with fewer
+        than two labeled rows, a validation set without every class, rows that are not of ``image_shape``, an
+        unknown criterion or "population_f1" without a ``positive_rate`` or with more than two classes) and
+        CollapsedError when no checkpoint is usable.
         """
+        if criterion is None:
+            criterion = VALIDATION_AP if self.n_classes == 2 else VALIDATION_ACCURACY
         if criterion not in CRITERIA:
             raise ValueError(f"unknown checkpoint criterion {criterion!r} (known: {', '.join(CRITERIA)})")
         if criterion == POPULATION_F1 and (positive_rate is None or self.n_classes != 2):
@@ -256,6 +325,8 @@ class SGAN(SavedKerasModel):
             raise RuntimeError("SGAN training needs the TensorFlow Keras backend; loading and predicting do not")
         X_labeled = as_features(X_labeled, name="X_labeled")
         n_features = X_labeled.shape[1]
+        if self.image_shape is not None and n_features != int(np.prod(self.image_shape)):
+            raise ValueError(f"rows of {n_features} features are not images of {self.image_shape}")
         y_labeled = self._labels(y_labeled, "y_labeled")
         if len(y_labeled) != len(X_labeled):
             raise ValueError(f"X_labeled has {len(X_labeled)} rows but y_labeled has {len(y_labeled)}")
@@ -278,11 +349,17 @@ class SGAN(SavedKerasModel):
         seed_everything(self.seed)
         started = time.perf_counter()
         rng = np.random.default_rng(self.seed)
-        scaling = MinMaxScaling.fitted(np.concatenate([X_train, X_unlabeled]), low=-1.0, high=1.0, name="scaling")
+        if self.convolutional:
+            scaling = MinMaxScaling(np.zeros(n_features), np.ones(n_features), low=-1.0, high=1.0, name="scaling")
+            generator = build_conv_generator(self.latent_dim, self.image_shape)
+            discriminator = build_conv_discriminator(self.image_shape, self.n_classes)
+        else:
+            scaling = MinMaxScaling.fitted(np.concatenate([X_train, X_unlabeled]), low=-1.0, high=1.0,
+                                           name="scaling")
+            generator = build_generator(self.latent_dim, n_features)
+            discriminator = build_discriminator(n_features, self.n_classes)
         train_rows, unlabeled_rows, val_rows = (scaling.numpy(X_train), scaling.numpy(X_unlabeled),
                                                 scaling.numpy(X_val))
-        generator = build_generator(self.latent_dim, n_features)
-        discriminator = build_discriminator(n_features, self.n_classes)
         step = _make_train_step(generator, discriminator, keras.optimizers.Adam(2e-4, beta_1=0.5),
                                 keras.optimizers.Adam(2e-4, beta_1=0.5))
 
@@ -339,19 +416,23 @@ class SGAN(SavedKerasModel):
             if number % eval_every and number != steps:
                 continue
             val_probabilities = self._class_probabilities_scaled(discriminator, val_rows)
-            ap, f1, collapsed = self._validation_metrics(val_probabilities, y_val)
-            score = ap
+            figures = self._validation_metrics(val_probabilities, y_val)
+            collapsed = figures["collapsed"]
             if criterion == POPULATION_F1:
                 _, score = population_f1_threshold(
                     val_probabilities[y_val == 1, 1],
                     self._class_probabilities_scaled(discriminator, population_sample)[:, 1], positive_rate)
-            history.append({"step": number, "score": score, "ap": ap, "f1": f1, "collapsed": collapsed,
+            elif criterion == VALIDATION_ACCURACY:
+                score = float(np.mean(val_probabilities.argmax(axis=1) == y_val))
+            else:
+                score = figures["ap"]
+            history.append({"step": number, "score": score, **figures,
                             "d_loss": float(np.mean(d_losses)), "g_loss": float(np.mean(g_losses))})
             d_losses, g_losses = [], []
             checkpoints.append(None)
             if verbose:
-                print(f"step {number}: {criterion} {score:.4f}, validation AP {ap:.4f}, F1 {f1:.4f}"
-                      f"{' collapsed' if collapsed else ''}")
+                print(f"step {number}: {criterion} {score:.4f}, validation AP {figures['ap']:.4f}, "
+                      f"F1 {figures['f1']:.4f}{' collapsed' if collapsed else ''}")
             healthy_best = [entry["score"] for entry in history[:-1] if not entry["collapsed"]]
             if not collapsed and (not healthy_best or score > max(healthy_best)):
                 checkpoints[-1] = (discriminator.get_weights(), generator.get_weights())
@@ -390,6 +471,7 @@ class SGAN(SavedKerasModel):
             "train_seconds": round(time.perf_counter() - started, 3), "history": history,
             "best_index": best, "best_step": history[best]["step"], "stop_reason": stop_reason,
             "threshold": threshold, "positive_rate": positive_rate, "criterion": criterion,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }
         return self
 

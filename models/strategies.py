@@ -1,8 +1,8 @@
 """Query strategies: which pool items an analyst should label next. Numpy in and out, vectorized over the pool.
 
-Uncertainty scores take each item's positive-class probability (the models are binary: the dataset's positive
-label against the rest) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes
-high-risk (exploitation), uncertain (frontier) and random exploration picks, and ``cold_start`` ranks by an
+Uncertainty scores take each item's probabilities (binary datasets: P(positive), one per item; K classes: an
+(n, K) array) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes high-risk
+(exploitation: the highest probability of any positive label), uncertain (frontier) and random exploration picks, and ``cold_start`` ranks by an
 unsupervised anomaly score spread over k-means clusters before any model exists. Every pick carries the name of
 the strategy that made it.
 """
@@ -14,23 +14,44 @@ from models.names import EXPLORATION, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCE
 ANOMALY_CLIP = 5.0  # robust z-scores are clipped so that one extreme feature cannot dominate the score
 DUPLICATE_RADIUS = 0.05  # rms distance in robust z units below which two items count as near-duplicates
 COLD_START_POOL = 20  # cold start clusters the top ``COLD_START_POOL * size`` anomalies
+REPRESENTATIVE_SAMPLE = 20_000  # representatives are drawn from k-means of at most this many items
 
 
-def least_confidence(p_positive):
-    """1 - the higher of P(positive) and P(not positive) of each item."""
-    return 0.5 - np.abs(np.asarray(p_positive, dtype=np.float64) - 0.5)
+def least_confidence(p):
+    """1 - the highest label probability of each item (``p``: P(positive) per item, or (n, K) probabilities)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 2:
+        return 1.0 - p.max(axis=1)
+    return 0.5 - np.abs(p - 0.5)
 
 
-def margin(p_positive):
-    """1 - the gap between the two labels' probabilities of each item: 1 where they tie."""
-    return 1.0 - 2.0 * np.abs(np.asarray(p_positive, dtype=np.float64) - 0.5)
+def margin(p):
+    """1 - the gap between each item's two most likely labels' probabilities: 1 where they tie."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 2:
+        top = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        return 1.0 - (top[:, 1] - top[:, 0])
+    return 1.0 - 2.0 * np.abs(p - 0.5)
 
 
-def entropy(p_positive):
-    """Shannon entropy (nats) of each item's two label probabilities."""
-    p = np.asarray(p_positive, dtype=np.float64)
-    positive, negative = np.clip(p, 1e-12, 1.0), np.clip(1.0 - p, 1e-12, 1.0)
-    return -(positive * np.log(positive) + negative * np.log(negative))
+def entropy(p):
+    """Shannon entropy (nats) of each item's label probabilities."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.column_stack([p, 1.0 - p])
+    clipped = np.clip(p, 1e-12, 1.0)
+    return -(p * np.log(clipped)).sum(axis=1)
+
+
+def risk(p, positives=None):
+    """Each item's probability of being positive: P(positive) itself for a binary model; for (n, K)
+    probabilities the highest among the ``positives`` (class indices: every fraud type), None when there is
+    no positive class (then nothing is picked for risk)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 1:
+        return p
+    positives = list(positives or ())
+    return p[:, positives].max(axis=1) if positives else None
 
 
 UNCERTAINTY = dict(zip(UNCERTAINTY_MEASURES, (least_confidence, margin, entropy)))
@@ -144,6 +165,27 @@ def cold_start(z, anomaly, candidates, size, seed=None):
     return picks
 
 
+def representatives(z, candidates, size, seed=None, sample=REPRESENTATIVE_SAMPLE):
+    """Up to ``size`` candidates that stand for the pool: the member nearest to each centre of ``size``
+    k-means clusters (of a seeded sample of at most ``sample`` candidates), larger clusters first. The cold
+    start of a label set without a positive class (the digits): there is no rare class to hunt, and the classes
+    are best found by covering the pool."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    size = min(size, len(candidates))
+    if size <= 0:
+        return candidates[:0]
+    rng = np.random.default_rng(seed)
+    drawn = candidates if len(candidates) <= sample else np.sort(rng.choice(candidates, sample, replace=False))
+    points = np.clip(z[drawn], -ANOMALY_CLIP, ANOMALY_CLIP)
+    kmeans = KMeans(n_clusters=size, n_init=1, random_state=seed, max_iter=100).fit(points)
+    distances = np.linalg.norm(points - kmeans.cluster_centers_[kmeans.labels_], axis=1)
+    order = np.lexsort((distances, kmeans.labels_))
+    clusters, first = np.unique(kmeans.labels_[order], return_index=True)
+    nearest = drawn[order[first]]
+    sizes = np.bincount(kmeans.labels_, minlength=size)[clusters]
+    return nearest[np.argsort(-sizes, kind="stable")]
+
+
 def mix_counts(size, mix):
     """How many of ``size`` picks each strategy of ``mix`` ({strategy: share}) gets: largest remainders."""
     names = [name for name in MIX_STRATEGIES if mix.get(name, 0) > 0]
@@ -157,19 +199,24 @@ def mix_counts(size, mix):
     return dict(zip(names, counts.tolist()))
 
 
-def plan_batch(p_positive, z, candidates, size, mix, rng, uncertainty="least_confidence"):
+def plan_batch(p, z, candidates, size, mix, rng, uncertainty="least_confidence", positives=None):
     """Pick ``size`` of ``candidates`` (pool indices) by the ``mix`` of strategies; returns [(index, strategy)]
     in the order to show them, strategies interleaved so that any prefix follows the mix.
 
-    High risk: highest ``p_positive``; uncertain: highest ``uncertainty`` score of the binary probabilities;
-    exploration: uniformly random. No item is picked twice and near-duplicates (rows of ``z``) are skipped.
-    ``rng`` is a numpy Generator. Raises KeyError for an unknown uncertainty name, ValueError for an empty mix.
+    ``p``: P(positive) per pool item, or (n, K) class probabilities with ``positives`` the positive classes'
+    indices. High risk: highest ``risk``; with K classes and no positive class its share goes to the uncertain
+    picks. Uncertain: highest ``uncertainty`` score; exploration: uniformly random. No item is picked twice and
+    near-duplicates (rows of ``z``) are skipped. ``rng`` is a numpy Generator. Raises KeyError for an unknown
+    uncertainty name, ValueError for an empty mix.
     """
     candidates = np.asarray(candidates, dtype=np.int64)
     size = min(size, len(candidates))
+    p_candidates = np.asarray(p, dtype=np.float64)[candidates]
+    risk_candidates = risk(p_candidates, positives)
+    if risk_candidates is None:
+        mix = {**mix, UNCERTAIN: mix.get(UNCERTAIN, 0) + mix.get(HIGH_RISK, 0), HIGH_RISK: 0}
     counts = mix_counts(size, mix)
-    p_candidates = np.asarray(p_positive, dtype=np.float64)[candidates]
-    ranking = {HIGH_RISK: p_candidates, UNCERTAIN: UNCERTAINTY[uncertainty](p_candidates)}
+    ranking = {HIGH_RISK: risk_candidates, UNCERTAIN: UNCERTAINTY[uncertainty](p_candidates)}
     picked = {}
     taken = np.zeros(0, dtype=np.int64)
     for name in (HIGH_RISK, UNCERTAIN):
@@ -201,7 +248,8 @@ def interleave(picked):
     return [(index, name) for _, _, index, name in slots]
 
 
-def uncertainty_batch(p_positive, candidates, size, uncertainty="least_confidence"):
-    """The ``size`` candidates with the highest uncertainty score, most uncertain first (plain baseline)."""
+def uncertainty_batch(p, candidates, size, uncertainty="least_confidence"):
+    """The ``size`` candidates with the highest uncertainty score, most uncertain first (plain baseline);
+    ``p`` as for plan_batch."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    return _best(UNCERTAINTY[uncertainty](np.asarray(p_positive)[candidates]), candidates, size)
+    return _best(UNCERTAINTY[uncertainty](np.asarray(p)[candidates]), candidates, size)

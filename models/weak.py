@@ -1,11 +1,14 @@
 """Weak models trained on the analysts' labels: the candidates model selection chooses from.
 
-Every model is binary (the dataset's positive label against the rest) and gives P(positive) as a float64
-vector. Probabilities are calibrated after fitting by a Platt sigmoid fitted on out-of-fold predictions
-(see models.selection), which keeps the ranking unchanged.
+A dataset of two labels is binary (its positive label against the other) and its models give P(positive) as a
+float64 vector: the fast path. A dataset of K > 2 labels (fraud types, digits) has multi-class models (multinomial
+logistic, gradient boosting, their blend) fitted on class indices 0..K-1, which give an (n, K) array of
+probabilities, a zero column for a class without training labels. Probabilities are calibrated after fitting
+by a Platt sigmoid fitted on out-of-fold predictions (see models.selection), one-vs-rest per class and then
+renormalized for K classes; a binary sigmoid keeps the ranking unchanged.
 """
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -18,14 +21,18 @@ KINDS = (LOGISTIC, BOOSTED, BLEND)
 BLEND_PARTS = (LOGISTIC, BOOSTED)
 MIN_BOOSTED_PER_CLASS = 10  # boosting joins the logistic model (the blend) once each class has this many
 LOGISTIC_C = 0.01  # a strong L2 penalty on standardized features: a few hundred labels overfit at C=1
+# K classes (multinomial): each class has a tenth of the labels or fewer, and C=0.01 underfit the digits (test
+# accuracy 0.64-0.78 at 100 random labels against 0.81-0.90 at C=0.1; development seeds 10-12)
+LOGISTIC_C_CLASSES = 0.1
 
 
-def _make(kind, seed, categorical=()):
+def _make(kind, seed, categorical=(), n_classes=2):
     """An unfitted classifier of ``kind`` (logistic or boosted); the boosted one treats the one-hot blocks
     ``categorical`` ((start, stop) column ranges) as native categorical features. Raises ValueError for another
     kind."""
     if kind == LOGISTIC:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=LOGISTIC_C, max_iter=2000))
+        C = LOGISTIC_C if n_classes == 2 else LOGISTIC_C_CLASSES
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     if kind == BOOSTED:
         boosted = HistGradientBoostingClassifier(
             # few shallow trees: rescoring 284,807 rows stays well under a second
@@ -64,14 +71,23 @@ class NativeCategories:
     def predict_proba(self, X):
         return self.boosted.predict_proba(self.codes(X))
 
+    @property
+    def classes_(self):
+        return self.boosted.classes_
 
-def candidate_kinds(y):
-    """The model kinds to cross-validate for the binary labels ``y``: the logistic model, then the blend of
+
+def candidate_kinds(y, n_classes=2):
+    """The model kinds to cross-validate for the labels ``y``. Binary: the logistic model, then the blend of
     logistic and boosted once both classes are frequent (cross-validated average precision on a few hundred
-    labels is too noisy to pick a winner by; the average lowers the variance instead)."""
+    labels is too noisy to pick a winner by; the average lowers the variance instead). K classes: the logistic
+    model, and once two classes have MIN_BOOSTED_PER_CLASS labels each, the blend beside it (cross-validation
+    chooses: boosting on pixels needs many more labels than on transaction features)."""
     y = np.asarray(y)
-    per_class = min(int((y == 1).sum()), int((y == 0).sum()))
-    return [BLEND] if per_class >= MIN_BOOSTED_PER_CLASS else [LOGISTIC]
+    if n_classes == 2:
+        per_class = min(int((y == 1).sum()), int((y == 0).sum()))
+        return [BLEND] if per_class >= MIN_BOOSTED_PER_CLASS else [LOGISTIC]
+    counts = np.sort(np.bincount(y.astype(np.int64), minlength=n_classes))
+    return [LOGISTIC, BLEND] if counts[-2] >= MIN_BOOSTED_PER_CLASS else [LOGISTIC]
 
 
 class WeakModel:
@@ -79,6 +95,8 @@ class WeakModel:
 
     ``estimators`` holds one fitted scikit-learn classifier, or the parts of a blend (their mean is the model).
     """
+
+    n_classes = 2
 
     def __init__(self, kind, estimators, calibration=(1.0, 0.0)):
         self.kind = kind
@@ -96,6 +114,60 @@ class WeakModel:
         return platt(self.raw(X), *self.calibration)
 
 
+class MultiClassModel(WeakModel):
+    """A fitted model of ``n_classes`` labels: ``predict(X)`` gives calibrated class probabilities, (n, K) rows
+    summing to 1; ``calibration`` is a list of K (slope, intercept) Platt pairs, one-vs-rest."""
+
+    def __init__(self, kind, estimators, n_classes, calibration=None):
+        super().__init__(kind, estimators, calibration or [(1.0, 0.0)] * n_classes)
+        self.n_classes = n_classes
+
+    def raw(self, X):
+        """Uncalibrated (n, K) class probabilities of the rows of ``X``."""
+        X = np.asarray(X, dtype=np.float32)
+        return np.mean([class_probabilities(estimator, X, self.n_classes) for estimator in self.estimators],
+                       axis=0, dtype=np.float64)
+
+    def predict(self, X):
+        """Calibrated (n, K) class probabilities of the rows of ``X``."""
+        return calibrate_classes(self.raw(X), self.calibration)
+
+
+def class_probabilities(estimator, X, n_classes):
+    """(n, K) probabilities of a fitted classifier made by ``_make`` over class indices 0..K-1; a class the
+    estimator never saw in training gets 0. The logistic pipeline runs as one affine map and a softmax."""
+    classes = np.asarray(estimator.classes_, dtype=np.int64)
+    if isinstance(estimator, Pipeline) and len(classes) > 2:
+        scaler, logistic = estimator[0], estimator[-1]
+        weights = logistic.coef_ / scaler.scale_
+        bias = logistic.intercept_ - weights @ scaler.mean_
+        known = softmax(X @ weights.T.astype(np.float32) + bias.astype(np.float32), axis=1).astype(np.float64)
+    elif len(classes) == 2:
+        p = positive_probability(estimator, X)
+        known = np.column_stack([1.0 - p, p])
+    else:
+        known = estimator.predict_proba(X).astype(np.float64)
+    probabilities = np.zeros((len(X), n_classes))
+    probabilities[:, classes] = known
+    return probabilities
+
+
+def calibrate_classes(raw, calibration):
+    """(n, K) probabilities ``raw`` through one Platt sigmoid per class (``calibration``: K (slope, intercept)
+    pairs), renormalized to sum to 1; a class whose raw probability is 0 (no training labels) stays 0."""
+    raw = np.asarray(raw, dtype=np.float64)
+    calibrated = np.column_stack([platt(raw[:, k], *pair) for k, pair in enumerate(calibration)])
+    calibrated[raw <= 0.0] = 0.0
+    total = calibrated.sum(axis=1, keepdims=True)
+    return np.divide(calibrated, total, out=np.full_like(calibrated, 1.0 / raw.shape[1]), where=total > 0)
+
+
+def fit_platt_classes(raw, y, n_classes):
+    """K one-vs-rest Platt pairs mapping out-of-fold (n, K) probabilities ``raw`` to the class indices ``y``."""
+    y = np.asarray(y)
+    return [fit_platt(raw[:, k], (y == k).astype(np.int8)) for k in range(n_classes)]
+
+
 def positive_probability(estimator, X):
     """P(positive) of each row of ``X`` (float32) from a fitted classifier made by ``_make``.
 
@@ -110,18 +182,20 @@ def positive_probability(estimator, X):
     return estimator.predict_proba(X)[:, 1]
 
 
-def fit(kind, X, y, seed=0, categorical=()):
-    """Fit a model of ``kind`` on ``X`` (float32) and binary ``y``; returns a WeakModel (not yet calibrated).
-    ``categorical``: the one-hot blocks of ``X`` ((start, stop) column ranges), native categories for boosting.
+def fit(kind, X, y, seed=0, categorical=(), n_classes=2):
+    """Fit a model of ``kind`` on ``X`` (float32) and the labels ``y`` (binary, or class indices 0..K-1 for
+    ``n_classes`` K > 2); returns a WeakModel or a MultiClassModel (not yet calibrated). ``categorical``: the
+    one-hot blocks of ``X`` ((start, stop) column ranges), native categories for boosting.
 
     Raises ValueError for an unknown kind or when ``y`` holds a single class.
     """
-    y = np.asarray(y, dtype=np.int8)
+    y = np.asarray(y, dtype=np.int8 if n_classes == 2 else np.int64)
     if len(np.unique(y)) < 2:
-        raise ValueError("both classes need at least one label to fit a model")
+        raise ValueError("two classes need at least one label each to fit a model")
     X = np.asarray(X, dtype=np.float32)
     parts = BLEND_PARTS if kind == BLEND else (kind,)
-    return WeakModel(kind, [_make(part, seed, categorical).fit(X, y) for part in parts])
+    estimators = [_make(part, seed, categorical, n_classes).fit(X, y) for part in parts]
+    return WeakModel(kind, estimators) if n_classes == 2 else MultiClassModel(kind, estimators, n_classes)
 
 
 def logit(p):

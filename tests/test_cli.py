@@ -182,7 +182,7 @@ def test_stats_text_and_json(runner, dataset, analyst, admin):
     assert text.exit_code == 0, text.output
     lines = text.output.splitlines()
     assert lines[0] == "Dataset cc: 2,041 rows, 30 features"
-    assert lines[1] == "Label set: genuine, fraud"
+    assert lines[1] == "Label set: genuine, fraud; counted as fraud: fraud"
     assert lines[2].startswith("Human labels: 3 ")
     assert lines[3] == "Pseudo labels: 2"
 
@@ -349,6 +349,9 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         raw = _get(opener, url + "datasets/transactions-sample/label", deadline)
         assert 'data-item-id="' in raw and "data-history" in raw and "This card_id&#39;s transactions" not in raw
         assert "This card_id's transactions" in raw
+        assert "digits" in page and "1,797" in page
+        digits = _get(opener, url + "datasets/digits/label", deadline)
+        assert 'data-item-id="' in digits and "data-item-image" in digits
 
         children = psutil.Process(process.pid).children(recursive=True)
         roles = {role: child for child in children for role in ("worker", "serve") if role in child.cmdline()}
@@ -364,7 +367,7 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
                 break
             time.sleep(0.5)
         store.close()
-        assert states == ["done", "done"]
+        assert states == ["done", "done", "done"]
     finally:
         process.terminate()
         process.wait(timeout=60)

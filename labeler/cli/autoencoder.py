@@ -7,15 +7,16 @@ from labeler.data import datasets as datasets_service
 from labeler.store.artifacts import PROJECTION_NAMES, artifacts_of
 from labeler.store.db import Job, database, write_transaction
 from labeler.worker import jobs
-from labeler.worker.autoencoder import DEFAULT_PROJECTION, EPOCHS, PROJECTIONS
+from labeler.worker.autoencoder import DEFAULT_PROJECTION, EPOCHS, MIN_STEPS, PROJECTIONS
 
 
 @click.command("generative")
 @click.option("--dataset", required=True, help="Dataset whose pool the autoencoder is fitted on.")
 @click.option("--projection", type=click.Choice(PROJECTIONS), default=DEFAULT_PROJECTION, show_default=True,
               help="How the latent map projects the encodings to 2-D.")
-@click.option("--epochs", default=EPOCHS, show_default=True, type=click.IntRange(min=1),
-              help="Training epochs of the autoencoder.")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help=f"Training epochs of the autoencoder (default: {EPOCHS}; for images at least {MIN_STEPS:,} "
+                   f"batches).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fit sample, the model and the map.")
 @with_appcontext
 @stops_on_full_disk

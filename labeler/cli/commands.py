@@ -17,6 +17,7 @@ from labeler.cli.common import configuration, fail, stops_on_full_disk
 from labeler.config import ROOT, Config
 from labeler.data import datasets as datasets_service
 from labeler.data import exporter
+from labeler.data.images import import_images, is_image_source
 from labeler.data.importer import ImportFailed, import_file
 from labeler.data.transactions import describe as describe_roles
 from labeler.data.transactions import has_history
@@ -30,6 +31,8 @@ SAMPLE_PATH = os.path.join(ROOT, "data", "creditcard_sample.csv.gz")
 DEMO_DATASET = "creditcard-sample"
 TRANSACTIONS_PATH = os.path.join(ROOT, "data", "transactions_sample.csv.gz")
 TRANSACTIONS_DATASET = "transactions-sample"
+DIGITS_PATH = os.path.join(ROOT, "data", "digits.npz")
+DIGITS_DATASET = "digits"
 TRANSACTION_ROLES = {"time_column": "timestamp", "entity_columns": ("card_id", "merchant_id"), "categorical": (),
                      "amount_column": "amount", "ignore": ("scenario",)}
 SERVE_THREADS = 2
@@ -39,10 +42,22 @@ MIN_SECRET_KEY_LENGTH = 32  # the key signs the session cookies: a short one can
 def _run_import(path, dataset, label_column, id_column, exclude, labels, roles=None):
     """Import with a progress bar when stderr is a terminal (silent otherwise, so an error stays one line);
     returns the ImportResult. ``roles``: import_file's role options. Raises ImportFailed."""
+    return _with_progress(path, lambda progress: import_file(
+        path, dataset, label_column=label_column, id_column=id_column, exclude=exclude, labels=labels,
+        progress=progress, **(roles or {})))
+
+
+def _run_image_import(path, dataset, labels, positive_labels=None):
+    """import_images with a progress bar as _run_import; returns the ImportResult. Raises ImportFailed."""
+    return _with_progress(path, lambda progress: import_images(path, dataset, labels=labels,
+                                                               positive_labels=positive_labels, progress=progress))
+
+
+def _with_progress(path, importer):
+    """``importer(progress)`` in a store connection, with a progress bar when stderr is a terminal."""
     def run(progress=None):
         with database.connection_context():
-            return import_file(path, dataset, label_column=label_column, id_column=id_column,
-                               exclude=exclude, labels=labels, progress=progress, **(roles or {}))
+            return importer(progress)
 
     if not sys.stderr.isatty():
         return run()
@@ -82,7 +97,12 @@ def init_db_command():
 @click.option("--ignore", multiple=True,
               help="Column not to import at all (neither shown nor a feature), e.g. a second ground-truth column. "
                    "Repeatable.")
-@click.option("--labels", default=None, help="Comma-separated label set of a new dataset (default: genuine,fraud).")
+@click.option("--labels", default=None,
+              help="Comma-separated label set of a new dataset (default: genuine,fraud, or the label column's "
+                   "values; a column of codes 0..K-1 takes the K names in order).")
+@click.option("--positive-labels", default=None,
+              help="Comma-separated labels of a new dataset that count as fraud (default: fraud; else every label "
+                   "but one named genuine/legit/normal; else the second of two labels; else none). Empty: none.")
 @click.option("--time-column", default=None,
               help="Column holding each transaction's time (ISO 8601 or epoch seconds): time-of-day features, and "
                    "with --entity-column the history features.")
@@ -96,15 +116,30 @@ def init_db_command():
               help="Column of amounts for the history features (default: a numeric column named amount or amt).")
 @with_appcontext
 @stops_on_full_disk
-def import_command(path, dataset, label_column, id_column, exclude, ignore, labels, time_column, entity_columns,
-                   categorical, amount_column):
-    """Import transactions from PATH (CSV, CSV.gz or Parquet) into a dataset, all or nothing. Column roles (time,
+def import_command(path, dataset, label_column, id_column, exclude, ignore, labels, positive_labels, time_column,
+                   entity_columns, categorical, amount_column):
+    """Import transactions from PATH (CSV, CSV.gz or Parquet) or images (PATH an NPZ file of X and optionally y,
+    or a folder of PNG files, one sub-folder per label) into a dataset, all or nothing. Column roles (time,
     entities, categorical, amount) are chosen at a dataset's first import and kept for its appends."""
     names = [name.strip() for name in labels.split(",")] if labels else None
+    positives = None if positive_labels is None else [name.strip() for name in positive_labels.split(",")
+                                                      if name.strip()]
     roles = {"time_column": time_column, "entity_columns": entity_columns, "categorical": categorical,
-             "amount_column": amount_column, "ignore": ignore}
+             "amount_column": amount_column, "ignore": ignore, "positive_labels": positives}
+    images = is_image_source(path)
+    if images:
+        given = {"--label-column": label_column, "--id-column": id_column, "--exclude": exclude, "--ignore": ignore,
+                 "--time-column": time_column, "--entity-column": entity_columns, "--categorical": categorical,
+                 "--amount-column": amount_column}
+        for option, value in given.items():
+            if value:
+                fail(f"{option} applies to CSV and Parquet files, not to images ({path}): only --dataset, "
+                     f"--labels and --positive-labels do (nothing was imported)")
     try:
-        result = _run_import(path, dataset, label_column, id_column, exclude, names, roles)
+        if images:
+            result = _run_image_import(path, dataset, names, positives)
+        else:
+            result = _run_import(path, dataset, label_column, id_column, exclude, names, roles)
     except ImportFailed as error:
         fail(f"{error} (nothing was imported)")
     verb = "created" if result.created else "updated"
@@ -248,7 +283,8 @@ def stats_command(dataset, as_json):
         click.echo(json.dumps(figures, indent=2))
         return
     click.echo(f"Dataset {figures['dataset']}: {figures['rows']:,} rows, {figures['features']} features")
-    click.echo(f"Label set: {', '.join(figures['labels'])}")
+    click.echo(f"Label set: {', '.join(figures['labels'])}; counted as fraud: "
+               f"{', '.join(figures['positive_labels']) or 'none'}")
     roles = describe_roles(figures["roles"])
     if roles:
         click.echo(roles)
@@ -263,9 +299,9 @@ def stats_command(dataset, as_json):
 @click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
               help="Folder for the demo store (default: a new temporary folder).")
 def demo_command(port, directory):
-    """Fresh store with the bundled samples (credit-card and simulated raw transactions), a demo login printed,
-    then the server and a worker (which runs the autoencoder jobs first), each in its own process with the demo's
-    settings (Ctrl-C stops both)."""
+    """Fresh store with the bundled samples (credit-card and simulated raw transactions, the digits images), a
+    demo login printed, then the server and a worker (which runs the autoencoder jobs first), each in its own
+    process with the demo's settings (Ctrl-C stops both)."""
     directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="labeler-demo-"))
     os.makedirs(directory, exist_ok=True)
     store = os.path.join(directory, "labeler.sqlite3")
@@ -286,13 +322,16 @@ def demo_command(port, directory):
     try:
         raw = _run_import(TRANSACTIONS_PATH, TRANSACTIONS_DATASET, "is_fraud", "transaction_id", (), None,
                           TRANSACTION_ROLES)
+        digits = _run_image_import(DIGITS_PATH, DIGITS_DATASET, None)
     except ImportFailed as error:
         fail(str(error))
     click.echo(f"Imported {raw.rows_added:,} simulated raw transactions (card and merchant ids, times, categories) "
                f"into dataset {TRANSACTIONS_DATASET!r}.")
+    click.echo(f"Imported {digits.rows_added:,} handwritten digits (8×8 images, 10 labels) into dataset "
+               f"{DIGITS_DATASET!r}.")
     password = secrets.token_urlsafe(9)
     with database.connection_context():
-        for imported in (result, raw):
+        for imported in (result, raw, digits):
             refill, _ = jobs.request(imported.dataset, jobs.REFILL, "demo", enqueue=False)
             # here, so that the first page has its queue before the server starts
             if jobs.run(refill.id, config) != "done":

@@ -94,6 +94,7 @@ def stats(dataset):
         "display_columns": [c for c in dataset.columns if c not in dataset.file_features],
         "roles": dataset.roles or {},
         "labels": dataset.labels,
+        "positive_labels": dataset.positive_labels,
         "human_labels": human,
         "human_labeled": sum(human.values()),
         "pseudo_labels": pseudo,

@@ -478,10 +478,11 @@ def _insert_ground_truth(dataset, truths):
 
 def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(), labels=None,
                 chunk_rows=DEFAULT_CHUNK_ROWS, progress=None, time_column=None, entity_columns=(), categorical=(),
-                amount_column=None, ignore=()):
+                amount_column=None, ignore=(), positive_labels=None):
     """Import ``path`` into the dataset ``dataset_name``, creating it on first import.
 
-    ``labels`` names the label set of a new dataset (default: genuine/fraud, or the label column's values).
+    ``labels`` names the label set of a new dataset (default: genuine/fraud, or the label column's values),
+    ``positive_labels`` those of its labels that count as fraud (default: importer.default_positive_labels).
     ``progress(done, total)`` is called after each chunk. Raw transactions: ``time_column`` (ISO 8601 or epoch
     seconds), ``entity_columns`` (the card first, then e.g. the merchant), ``categorical`` and ``amount_column``
     name column roles (labeler.data.transactions; detected where not given), chosen at the first import.
@@ -509,6 +510,9 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     role_options = {"time_column": time_column, "entity_columns": list(entity_columns or ()),
                     "categorical": list(categorical or ()), "amount_column": amount_column}
     if existing is not None:
+        if existing.image_shape:
+            raise ImportFailed(f"{name}: dataset {dataset_name!r} holds images: import an NPZ file or a folder of "
+                               f"PNG files into it")
         if id_column is not None and id_column != existing.id_column:
             raise ImportFailed(
                 f"{name}: dataset {dataset_name!r} uses id column {existing.id_column!r}, not {id_column!r}"
@@ -597,7 +601,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         if dataset is None or rows_read == 0:
             raise ImportFailed(f"{name}: the file has a header but no data rows")
         if created:
-            _settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}")
+            settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}", positive_labels)
         if pending_truth:
             truth_map = dataset.settings.get("truth_map", {})
             _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
@@ -823,8 +827,24 @@ def _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row):
                 )
 
 
-def _settle_label_set(dataset, truth_values, labels, where):
-    """Fix a new dataset's label set, positive label and the ground-truth mapping.
+NEGATIVE_NAMES = ("genuine", "legit", "legitimate", "normal", "benign", "ok", "none", "no_fraud", "not_fraud")
+
+
+def default_positive_labels(names):
+    """The labels that count as fraud when none are named: ``fraud`` when the set has it; else, when one label
+    is named like a negative (genuine, legit, normal, ...), every other label (fraud typologies); else the last
+    of two labels; else none (a label set of classes, such as the digits)."""
+    if "fraud" in names:
+        return ["fraud"]
+    negatives = [name for name in names if str(name).strip().lower() in NEGATIVE_NAMES]
+    if len(negatives) == 1:
+        return [name for name in names if name != negatives[0]]
+    return [names[-1]] if len(names) == 2 else []
+
+
+def settle_label_set(dataset, truth_values, labels, where, positive_labels=None):
+    """Fix a new dataset's label set, its positive labels (``positive_labels``, default
+    default_positive_labels) and the ground-truth mapping.
 
     Raises ImportFailed, its message starting with ``where`` (file and label column).
     """
@@ -835,9 +855,13 @@ def _settle_label_set(dataset, truth_values, labels, where):
             if len(labels) != 2:
                 raise ImportFailed(f"{where}: holds 0/1 but {len(labels)} label names were given")
             truth_map = {"0": labels[0], "1": labels[1]}
+    elif labels and truth_values <= {str(code) for code in range(len(labels))}:
+        # codes 0..K-1 with K label names (a simulator's scenario column): code i is the i-th name
+        truth_map = {str(code): name for code, name in enumerate(labels)}
+        names = list(labels)
     elif truth_values:
         truth_map = {value: value for value in truth_values}
-        names = list(labels) if labels else sorted(truth_values)
+        names = list(labels) if labels else sorted(truth_values, key=_natural_key)
         unknown = set(truth_map.values()) - set(names)
         if unknown:
             raise ImportFailed(
@@ -845,7 +869,21 @@ def _settle_label_set(dataset, truth_values, labels, where):
     else:
         truth_map = {}
         names = list(labels) if labels else ["genuine", "fraud"]
+    if positive_labels is None:
+        positives = default_positive_labels(names)
+    else:
+        positives = [label for label in names if label in set(positive_labels)]
+        unknown = sorted(set(positive_labels) - set(names))
+        if unknown:
+            raise ImportFailed(f"{where}: positive label(s) {', '.join(unknown)} are not in the label set "
+                               f"{', '.join(names)}")
     dataset.labels = names
-    dataset.positive_label = "fraud" if "fraud" in names else names[-1]
-    dataset.settings = {**(dataset.settings or {}), "truth_map": truth_map}
+    dataset.positive_label = positives[0] if positives else None
+    dataset.settings = {**(dataset.settings or {}), "truth_map": truth_map, "positive_labels": positives}
     dataset.save()
+
+
+def _natural_key(value):
+    """Sorts label names with numbers in numeric order (2 before 10)."""
+    text = str(value)
+    return (0, float(text), text) if text.lstrip("-").replace(".", "", 1).isdigit() else (1, 0.0, text)

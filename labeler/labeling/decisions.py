@@ -81,8 +81,9 @@ def _clean_reason(dataset, settings, value, reason):
     reason = (reason or "").strip()
     if not reason:
         return None
-    if value != dataset.positive_label:
-        raise LabelingError(f"reason: a reason code goes with {dataset.positive_label!r} only, not {value!r}")
+    if value not in dataset.positive_labels:
+        allowed = ", ".join(repr(label) for label in dataset.positive_labels) or "no label of this dataset"
+        raise LabelingError(f"reason: a reason code goes with {allowed} only, not {value!r}")
     if reason not in settings["reason_codes"]:
         raise LabelingError(f"reason: {reason!r} is not one of {', '.join(settings['reason_codes'])}")
     return reason
@@ -355,7 +356,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
                 item=item.id, kind="label", value=value, annotator=user, source="human", suggested=old.suggested,
                 suggested_probability=old.suggested_probability,
                 accepted=(value == old.suggested) if shown else None, note=old.note,
-                reason=reason if value == dataset.positive_label else None, suggestion_shown=shown,
+                reason=reason if value in dataset.positive_labels else None, suggestion_shown=shown,
                 created_at=now,
             )
             outcome = Outcome("edited", f"Changed transaction {item.external_id} from {old.value} to {value}.",
@@ -379,7 +380,8 @@ def recent_decisions(dataset, user, limit=RECENT_COUNT):
 
 
 def session_stats(dataset, user, since, now=None):
-    """Labels and frauds ``user`` gave in ``dataset`` since ``since`` (standing ones), and labels per minute."""
+    """Labels and frauds (any positive label) ``user`` gave in ``dataset`` since ``since`` (standing ones), and
+    labels per minute."""
     now = now or utcnow()
     mine = (Label.select(Label.value, fn.COUNT(Label.id)).join(Item)
             .where((Item.dataset == dataset) & (Label.annotator == user) & (Label.kind == "label")
@@ -388,4 +390,5 @@ def session_stats(dataset, user, since, now=None):
     counts = dict(mine)
     labels = sum(counts.values())
     minutes = max((now - since).total_seconds() / 60.0, 1.0)
-    return {"labels": labels, "frauds": counts.get(dataset.positive_label, 0), "per_minute": labels / minutes}
+    frauds = sum(counts.get(label, 0) for label in dataset.positive_labels)  # every fraud type counts
+    return {"labels": labels, "frauds": frauds, "per_minute": labels / minutes}

@@ -75,7 +75,10 @@ def my_standing_label(item_id, user):
 
 
 def _suggestion_from(entry, rejected, labels):
-    """(suggested, probability) from a queue entry, skipping labels rejected already."""
+    """(suggested, probability) from a queue entry, skipping labels rejected already; (None, None) when the
+    entry has no suggestion (K labels before the first model) or every label it ranks was rejected."""
+    if not entry.suggested:
+        return None, None
     if not rejected:
         return entry.suggested, entry.probability
     ranked = sorted(((p, label) for label, p in (entry.probabilities or {}).items()
@@ -234,9 +237,9 @@ def _take_entry(dataset, user, settings, now, entry):
         return None
     terms = dict(
         _new_terms(settings, now), user=user.id, state="active", strategy=entry.strategy,
-        suggested=entry.suggested, probability=entry.probability, probabilities=entry.probabilities or {},
-        model_version=entry.model_version_id, second_look=False,
+        probabilities=entry.probabilities or {}, model_version=entry.model_version_id, second_look=False,
     )
+    terms["suggested"], terms["probability"] = _suggestion_from(entry, (), dataset.labels)
     try:
         with database.atomic():
             return Lease.create(dataset=dataset, item=entry.item_id, rejected=[], **terms)

@@ -179,6 +179,29 @@ class Dataset(BaseModel):
     roles = JSONField(null=True)
 
     @property
+    def positive_labels(self):
+        """The labels that count as fraud (the model's high-risk picks, frauds found, reason codes): every fraud
+        type of a typology label set; empty for a label set with no positive class (the digits)."""
+        stored = (self.settings or {}).get("positive_labels")
+        if stored is not None:
+            return list(stored)
+        return [self.positive_label] if self.positive_label else []
+
+    @property
+    def positive_name(self):
+        """How the header names what counts as fraud: the positive label, "fraud" for several fraud types, None
+        for a label set without a positive class."""
+        positives = self.positive_labels
+        return None if not positives else positives[0] if len(positives) == 1 else "fraud"
+
+    @property
+    def image_shape(self):
+        """(height, width, channels) of an image dataset's items (features are their pixels in [0, 1], row-major),
+        None for a dataset of transactions."""
+        shape = ((self.roles or {}).get("image") or {}).get("shape")
+        return tuple(shape) if shape else None
+
+    @property
     def file_features(self):
         """The file's numeric columns that are features (the first part of the feature vector)."""
         return (self.roles or {}).get("numeric", self.feature_columns)
@@ -324,7 +347,7 @@ class QueueEntry(BaseModel):
     item = ForeignKeyField(Item, on_delete="CASCADE")
     priority = FloatField()
     strategy = CharField(max_length=40)  # e.g. "cold start", "uncertain", "high risk", "exploration"
-    suggested = CharField(max_length=80)
+    suggested = CharField(max_length=80)  # "" for no suggestion: K labels and no model has scored the item yet
     probability = FloatField()  # the model's probability of the suggested label
     probabilities = JSONField(default=dict)  # {label: probability} for every label
     model_version = ForeignKeyField(ModelVersion, null=True, on_delete="SET NULL")
@@ -420,6 +443,27 @@ class SequenceArtifacts(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class GeneratedSamples(BaseModel):
+    """What the admin's generated-samples page draws for a dataset, written by labeler.worker.generated (one row
+    per dataset, replaced whole): the chapter's VAE fitted on the pool, rows decoded from a walk through two
+    latent dimensions and from the prior, and as many real rows; every file is float32 rows in the features'
+    units (an image dataset's pixels)."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    grid_path = CharField(max_length=500)  # (grid_steps ** 2, features): the latent walk's grid, row-major
+    generated_path = CharField(max_length=500)  # (samples, features): decoded from draws of the prior
+    real_path = CharField(max_length=500)  # (samples, features): a seeded sample of the pool
+    real_ids_path = CharField(max_length=500)  # int64 item ids of the real rows, in their order
+    pool_rows = IntegerField()  # items in the pool when computed
+    fit_rows = IntegerField()  # the seeded sample of the pool the VAE was fitted on
+    grid_steps = IntegerField()
+    latent_dims = JSONField(default=list)  # the two latent dimensions walked
+    device = CharField(max_length=80)
+    seconds = FloatField()
+    details = JSONField(default=dict)  # the VAE's settings and final loss; per-feature mean and std, real and generated
+    created_at = DateTimeField(default=utcnow)
+
+
 class FeatureStats(BaseModel):
     """Per-feature mean and standard deviation of a dataset's pool, computed by the worker's queue refill when
     the pool grew (labeler.worker.refill); the labeling screen's bars and similar items read them."""
@@ -446,4 +490,4 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure, SequenceArtifacts]
+          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples]

@@ -44,14 +44,16 @@ def write_atomically(path, write):
 
 
 def save_scores(scores, path):
-    """Save per-item scores (aligned to the pool's item ids) as a float32 .npy at ``path`` via write_atomically;
+    """Save per-item scores (aligned to the pool's item ids; one row of K probabilities per item for K labels) as
+    a float32 .npy at ``path`` via write_atomically;
     returns its sha256. Raises OSError."""
     array = np.ascontiguousarray(scores, dtype=np.float32)
     return write_atomically(path, lambda stream: np.save(stream, array, allow_pickle=False))
 
 
 def load_scores(path, digest=None):
-    """The 1-d float32 scores saved at ``path`` by save_scores; with ``digest``, only if the file still has it.
+    """The float32 scores saved at ``path`` by save_scores (1-d: P(positive) per item; 2-d: the K labels'
+    probabilities per item); with ``digest``, only if the file still has it.
 
     Raises OSError when the file cannot be read, ValueError when no path is given or the file is corrupt.
     """
@@ -64,8 +66,8 @@ def load_scores(path, digest=None):
         scores = np.load(path, allow_pickle=False)
     except (EOFError, ValueError) as error:
         raise ValueError(f"{name} is corrupt ({error})") from None
-    if scores.ndim != 1 or scores.dtype != np.float32:
-        raise ValueError(f"{name} is not a 1-d float32 score array")
+    if scores.ndim not in (1, 2) or scores.dtype != np.float32:
+        raise ValueError(f"{name} is not a float32 score array of one or K columns")
     return scores
 
 

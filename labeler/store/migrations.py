@@ -6,8 +6,8 @@ applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQ
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.store.db import (TABLES, Dataset, FeatureStats, GenerativeArtifacts, JSONField, Label, Lease, LoginFailure,
-                              ModelVersion, SchemaVersion, SequenceArtifacts, User, database)
+from labeler.store.db import (TABLES, Dataset, FeatureStats, GeneratedSamples, GenerativeArtifacts, JSONField, Label,
+                              Lease, LoginFailure, ModelVersion, SchemaVersion, SequenceArtifacts, User, database)
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -87,9 +87,15 @@ def _sequence_artifacts(migrator):
     SequenceArtifacts.create_table(safe=True)
 
 
+def _generated_samples(migrator):
+    """10: the GeneratedSamples table (the VAE's samples for the admin's generated-samples page,
+    labeler.worker.generated)."""
+    GeneratedSamples.create_table(safe=True)
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
-              (8, _transaction_roles), (9, _sequence_artifacts)]
+              (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples)]
 
 
 def current_version():

@@ -1,12 +1,14 @@
-"""Admin pages: agreement between analysts and with the model, a dataset's labeling settings, and the
-autoencoder's latent map of a dataset."""
-from flask import Blueprint, abort, render_template, request
+"""Admin pages: agreement between analysts and with the model, a dataset's labeling settings, the
+autoencoder's latent map of a dataset and the VAE's generated samples."""
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from labeler.data import agreement
 from labeler.data import datasets as datasets_service
 from labeler.store.settings import SettingsError, labeling_settings, update_labeling_settings
 from labeler.web.access import admin_required
+from labeler.web.generated import page_view, picture_png
 from labeler.web.latent_map import map_view
+from labeler.worker import jobs
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -49,3 +51,25 @@ def save_labeling_settings(name):
 def latent_map(name):
     dataset = _dataset(name)
     return render_template("latent_map.html", dataset=dataset, view=map_view(dataset))
+
+
+@bp.route("/datasets/<name>/generated", methods=("GET", "POST"))
+@admin_required
+def generated(name):
+    """The VAE's generated samples (htmx: the part that polls while the job runs); POST queues the job."""
+    dataset = _dataset(name)
+    if request.method == "POST":
+        jobs.request(dataset, jobs.GENERATED, "asked on the generated-samples page")
+        return redirect(url_for("admin.generated", name=name))
+    view = page_view(dataset, lambda picture: url_for("admin.generated_png", name=name, picture=picture))
+    template = "_generated.html" if request.headers.get("HX-Request") else "generated.html"
+    return render_template(template, dataset=dataset, view=view)
+
+
+@bp.route("/datasets/<name>/generated/<picture>.png")
+@admin_required
+def generated_png(name, picture):
+    png = picture_png(_dataset(name), picture)
+    if png is None:
+        abort(404)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})

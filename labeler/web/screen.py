@@ -10,6 +10,7 @@ import numpy as np
 
 from labeler.data.datasets import label_counts
 from labeler.labeling.history import card_history, merchant_history, readable_amount, readable_time
+from labeler.labeling.image_view import image_view
 from labeler.labeling.similar import similar_labeled
 from labeler.store import artifacts
 from labeler.store.db import Item, Job, ModelVersion, dataset_key
@@ -130,6 +131,15 @@ def reconstruction_bars(dataset, item_id, vector, names):
     return {"rows": rows, "chart": chart, "created_at": stored["created_at"]}
 
 
+def label_keys(labels):
+    """{label: key} for the label buttons, the same on every screen of a dataset (the reject panel too): a
+    label set of single digits (the digits 0-9) is typed as itself; otherwise the keys 1-9 and then 0 follow the
+    label set's order, and labels beyond the tenth have no key."""
+    if all(len(label) == 1 and label.isdigit() for label in labels) and len(set(labels)) == len(labels):
+        return {label: label for label in labels}
+    return {label: str((position + 1) % 10) for position, label in enumerate(labels[:10])}
+
+
 def dataset_status(dataset):
     """Totals, the serving model, the latest retrain or autoencoder job, why the newest model lost the gate (if it did) and which file
     is unusable (if one is), of ``dataset``, for the polled header component."""
@@ -142,11 +152,12 @@ def dataset_status(dataset):
     if model is not None and model.metrics:
         for key in ("auprc", "average_precision", "roc_auc", "f1"):
             if isinstance(model.metrics.get(key), (int, float)):
-                quality = (key, float(model.metrics[key]))
+                name = "macro AP" if key == "auprc" and model.metrics.get("measure") else key  # K labels
+                quality = (name, float(model.metrics[key]))
                 break
     newest = (ModelVersion.select().where(ModelVersion.dataset == dataset).order_by(ModelVersion.id.desc()).first())
     lost = newest is not None and not newest.serving and (newest.gate or {}).get("passed") is False
-    return {"labeled": sum(counts.values()), "frauds": counts.get(dataset.positive_label, 0),
+    return {"labeled": sum(counts.values()), "frauds": sum(counts.get(label, 0) for label in dataset.positive_labels),
             "model": model, "quality": quality, "job": job,
             "gate": newest.gate.get("line") if lost else None,  # why the newest model does not serve
             "notice": serving_scores(dataset).notice}  # an unusable scores file and what serves instead
@@ -195,25 +206,30 @@ def screen(dataset, lease, settings=None):
     vector = item.feature_vector
     shown = lease.suggested is not None and lease.show_suggestion
     probabilities = lease.probabilities or {}
-    alternatives = sorted((label for label in dataset.labels if label != lease.suggested),
+    rejected = set(lease.rejected or ())
+    alternatives = sorted((label for label in dataset.labels if label != lease.suggested and label not in rejected),
                           key=lambda label: -float(probabilities.get(label, 0.0)))
     stats = pool_statistics(dataset)
-    bars = None if stats is None else feature_bars(vector, stats, dataset.feature_columns)
+    image = dataset.image_shape is not None  # an image is shown as one: no bars of its pixels
+    bars = None if stats is None or image else feature_bars(vector, stats, dataset.feature_columns)
     return {
         "lease": lease,
         "item": item,
         "headline": [(column, _readable(dataset, item, column, values[column]))
                      for column in headline_columns(dataset)],
         "history": card_history(dataset, item),
+        "image": image_view(dataset, item),  # None for transactions
         "merchant": merchant_history(dataset, item),
         "bars": bars,
         "chart": None if bars is None else chart_geometry(len(bars), dataset.feature_columns),
-        "reconstruction": reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
+        "reconstruction": None if image else reconstruction_bars(dataset, item.id, vector, dataset.feature_columns),
         "shown": shown,
         "suggested": lease.suggested if shown else None,
         "probability": lease.probability if shown else None,
         "strategy": lease.strategy if shown else None,
         "alternatives": [(label, probabilities.get(label)) for label in alternatives],
+        "label_keys": label_keys(dataset.labels),
+        "rejected": [label for label in dataset.labels if label in rejected],
         "reasons": settings["reason_codes"],
         "reject_mode": settings["reject_mode"],
         "similar": [] if stats is None else similar_labeled(dataset, item.id, vector, stats, SIMILAR_COUNT),

@@ -22,11 +22,13 @@ RETRAIN = "retrain"
 REFILL = "refill"
 AUTOENCODER = "autoencoder"
 SEQUENCES = "sequences"
+GENERATED = "generated"
 HANDLERS = {  # kind -> "module:function" taking (dataset, progress, config, **options), returning a summary dict
     RETRAIN: "labeler.worker.retrain:run_retrain",
     REFILL: "labeler.worker.refill:run_refill",
     AUTOENCODER: "labeler.worker.autoencoder:run_autoencoder",
     SEQUENCES: "labeler.worker.sequences:run_sequences",
+    GENERATED: "labeler.worker.generated:run_generated",
 }
 FINISHED = ("done", "failed")
 

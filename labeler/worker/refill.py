@@ -26,6 +26,40 @@ COMPUTE_THREADS = 1
 INSERT_BATCH = 500
 
 
+def class_count(dataset):
+    """How many labels the models tell apart: 2 (binary: the positive label against the other), or K > 2."""
+    return max(2, len(dataset.labels))
+
+
+def binary_positive(dataset):
+    """The label that is class 1 of a two-label dataset: its positive label, else the second label."""
+    return dataset.positive_label or dataset.labels[-1]
+
+
+def positive_classes(dataset):
+    """The class indices (into ``dataset.labels``) of the labels that count as fraud; binary: [1]."""
+    if class_count(dataset) == 2:
+        return [1]
+    return [dataset.labels.index(label) for label in dataset.positive_labels if label in dataset.labels]
+
+
+def class_labels(dataset, values):
+    """The models' labels of label ``values``: binary int8 (1 for the positive label), or for K labels int64
+    indices into ``dataset.labels`` (a value outside the label set is -1; the caller drops it)."""
+    if class_count(dataset) == 2:
+        positive = binary_positive(dataset)
+        return np.array([value == positive for value in values], dtype=np.int8)
+    index = {label: position for position, label in enumerate(dataset.labels)}
+    return np.array([index.get(value, -1) for value in values], dtype=np.int64)
+
+
+def learner_for(dataset, ids, features, settings, seed=None, groups=None, categorical=()):
+    """The ActiveLearner of ``dataset``'s pool with the dataset's classes and positive classes."""
+    return ActiveLearner(features, ids, settings, seed=0 if seed is None else seed, groups=groups,
+                         categorical=categorical, n_classes=class_count(dataset),
+                         positives=positive_classes(dataset), image_shape=dataset.image_shape)
+
+
 def categorical_blocks(dataset):
     """The (start, stop) feature ranges of the dataset's categorical columns (one-hot at import): the boosted
     model splits them as native categories (models.weak.NativeCategories)."""
@@ -97,13 +131,14 @@ def _refresh(dataset, size, seed, pool):
     labeled, values = human_labels(dataset, ids)
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
-    learner = ActiveLearner(features, ids, settings, seed=seed)
+    learner = learner_for(dataset, ids, features, settings, seed)
     negative = negative_label(dataset, values)
     if source.version is None:
         learner.anomaly = cold_start_anomaly(dataset, ids, learner)
         picks = learner.pick(None, np.flatnonzero(unlabeled_mask), size)
-        return _write_unless_switched(dataset, source, ids, picks, cold_start_probability(learner.anomaly), negative)
-    p_positive = np.zeros(len(ids))
+        cold = cold_start_probability(learner.anomaly) if class_count(dataset) == 2 else None
+        return _write_unless_switched(dataset, source, ids, picks, cold, negative)
+    p_positive = np.zeros((len(ids), *source.scores.shape[1:]))
     p_positive[:len(source.scores)] = source.scores
     unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
     picks = learner.pick(p_positive, np.flatnonzero(unlabeled_mask), size)
@@ -130,7 +165,12 @@ def negative_label(dataset, values=()):
 
 
 def label_probabilities(dataset, p, negative):
-    """(suggested label, its probability, {label: probability}) for P(positive) ``p``."""
+    """(suggested label, its probability, {label: probability}) for P(positive) ``p``, or for K labels for
+    ``p`` the item's class probabilities (the most likely label is suggested)."""
+    if np.ndim(p) == 1:
+        probabilities = {label: round(float(value), 6) for label, value in zip(dataset.labels, p)}
+        best = int(np.argmax(p))
+        return dataset.labels[best], float(p[best]), probabilities
     probabilities = {label: 0.0 for label in dataset.labels}
     probabilities[negative] = 1.0 - p
     probabilities[dataset.positive_label] = p
@@ -141,11 +181,16 @@ def label_probabilities(dataset, p, negative):
 
 def write_queue(dataset, ids, picks, p_positive, negative, model_version=None):
     """Replace ``dataset``'s queue with ``picks`` ([(pool index, strategy)], shown in that order); returns the
-    number queued."""
+    number queued. ``p_positive``: P(positive) per pool item, (n, K) class probabilities, or None (K labels
+    before any model: no suggestion, stored as an empty label)."""
     rows = []
     for order, (index, strategy) in enumerate(picks):
-        p = float(p_positive[index])
-        suggested, probability, probabilities = label_probabilities(dataset, p, negative)
+        if p_positive is None:
+            suggested, probability, probabilities = "", 0.0, {}
+        else:
+            p = p_positive[index]
+            suggested, probability, probabilities = label_probabilities(dataset, p if np.ndim(p) else float(p),
+                                                                        negative)
         rows.append({
             "dataset": dataset.id, "item": int(ids[index]), "priority": float(order), "strategy": strategy,
             "suggested": suggested, "probability": probability, "probabilities": probabilities,

@@ -17,10 +17,10 @@ from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
-from labeler.worker.refill import (COMPUTE_THREADS, categorical_blocks, cold_start_anomaly, negative_label,
-                                    refresh_queue, update_feature_stats, write_queue)
+from labeler.worker.refill import (COMPUTE_THREADS, binary_positive, categorical_blocks, class_count, class_labels,
+                                    cold_start_anomaly, learner_for, negative_label, refresh_queue,
+                                    update_feature_stats, write_queue)
 from models import gate, generative_candidates, selection
-from models.learner import ActiveLearner
 
 INSERT_BATCH = 500
 
@@ -32,10 +32,14 @@ def standing_pseudo(dataset):
 
 
 def write_pseudo_labels(dataset, ids, indices, labels, negative):
-    """Make the standing pseudo-labels of ``dataset`` exactly the given ones (pool indices, binary labels):
-    retract the ones dropped or changed, add the new ones, keep the rest. Returns (added, retracted)."""
-    wanted = {int(ids[index]): (dataset.positive_label if label else negative)
-              for index, label in zip(indices, labels)}
+    """Make the standing pseudo-labels of ``dataset`` exactly the given ones (pool indices, binary labels or
+    class indices for K labels): retract the ones dropped or changed, add the new ones, keep the rest. Returns
+    (added, retracted)."""
+    if class_count(dataset) == 2:
+        names = {0: negative, 1: binary_positive(dataset)}
+    else:
+        names = dict(enumerate(dataset.labels))
+    wanted = {int(ids[index]): names[int(label)] for index, label in zip(indices, labels)}
     standing = standing_pseudo(dataset)
     retract = [(item, label_id) for item, (label_id, value) in standing.items() if wanted.get(item) != value]
     add = [(item, value) for item, value in wanted.items() if standing.get(item, (None, None))[1] != value]
@@ -119,15 +123,16 @@ def _retrain(dataset, progress, folder, seed):
     ids, X = load_pool(dataset)
     update_feature_stats(dataset, X)  # the screen's bars, when the pool grew since the last refill
     labeled, values = human_labels(dataset, ids)
-    y = np.array([value == dataset.positive_label for value in values], dtype=np.int8)
+    y = class_labels(dataset, values)
+    known = y >= 0  # a label outside the label set (none is written so) is left out
+    labeled, y = labeled[known], y[known]
     if len(ids) == 0 or len(np.unique(y)) < 2:
         queued = refresh_queue(dataset, size=settings["queue_size"], seed=seed, pool=(ids, X))
         return {"stage": f"cold start: {queued} queued (a model needs both labels)", "labels_used": int(len(y)),
                 "queued": queued, "timings": timings.lap("cold start queue")}
     negative = negative_label(dataset, values)
     groups = groups_of(dataset, ids)  # the merchants of raw transactions: their label rates are features
-    learner = ActiveLearner(X, ids, settings, seed=0 if seed is None else seed, groups=groups,
-                            categorical=categorical_blocks(dataset))
+    learner = learner_for(dataset, ids, X, settings, seed, groups, categorical_blocks(dataset))
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None
@@ -137,23 +142,24 @@ def _retrain(dataset, progress, folder, seed):
 
     progress("selecting the model", 20)
     baseline = serving_scores(dataset).version
-    if len(np.unique(y[~held])) == 2:
+    if len(np.unique(y[~held])) >= 2:
         twin_pseudo = None if pseudo is None else tuple(part[~in_holdout[pseudo[0]]] for part in pseudo)
         twin = learner.train(labeled[~held], y[~held], twin_pseudo)
         timings.lap("select")
         progress("gating", 50)
-        holdout_scores = np.full(len(ids), np.nan, dtype=np.float32)
+        holdout_scores = np.full((len(ids), *(() if learner.n_classes == 2 else (learner.n_classes,))), np.nan,
+                                 dtype=np.float32)
         holdout_scores[in_holdout] = learner.score(
             twin.model, X[in_holdout], None if groups is None else tuple(part[in_holdout] for part in groups))
         verdict, baseline_name = gate_against(baseline, labeled[held], y[held], holdout_scores,
-                                              lambda: cold_start_anomaly(dataset, ids, learner))
+                                              lambda: cold_start_anomaly(dataset, ids, learner), learner.positives)
         timings.lap("gate")
     else:
         twin, holdout_scores, baseline_name = None, None, version_name(baseline)
         verdict = gate.GateResult(True, None, None, int(held.sum()), int(y[held].sum()), None,
-                                  "not compared: the labels outside the holdout hold a single class")
+                                  "not compared: the labels outside the holdout hold a single label")
     kind = twin.kind if twin is not None else None
-    metrics = {"positives": int(y.sum()), "holdout_labels": int(held.sum()),
+    metrics = {"positives": int(np.isin(y, learner.positives).sum()), "holdout_labels": int(held.sum()),
                "pseudo_labels": 0 if pseudo is None else int(len(pseudo[0]))}
     summary_gate = {**verdict.as_dict(), "baseline": baseline_name,
                     "baseline_version": baseline.id if baseline is not None else None}
@@ -229,7 +235,8 @@ class Stopwatch:
 
 
 def standing_pseudo_positions(dataset, ids, unlabeled_mask):
-    """(pool indices, binary labels) of ``dataset``'s standing pseudo-labels on items still unlabeled."""
+    """(pool indices, labels as class_labels gives them) of ``dataset``'s standing pseudo-labels on items still
+    unlabeled."""
     standing = standing_pseudo(dataset)
     items = np.array(list(standing), dtype=np.int64)
     positions = np.searchsorted(ids, items)
@@ -237,8 +244,9 @@ def standing_pseudo_positions(dataset, ids, unlabeled_mask):
     keep[keep] &= ids[positions[keep]] == items[keep]
     positions, items = positions[keep], items[keep]
     keep = unlabeled_mask[positions]
-    labels = np.array([standing[item][1] == dataset.positive_label for item in items[keep]], dtype=np.int8)
-    return positions[keep], labels
+    labels = class_labels(dataset, [standing[item][1] for item in items[keep]])
+    known = labels >= 0
+    return positions[keep][known], labels[known]
 
 
 def fit_serving(learner, selected, labeled, y, pseudo=None):
@@ -248,32 +256,44 @@ def fit_serving(learner, selected, labeled, y, pseudo=None):
     features = learner.features_with_labels(labeled, y)  # with the merchants' label rates, if grouped
     pseudo_set = None
     if pseudo is not None and len(pseudo[0]):
-        pseudo_set = (features[pseudo[0]], np.asarray(pseudo[1], dtype=np.int8))
+        pseudo_set = (features[pseudo[0]], learner.labels_of(pseudo[1]))
     weight = learner.settings["human_weight"] if pseudo_set is not None else 1.0
-    model = selection.fit_final(selected.kind, features[labeled], np.asarray(y, dtype=np.int8), pseudo_set,
-                                weight, learner.seed, learner.generative)
+    model = selection.fit_final(selected.kind, features[labeled], learner.labels_of(y), pseudo_set,
+                                weight, learner.seed, learner.generative, learner.categorical, learner.n_classes)
     model.calibration = selected.model.calibration
     return selection.Selected(model=model, kind=selected.kind, metrics=selected.metrics)
 
 
-def gate_against(baseline, held, y_held, holdout_scores, cold_start_score):
+def gate_against(baseline, held, y_held, holdout_scores, cold_start_score, positives=(1,)):
     """The gate's verdict on the new twin's pool-aligned ``holdout_scores`` at the held-out pool indices ``held``
     (labels ``y_held``) against ``baseline``: the version whose scores serve the queue (its stored twin scores),
-    or None for the cold start, whose pool score ``cold_start_score()`` gives. Returns (GateResult, baseline name).
+    or None for the cold start, whose pool score ``cold_start_score()`` gives. K labels (``holdout_scores``
+    (n, K)): macro average precision (gate.compare_classes, ``positives`` the positive classes), and the cold
+    start, which ranks no label, is every label equally likely. Returns (GateResult, baseline name).
     """
     name = version_name(baseline)
-    y_held = np.asarray(y_held, dtype=np.int8)
+    classes = holdout_scores.ndim == 2
+    y_held = np.asarray(y_held, dtype=np.int64 if classes else np.int8)
+
+    def compare(y, new, old):
+        return gate.compare_classes(y, new, old, positives) if classes else gate.compare(y, new, old)
+
     if baseline is None:
-        return gate.compare(y_held, holdout_scores[held], cold_start_score()[held]), name
+        if classes:
+            return compare(y_held, holdout_scores[held], np.full(holdout_scores[held].shape, 1.0)), name
+        return compare(y_held, holdout_scores[held], cold_start_score()[held]), name
     try:
         old = load_scores(baseline.holdout_path, (baseline.digests or {}).get("holdout"))
     except (OSError, ValueError) as error:
         return gate.GateResult(True, None, None, len(held), int(y_held.sum()), None,
                                f"not compared: {name} has no readable held-out scores ({error})"), name
+    if old.ndim != holdout_scores.ndim:
+        return gate.GateResult(True, None, None, len(held), int(np.isin(y_held, positives).sum()), None,
+                               f"not compared: {name} scored another label set"), name
     scored = held < len(old)  # items imported after the baseline was trained have no score of it
     held, y_held = held[scored], y_held[scored]
-    scored = ~np.isnan(old[held])
-    return gate.compare(y_held[scored], holdout_scores[held[scored]], old[held[scored]]), name
+    scored = ~np.isnan(old[held]).reshape(len(held), -1).any(axis=1)
+    return compare(y_held[scored], holdout_scores[held[scored]], old[held[scored]]), name
 
 
 def training_device_of(learner, kind):

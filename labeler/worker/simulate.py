@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from labeler.store.db import GroundTruth, Item
 from labeler.store.pool import groups_of, load_pool
 from models import strategies, weak
+from models.selection import macro_average_precision
 from models.learner import ActiveLearner
 
 DEFAULT = "default"
@@ -67,9 +68,27 @@ def _test_auprc(y_test, scores):
     return float(average_precision_score(y_test, scores))
 
 
+def _test_figures(y_test, scores, n_classes, only_class=None):
+    """{"auprc": ..., "accuracy": ...} of test ``scores`` (binary: P(positive), AUPRC only; K classes: (n, K)
+    probabilities, macro average precision as "auprc" and accuracy); ``scores`` None before a model exists
+    (with ``only_class``, the one class labeled so far, predicted for every item)."""
+    if n_classes == 2:
+        return {"auprc": _test_auprc(y_test, np.zeros(len(y_test)) if scores is None else scores)}
+    if scores is None:
+        scores = np.full((len(y_test), n_classes), 1.0 / n_classes)
+        predicted = np.full(len(y_test), -1 if only_class is None else only_class)
+    else:
+        predicted = scores.argmax(axis=1)
+    return {"auprc": macro_average_precision(y_test, scores), "accuracy": float(np.mean(predicted == y_test))}
+
+
 def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None,
-        categorical=(), cold_start=None):
+        categorical=(), cold_start=None, n_classes=2, positives=(1,)):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
+
+    ``n_classes`` > 2: ``y`` holds class indices, ``positives`` the indices of the classes that count as
+    positive (positives found); "auprc" is then the test set's macro average precision, and each row also has
+    "accuracy" and "found" (labels per class).
 
     ``settings`` are the loop's (labeler.store.settings.engine_settings of a dataset, or its DEFAULTS).
     ``progress(labels)`` is called after each batch. A dict given as ``final`` receives the last "model" trained
@@ -91,8 +110,9 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     rng = np.random.default_rng(seed)
     groups_pool, groups_test = (None, None) if groups is None else (
         tuple(part[pool] for part in groups), tuple(part[test] for part in groups))
-    learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool,
-                            categorical=categorical) if strategy == DEFAULT else None
+    learner = ActiveLearner(X_pool, pool, settings, seed, groups=groups_pool, categorical=categorical,
+                            n_classes=n_classes, positives=positives) if strategy == DEFAULT else None
+    positive_class = np.isin(np.arange(max(n_classes, 2)), list(positives) if n_classes > 2 else [1])
     if learner is not None and cold_start is not None:
         learner.anomaly = np.asarray(cold_start, dtype=np.float64)[pool]
     labeled_mask = np.zeros(len(pool), dtype=bool)
@@ -118,23 +138,26 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         y_labeled = y_pool[labeled]
         if len(np.unique(y_labeled)) < 2:
             p_pool = None
-            auprc = _test_auprc(y_test, np.zeros(len(y_test)))  # no ranking yet: the positive rate
+            figures = _test_figures(y_test, None, n_classes, y_labeled[0])  # no ranking yet: the positive rate
         elif strategy == DEFAULT:
             if pseudo is not None:  # items labeled since the pseudo-labels were chosen keep their human label only
                 fresh = ~labeled_mask[pseudo[0]]
                 pseudo = (pseudo[0][fresh], pseudo[1][fresh])
             model = learner.train(labeled, y_labeled, pseudo).model
             test_scores = learner.score(model, X_test, groups_test)
-            auprc = _test_auprc(y_test, test_scores)
+            figures = _test_figures(y_test, test_scores, n_classes)
             p_pool = learner.score(model)
             pseudo = learner.pseudo(p_pool, np.flatnonzero(~labeled_mask))
         else:
-            model = weak.fit(weak.LOGISTIC, X_pool[labeled], y_labeled)
+            model = weak.fit(weak.LOGISTIC, X_pool[labeled], y_labeled, n_classes=n_classes)
             test_scores = model.predict(X_test)
-            auprc = _test_auprc(y_test, test_scores)
+            figures = _test_figures(y_test, test_scores, n_classes)
             p_pool = model.predict(X_pool) if strategy == UNCERTAINTY else None
-        rows.append({"labels": len(order), "auprc": auprc, "positives_found": int(y_labeled.sum()),
-                     "seconds": time.perf_counter() - started})
+        row = {"labels": len(order), **figures, "positives_found": int(positive_class[y_labeled].sum()),
+               "seconds": time.perf_counter() - started}
+        if n_classes > 2:
+            row["found"] = np.bincount(y_labeled, minlength=n_classes).tolist()
+        rows.append(row)
         if progress:
             progress(len(order))
     if final is not None:
