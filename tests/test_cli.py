@@ -327,7 +327,7 @@ def test_demo_serves_the_sample_and_its_printed_login_works(tmp_path):
         cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         lines, seen = _lines_of(process.stdout), []
         login_line = _wait_for(lines, r"Log in at (http://127\.0\.0\.1:(\d+)/) as user: (\S+)  password: (\S+)",
                                seen, deadline)
