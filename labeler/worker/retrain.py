@@ -164,7 +164,8 @@ def _retrain(dataset, progress, folder, seed):
     summary_gate = {**verdict.as_dict(), "baseline": baseline_name,
                     "baseline_version": baseline.id if baseline is not None else None}
     if not verdict.passed:
-        line = (f"{baseline_name} kept: new model AP {verdict.new_ap:.2f} vs {verdict.old_ap:.2f} "
+        line = (f"{baseline_name} kept: new model {'macro ' if learner.n_classes > 2 else ''}AP "
+                f"{verdict.new_ap:.2f} vs {verdict.old_ap:.2f} "
                 f"on {verdict.holdout} held-out labels")
         metrics.update(twin.metrics.get(kind) or {}, candidates=twin.metrics, seconds=timings.total())
         with write_transaction():
@@ -208,7 +209,8 @@ def _retrain(dataset, progress, folder, seed):
         written = write_pseudo_labels(dataset, ids, indices, pseudo_y, negative)
         timings.lap("pseudo-labels")
     auprc = metrics.get("auprc")
-    stage = (f"model {version.id} ({served.kind}) serving; holdout AP "
+    measure = "macro AP" if learner.n_classes > 2 else "AP"
+    stage = (f"model {version.id} ({served.kind}) serving; holdout {measure} "
              f"{'-' if verdict.new_ap is None else f'{verdict.new_ap:.2f}'} vs {baseline_name} "
              f"{'-' if verdict.old_ap is None else f'{verdict.old_ap:.2f}'}; {queued} queued")
     return {"stage": stage[:120], "model_version": version.id, "serving": True, "kind": served.kind,
