@@ -151,12 +151,19 @@ class ActiveLearner:
         """(pool indices, labels) of the pseudo-labels for the next training, or None when switched off."""
         if not self.settings["pseudo_labels"]:
             return None
+        limit = self.pseudo_limit()
         if self.n_classes > 2:
             return pseudo_labels.choose_classes(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"],
-                                                self.settings["pseudo_limit"], self.positives,
+                                                limit, self.positives,
                                                 self.settings["pseudo_positives"])
-        return pseudo_labels.choose(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"],
-                                    self.settings["pseudo_limit"], self.settings["pseudo_positives"])
+        return pseudo_labels.choose(p_positive, unlabeled, self.ids, self.settings["pseudo_confidence"], limit,
+                                    self.settings["pseudo_positives"])
+
+    def pseudo_limit(self):
+        """The most pseudo-labels kept: ``pseudo_limit``, and at most ``pseudo_share`` of the pool (with the
+        number alone a pool of 22,784 held 20,000 pseudo-labels from 50 human labels on)."""
+        share = self.settings.get("pseudo_share", 1.0)
+        return int(min(self.settings["pseudo_limit"], np.floor(share * len(self.ids))))
 
     def pick(self, p_positive, unlabeled, size):
         """[(pool index, strategy)] of ``size`` items from the pool indices ``unlabeled``: the mix when a

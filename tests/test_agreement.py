@@ -45,7 +45,7 @@ def test_kappa_and_disagreements(dataset, double_labeled):
     items = list(ana)
     expected = cohen_kappa_score([ana[i] for i in items], [bob[i] for i in items], labels=dataset.labels)
     [pair] = report["pairs"]
-    assert (pair["first"], pair["second"], pair["items"]) == ("ana", "bob", 12)
+    assert (pair["first"], pair["second"], pair["shared"]) == ("ana", "bob", 12)
     assert pair["kappa"] == pytest.approx(expected)
     assert pair["agreement"] == pytest.approx(9 / 12)
     external = dict(Item.select(Item.id, Item.external_id).tuples())
@@ -86,7 +86,7 @@ def test_an_undone_label_leaves_the_comparison(dataset, double_labeled):
     outcome, _ = decisions.undo(dataset, bob)  # bob's last: the item ana called fraud and bob genuine
     assert outcome.kind == "undone"
     report = agreement.report(dataset)
-    assert report["pairs"][0]["items"] == 11 and report["disagreement_count"] == 2
+    assert report["pairs"][0]["shared"] == 11 and report["disagreement_count"] == 2
 
 
 def test_follow_the_model_rates(queued, analyst):
@@ -124,6 +124,8 @@ def test_agreement_page_lists_pairs_and_disagreements(client, dataset, double_la
     html = client.get("/admin/datasets/cc/agreement").get_data(as_text=True)
     kappa = agreement.report(dataset)["pairs"][0]["kappa"]
     assert "ana · bob" in html and f"{kappa:.3f}" in html and "75.0%" in html
+    shared = agreement.report(dataset)["pairs"][0]["shared"]
+    assert f'<td class="num">{shared}</td>' in html and "built-in method" not in html  # the items both labeled
     assert "Disagreements (3)" in html and html.count("ana: <b>") == 3
 
 

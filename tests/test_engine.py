@@ -1,5 +1,6 @@
 """The worker's retrain and queue refill on a real store: model versions and their stored scores, pseudo-labels,
 the queue (small real sample)."""
+import csv
 import os
 
 import numpy as np
@@ -105,8 +106,9 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
 
     out = tmp_path / "labels.csv"
     assert exporter.export(dataset, str(out)) == 100
-    rows = out.read_text().splitlines()[1:]
-    assert len(rows) == 100 and all(row.endswith(",human") for row in rows)
+    with open(out, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 100 and {row["source"] for row in rows} == {"human"}
     assert exporter.export(dataset, str(tmp_path / "all.csv"), include_pseudo=True) == 100 + len(pseudo)
 
     # a human now labels an item that carried a pseudo-label: the next retrain retracts that pseudo-label

@@ -148,11 +148,11 @@ def test_ground_truth_is_not_on_any_page(client, analyst, tmp_path):
     for headers in ({}, {"HX-Request": "true"}):
         html = client.get("/datasets/cc", headers=headers).get_data(as_text=True)
         header = html[html.index("<thead>"):html.index("</thead>")]
-        assert header.count("<th>") == 5  # id, v1, v2, label, by
+        assert header.count("<th>") == 5 and "pseudo-label</th>" in header  # id, v1, v2, label, by; pseudo-label
         rows = html[html.index("<tbody>"):html.index("</tbody>")].split("<tr>")[1:]
         assert len(rows) == 30
         cells = [cell.split(">", 1)[1].split("<", 1)[0] for cell in rows[0].split("<td")[1:]]
-        assert cells == ["0", "0.25", "0", "", ""]  # row 0 is a fraud in the file: nothing shows it
+        assert cells == ["0", "0.25", "0", "", "", ""]  # row 0 is a fraud in the file: nothing shows it
 
 
 # ---------------------------------------------------------------------------------------------------------------

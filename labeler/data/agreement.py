@@ -35,7 +35,7 @@ def pairwise(dataset, by_item):
         if not common:
             continue
         agreement = sum(x == y for x, y in common) / len(common)
-        pairs.append({"first": first, "second": second, "items": len(common), "agreement": agreement,
+        pairs.append({"first": first, "second": second, "shared": len(common), "agreement": agreement,
                       "kappa": cohen_kappa(common, agreement)})
     return pairs
 

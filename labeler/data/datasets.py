@@ -59,7 +59,8 @@ def summaries():
 
 
 def item_page(dataset, page, per_page):
-    """(items with a ``current_label`` attribute, page count) for 1-based ``page``."""
+    """(items, page count, page, total) for 1-based ``page``; each item has ``human_label`` (the standing human
+    label or None) and, apart from it, ``pseudo_label`` (the standing pseudo or model label, or None)."""
     total = dataset.items().count()
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
@@ -69,9 +70,15 @@ def item_page(dataset, page, per_page):
         .where((Item.row_number >= start) & (Item.row_number < start + per_page))
         .order_by(Item.row_number)
     )
-    current = standing_labels(dataset, include_machine=True, item_ids=[i.id for i in items]) if items else {}
+    ids = [item.id for item in items]
+    human = standing_labels(dataset, item_ids=ids) if items else {}
+    machine = {}
+    if items:
+        query = Label.effective(dataset, ("pseudo", "model")).where(Label.item.in_(ids))
+        machine = {label.item_id: label for label in query}
     for item in items:
-        item.current_label = current.get(item.id)
+        item.human_label = human.get(item.id)
+        item.pseudo_label = machine.get(item.id)
     return items, pages, page, total
 
 

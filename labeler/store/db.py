@@ -244,6 +244,22 @@ class Item(BaseModel):
         indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True),
                    (("dataset", "entity", "event_time"), False), (("dataset", "second_entity", "event_time"), False))
 
+    def typed_values(self, dataset):
+        """The original row in ``dataset.columns`` order as JSON takes it: numbers as numbers (whole ones as
+        integers, a missing one None), text as text (None where missing)."""
+        numbers = iter(np.frombuffer(self.numbers, dtype=np.float64).tolist())
+        texts = iter(json.loads(self.texts) if self.texts else [])
+        text_columns = set(dataset.text_columns)
+        values = []
+        for column in dataset.columns:
+            if column in text_columns:
+                values.append(next(texts))
+            else:
+                number = next(numbers)
+                values.append(None if number != number else int(number) if number.is_integer() and abs(number) < 1e15
+                              else number)
+        return values
+
     def display_values(self, dataset):
         """The original row as text, in ``dataset.columns`` order."""
         numbers = iter(np.frombuffer(self.numbers, dtype=np.float64).tolist())

@@ -202,12 +202,14 @@ def _retrain(dataset, progress, folder, seed):
                                       serving=True, served_at=utcnow(), gate=summary_gate)
         queued = write_queue(dataset, ids, picks, p_positive, negative, version)
     timings.lap("switch + queue")
-    written = (0, 0)
-    if settings["pseudo_labels"]:
-        progress("writing pseudo-labels", 90)
-        indices, pseudo_y = learner.pseudo(p_positive, unlabeled)
-        written = write_pseudo_labels(dataset, ids, indices, pseudo_y, negative)
-        timings.lap("pseudo-labels")
+    progress("writing pseudo-labels", 90)
+    # switched off, the standing pseudo-labels are retracted: none is left in the item table or the export
+    indices, pseudo_y = learner.pseudo(p_positive, unlabeled) or (np.zeros(0, np.int64), np.zeros(0, np.int8))
+    written = write_pseudo_labels(dataset, ids, indices, pseudo_y, negative)
+    with write_transaction():
+        ModelVersion.update(metrics={**metrics, "pseudo_standing": int(len(indices))}).where(
+            ModelVersion.id == version.id).execute()
+    timings.lap("pseudo-labels")
     auprc = metrics.get("auprc")
     measure = "macro AP" if learner.n_classes > 2 else "AP"
     stage = (f"model {version.id} ({served.kind}) serving; holdout {measure} "
