@@ -331,8 +331,8 @@ class Label(BaseModel):
 
 
 class ModelVersion(BaseModel):
-    """A trained model of a dataset. ``scores_path`` is its P(positive) for every pool item (float32 .npy in item
-    id order; what serves: the model itself is not kept, and ``path`` is only set on versions trained before it
+    """A trained model of a dataset. ``scores_path`` is its P(positive) for every pool item, or for K labels each
+    item's K probabilities (float32 .npy in item id order; what serves: the model itself is not kept, and ``path`` is only set on versions trained before it
     was dropped), ``holdout_path`` the P(positive) of its twin trained without the
     holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``digests`` the sha256 of each file
     as written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.

@@ -157,11 +157,12 @@ def _write_unless_switched(dataset, source, ids, picks, p_positive, negative, ve
 def negative_label(dataset, values=()):
     """The label suggested when the model says 'not positive': the most common non-positive human label,
     else the first non-positive label of the label set."""
-    others = [value for value in values if value != dataset.positive_label]
+    positive = binary_positive(dataset)
+    others = [value for value in values if value != positive]
     if others:
         names, counts = np.unique(others, return_counts=True)
         return str(names[np.argmax(counts)])
-    return next((label for label in dataset.labels if label != dataset.positive_label), dataset.positive_label)
+    return next((label for label in dataset.labels if label != positive), positive)
 
 
 def label_probabilities(dataset, p, negative):
@@ -171,11 +172,12 @@ def label_probabilities(dataset, p, negative):
         probabilities = {label: round(float(value), 6) for label, value in zip(dataset.labels, p)}
         best = int(np.argmax(p))
         return dataset.labels[best], float(p[best]), probabilities
+    positive = binary_positive(dataset)
     probabilities = {label: 0.0 for label in dataset.labels}
     probabilities[negative] = 1.0 - p
-    probabilities[dataset.positive_label] = p
+    probabilities[positive] = p
     if p >= 0.5:
-        return dataset.positive_label, p, probabilities
+        return positive, p, probabilities
     return negative, 1.0 - p, probabilities
 
 
