@@ -214,15 +214,6 @@ class Dataset(BaseModel):
         return Item.select().where(Item.dataset == self)
 
 
-def format_number(value):
-    """A stored number as it reads in a file: shortest round-trip text, integers without '.0', NaN empty."""
-    if value != value:
-        return ""
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
 class Item(BaseModel):
     """One transaction: its original row for display and its feature vector.
 
@@ -261,18 +252,9 @@ class Item(BaseModel):
         return values
 
     def display_values(self, dataset):
-        """The original row as text, in ``dataset.columns`` order."""
-        numbers = iter(np.frombuffer(self.numbers, dtype=np.float64).tolist())
-        texts = iter(json.loads(self.texts) if self.texts else [])
-        text_columns = set(dataset.text_columns)
-        values = []
-        for column in dataset.columns:
-            if column in text_columns:
-                value = next(texts)
-                values.append("" if value is None else str(value))
-            else:
-                values.append(format_number(next(numbers)))
-        return values
+        """The original row as text, in ``dataset.columns`` order: typed_values written as a file has them (a
+        number's shortest round-trip text, whole numbers without '.0', a missing value empty)."""
+        return ["" if value is None else str(value) for value in self.typed_values(dataset)]
 
     @property
     def feature_vector(self):
