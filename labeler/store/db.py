@@ -134,12 +134,15 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
+ROLE_CHECK = "CHECK (role IN ('admin', 'reviewer', 'analyst'))"
+
+
 class User(BaseModel):
-    ROLES = ("admin", "analyst")
+    ROLES = ("admin", "reviewer", "analyst")  # a reviewer labels and settles disagreements; an admin does all
 
     name = CharField(unique=True, max_length=80)
     password_hash = CharField(max_length=256)
-    role = CharField(max_length=16, constraints=[SQL("CHECK (role IN ('admin', 'analyst'))")])
+    role = CharField(max_length=16, constraints=[SQL(ROLE_CHECK)])
     created_at = DateTimeField(default=utcnow)
     # Sessions live in the signed cookie; each carries the version it was issued under, and bumping this
     # number (logout, password change, disabling) revokes every session issued before (labeler.data.users).
@@ -161,6 +164,11 @@ class User(BaseModel):
     @property
     def is_admin(self):
         return self.role == "admin"
+
+    @property
+    def can_review(self):
+        """Reviewers and admins settle disagreements (labeler.labeling.review)."""
+        return self.role in ("admin", "reviewer")
 
 
 class Dataset(BaseModel):
@@ -269,9 +277,14 @@ class GroundTruth(BaseModel):
 
 
 class Label(BaseModel):
-    """Append-only label log. An undo writes a row of kind 'undo' that retracts an earlier row."""
+    """Append-only label log. An undo writes a row of kind 'undo' that retracts an earlier row.
 
-    SOURCES = ("human", "pseudo", "model")
+    Sources: 'human' (an analyst's answer), 'review' (a reviewer's adjudication), 'pseudo' and 'model'
+    (machine labels). Which human label stands for an item is a rule (``effective``): the adjudication, else
+    the answer every analyst who labeled the item agrees on, else none (the item is disputed); never silently
+    the latest answer."""
+
+    SOURCES = ("human", "review", "pseudo", "model")
 
     item = ForeignKeyField(Item, backref="label_set", on_delete="CASCADE")
     kind = CharField(max_length=8, default="label")  # 'label' or 'undo'
@@ -295,21 +308,49 @@ class Label(BaseModel):
         indexes = ((("item", "id"), False), (("source", "kind", "id"), False))
 
     @classmethod
-    def effective(cls, dataset, sources=("human",)):
-        """Label rows of ``dataset`` that stand: kind 'label', not retracted, the latest per item."""
+    def _latest(cls, dataset, sources, by=()):
+        """SQL: ids of the newest label row per item (and per ``by`` columns) of ``dataset`` from ``sources`` that
+        no undo retracts."""
         retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
-        latest = (
-            Label.select(fn.MAX(Label.id))
-            .join(Item)
-            .where(
-                (Item.dataset == dataset)
-                & (Label.kind == "label")
-                & Label.source.in_(sources)
-                & Label.id.not_in(retracted)
-            )
-            .group_by(Label.item)
-        )
-        return Label.select().where(Label.id.in_(latest))
+        return (Label.select(fn.MAX(Label.id)).join(Item)
+                .where((Item.dataset == dataset) & (Label.kind == "label") & Label.source.in_(sources)
+                       & Label.id.not_in(retracted))
+                .group_by(Label.item, *by))
+
+    @classmethod
+    def answers(cls, dataset):
+        """SQL: ids of each analyst's own standing answer per item of ``dataset`` (source 'human')."""
+        return cls._latest(dataset, ("human",), by=(Label.annotator,))
+
+    @classmethod
+    def effective(cls, dataset, sources=("human",)):
+        """Label rows of ``dataset`` that stand, one per item.
+
+        Human labels (``sources`` ('human',)) follow the rule: an item's standing adjudication (source 'review')
+        stands; else, when every analyst's own standing answer on the item is the same label, the newest of
+        those answers; else nothing (a disputed item: neither trained on nor exported as labeled). Machine
+        sources: the newest standing row per item."""
+        if tuple(sources) != ("human",):
+            return Label.select().where(Label.id.in_(cls._latest(dataset, sources)))
+        reviewed = cls._latest(dataset, ("review",))
+        answers = Label.alias("answer")
+        agreed = (answers.select(fn.MAX(answers.id))
+                  .where(answers.id.in_(cls.answers(dataset))
+                         & answers.item.not_in(Label.select(Label.item).where(Label.id.in_(reviewed))))
+                  .group_by(answers.item)
+                  .having(fn.COUNT(answers.value.distinct()) == 1))
+        return Label.select().where(Label.id.in_(reviewed) | Label.id.in_(agreed))
+
+    @classmethod
+    def disputed(cls, dataset):
+        """SQL: ids of the items of ``dataset`` whose analysts' standing answers differ and that no standing
+        adjudication settles."""
+        answers = Label.alias("answer")
+        reviewed = Label.select(Label.item).where(Label.id.in_(cls._latest(dataset, ("review",))))
+        return (answers.select(answers.item)
+                .where(answers.id.in_(cls.answers(dataset)) & answers.item.not_in(reviewed))
+                .group_by(answers.item)
+                .having(fn.COUNT(answers.value.distinct()) > 1))
 
 
 class ModelVersion(BaseModel):
@@ -473,6 +514,28 @@ class FeatureStats(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class ReviewRequest(BaseModel):
+    """An item sent to review although its analysts agree: a sampled share of fraud labels (the dataset's
+    ``review_share`` setting). Disputed items need no request: they wait for review until adjudicated."""
+
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE")
+    item = ForeignKeyField(Item, unique=True, on_delete="CASCADE")
+    label = ForeignKeyField(Label, null=True, on_delete="SET NULL")  # the answer that was sampled
+    reason = CharField(max_length=40, default="sampled")
+    created_at = DateTimeField(default=utcnow)
+
+
+class AuditEntry(BaseModel):
+    """Who did what an admin answers for: settings changed (old and new values), exports, adjudications, users
+    managed. Append-only; ``details`` says what exactly."""
+
+    at = DateTimeField(default=utcnow, index=True)
+    user = ForeignKeyField(User, null=True, on_delete="SET NULL")  # None: a command run on the server
+    action = CharField(max_length=40)
+    dataset = ForeignKeyField(Dataset, null=True, on_delete="SET NULL")
+    details = JSONField(default=dict)
+
+
 class LoginFailure(BaseModel):
     """One failed login: the user name typed and the client's address (labeler.data.users throttles on them).
     Kept in the store so that every server process sharing it sees the same count; old rows are pruned."""
@@ -488,4 +551,4 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples]
+          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry]

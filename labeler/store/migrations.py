@@ -6,8 +6,9 @@ applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQ
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.store.db import (TABLES, Dataset, FeatureStats, GeneratedSamples, GenerativeArtifacts, JSONField, Label,
-                              Lease, LoginFailure, ModelVersion, SchemaVersion, SequenceArtifacts, User, database)
+from labeler.store.db import (ROLE_CHECK, TABLES, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
+                              GenerativeArtifacts, JSONField, Label, Lease, LoginFailure, ModelVersion, ReviewRequest,
+                              SchemaVersion, SequenceArtifacts, User, database)
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -93,9 +94,48 @@ def _generated_samples(migrator):
     GeneratedSamples.create_table(safe=True)
 
 
+def _reviewer_role_and_audit(migrator):
+    """11: the 'reviewer' role (User.role's CHECK widened), the ReviewRequest table (fraud labels sampled for
+    review) and the AuditEntry table (who changed settings, exported, adjudicated)."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.execute_sql('ALTER TABLE "user" DROP CONSTRAINT IF EXISTS "user_role_check"')
+        database.execute_sql(f'ALTER TABLE "user" ADD CONSTRAINT "user_role_check" {ROLE_CHECK}')
+    else:
+        _widen_sqlite_role_check()
+    ReviewRequest.create_table(safe=True)
+    AuditEntry.create_table(safe=True)
+
+
+def _widen_sqlite_role_check():
+    """Rebuild SQLite's user table with the new role CHECK (SQLite cannot alter a constraint): create the new
+    table, copy the rows, drop the old one, rename. Foreign keys are off for the connection meanwhile (the
+    caller's transaction must not have started yet: upgrade() sees to it), so that dropping the referenced
+    table neither fails nor cascades; the check of every reference afterwards must find nothing."""
+    table_sql = database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'user'").fetchone()[0]
+    if "'reviewer'" in table_sql:
+        return
+    indexes = [row[0] for row in database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'user' AND sql IS NOT NULL")]
+    start = table_sql.index("CHECK (role IN")
+    end = table_sql.index(")", table_sql.index(")", start) + 1) + 1
+    new_sql = table_sql[:start] + ROLE_CHECK + table_sql[end:]
+    new_sql = new_sql.replace('CREATE TABLE "user"', 'CREATE TABLE "user_rebuilt"', 1)
+    database.execute_sql(new_sql)
+    database.execute_sql('INSERT INTO "user_rebuilt" SELECT * FROM "user"')
+    database.execute_sql('DROP TABLE "user"')
+    database.execute_sql('ALTER TABLE "user_rebuilt" RENAME TO "user"')
+    for index_sql in indexes:
+        database.execute_sql(index_sql)
+    problems = database.execute_sql("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise RuntimeError(f"rebuilding the user table left broken references: {problems[:3]}")
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
-              (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples)]
+              (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
+              (11, _reviewer_role_and_audit)]
 
 
 def current_version():
@@ -113,7 +153,20 @@ def _migrator():
 
 
 def upgrade():
-    """Create or upgrade the schema; returns the list of versions applied."""
+    """Create or upgrade the schema; returns the list of versions applied. On SQLite, foreign keys are off for
+    the connection while it runs (migration 11 rebuilds a referenced table; PRAGMA foreign_keys is ignored
+    inside a transaction, so it is set before)."""
+    sqlite = not isinstance(database.obj, PostgresqlDatabase)
+    if sqlite:
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        return _upgrade()
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _upgrade():
     with database.atomic():
         version = current_version()
         if version == 0:

@@ -1,0 +1,29 @@
+"""The audit log: who changed settings, exported labels, adjudicated a disagreement or managed users, and when.
+
+Entries are appended in the caller's transaction where there is one, so an action and its entry land together.
+"""
+from labeler.store.db import AuditEntry, User
+
+SETTINGS_CHANGED = "settings changed"
+EXPORTED = "exported"
+ADJUDICATED = "adjudicated"
+ACTIONS = (SETTINGS_CHANGED, EXPORTED, ADJUDICATED)
+SHOWN = 200
+
+
+def record(user, action, dataset=None, **details):
+    """Append an entry: ``user`` (None for a command run on the server) did ``action`` on ``dataset``, with
+    ``details`` (JSON values). Returns the AuditEntry. Raises ValueError for an unknown action."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r} (known: {', '.join(ACTIONS)})")
+    return AuditEntry.create(user=user, action=action, dataset=dataset, details=details)
+
+
+def entries(dataset=None, limit=SHOWN):
+    """The newest ``limit`` entries, newest first (of ``dataset`` only when given), each with ``user_name``
+    (None for the command line)."""
+    query = AuditEntry.select(AuditEntry, User.name.alias("user_name")).join(
+        User, on=(AuditEntry.user == User.id), join_type="LEFT OUTER")
+    if dataset is not None:
+        query = query.where(AuditEntry.dataset == dataset)
+    return list(query.order_by(AuditEntry.id.desc()).limit(limit).objects())
