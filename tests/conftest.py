@@ -8,6 +8,8 @@ import pytest
 from labeler.cli import register_commands
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
+from labeler.labeling import decisions, leases
+from labeler.store.settings import update_labeling_settings
 from labeler.store.db import database
 from labeler.web import create_app
 from labeler.worker import jobs
@@ -110,3 +112,30 @@ def sample_lines():
     """The lines of the bundled simulated raw-transaction sample, header first."""
     with gzip.open(TRANSACTIONS_SAMPLE, "rt", encoding="utf-8") as stream:
         return stream.read().splitlines()
+
+
+def label_through_screen(dataset, user, values):
+    """``user`` labels the items the screen gives them with ``values`` in turn; returns the item ids."""
+    lease = leases.next_item(dataset, user)
+    done = []
+    for value in values:
+        outcome, following = decisions.decide(dataset, user, lease.item_id, f"label:{value}")
+        assert outcome.kind == "recorded"
+        done.append(lease.item_id)
+        lease = following
+    return done
+
+
+@pytest.fixture
+def double_labeled(queued, analyst, admin):
+    """ana labels 12 items, every one of which goes to bob for a blind second look; then bob undoes one."""
+    dataset = queued
+    bob = create_user("bob", PASSWORD, "analyst")
+    update_labeling_settings(dataset, {"overlap_share": 1.0})
+    ana_values = ["genuine"] * 8 + ["fraud"] * 4
+    ana_items = label_through_screen(dataset, analyst, ana_values)
+    update_labeling_settings(dataset, {"overlap_share": 0.0})
+    bob_values = ["genuine"] * 6 + ["fraud"] * 2 + ["fraud"] * 3 + ["genuine"]
+    bob_items = label_through_screen(dataset, bob, bob_values)
+    assert bob_items == ana_items  # second looks come first, oldest first
+    return {"ana": dict(zip(ana_items, ana_values)), "bob": dict(zip(bob_items, bob_values)), "bob_user": bob}

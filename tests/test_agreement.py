@@ -5,38 +5,10 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from labeler.data import agreement
-from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
 from labeler.store.db import Dataset, Item
 from labeler.store.settings import labeling_settings, update_labeling_settings
-from tests.conftest import PASSWORD, csrf_token_of, login
-
-
-def label_through_screen(dataset, user, values):
-    """``user`` labels the items the screen gives them with ``values`` in turn; returns the item ids."""
-    lease = leases.next_item(dataset, user)
-    done = []
-    for value in values:
-        outcome, following = decisions.decide(dataset, user, lease.item_id, f"label:{value}")
-        assert outcome.kind == "recorded"
-        done.append(lease.item_id)
-        lease = following
-    return done
-
-
-@pytest.fixture
-def double_labeled(queued, analyst, admin):
-    """ana labels 12 items, every one of which goes to bob for a blind second look; then bob undoes one."""
-    dataset = queued
-    bob = create_user("bob", PASSWORD, "analyst")
-    update_labeling_settings(dataset, {"overlap_share": 1.0})
-    ana_values = ["genuine"] * 8 + ["fraud"] * 4
-    ana_items = label_through_screen(dataset, analyst, ana_values)
-    update_labeling_settings(dataset, {"overlap_share": 0.0})
-    bob_values = ["genuine"] * 6 + ["fraud"] * 2 + ["fraud"] * 3 + ["genuine"]
-    bob_items = label_through_screen(dataset, bob, bob_values)
-    assert bob_items == ana_items  # second looks come first, oldest first
-    return {"ana": dict(zip(ana_items, ana_values)), "bob": dict(zip(bob_items, bob_values)), "bob_user": bob}
+from tests.conftest import csrf_token_of, login
 
 
 def test_kappa_and_disagreements(dataset, double_labeled):
@@ -137,7 +109,8 @@ def test_settings_form_saves_and_refuses_bad_values(client, dataset, admin, anal
             "reason_codes": "card not present, <b>skimming</b>", "lease_minutes": "5", "skip_minutes": "2",
             "refill_below": "50"}
     response = client.post("/admin/datasets/cc/labeling-settings", data=form)
-    assert response.status_code == 200 and "Labeling settings saved." in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Settings saved: " in html and "overlap_share 0 → 0.2" in html
     settings = labeling_settings(Dataset.get_by_id(dataset.id))
     assert settings["overlap_share"] == 0.2 and settings["reason_codes"] == ["card not present", "<b>skimming</b>"]
     assert "&lt;b&gt;skimming&lt;/b&gt;" in response.get_data(as_text=True)

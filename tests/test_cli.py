@@ -210,24 +210,24 @@ def test_export_human_labels_by_default_and_pseudo_on_request(runner, dataset, a
 
     result = runner.invoke(args=["export", "--dataset", "cc", "--format", fmt, "--out", out])
     assert result.exit_code == 0, result.output
-    assert result.output == f"Exported 3 labeled items to {out}.\n"
+    assert result.output == f"Exported 3 labeled items to {out}; {exporter.RULE}.\n"
     header, rows = _read_export(out, fmt)
-    assert header == ["id", "Time", *[f"V{i}" for i in range(1, 29)], "Amount", "label", "annotator",
-                      "labeled_at", "source", "reason", "note", "suggested", "suggested_probability", "accepted",
-                      "seconds_on_screen"]
-    assert [(r["id"], r["label"], r["annotator"], r["source"]) for r in rows] == [
-        ("0", "genuine", "ana", "human"), ("3", "fraud", "root", "human"), ("4", "genuine", "ana", "human")]
+    assert header[:31] == ["id", "Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+    assert header[31:] == exporter.PROVENANCE + (["decisions"] if fmt == "jsonl" else [])
+    assert [(r["id"], r["label"], r["decided_by"], r["source"], r["standing"]) for r in rows] == [
+        ("0", "genuine", "ana", "human", "single"), ("3", "fraud", "root", "human", "single"),
+        ("4", "genuine", "ana", "human", "single")]
     for row in rows:
         source_row = original.iloc[int(row["id"])]
         assert [float(row[c]) for c in dataset.columns] == [float(source_row[c]) for c in dataset.columns]
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["labeled_at"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["decided_at"])
         if fmt == "jsonl":  # numbers as numbers, the same values as the file's
             assert all(isinstance(row[c], (int, float)) for c in dataset.columns) and isinstance(row["Time"], int)
 
     result = runner.invoke(args=["export", "--dataset", "cc", "--format", fmt, "--out", out, "--include-pseudo"])
     assert result.exit_code == 0, result.output
     _, rows = _read_export(out, fmt)
-    assert [(r["id"], r["label"], r["annotator"] or "", r["source"]) for r in rows] == [
+    assert [(r["id"], r["label"], r["decided_by"] or "", r["source"]) for r in rows] == [
         ("0", "genuine", "ana", "human"), ("2", "fraud", "", "pseudo"), ("3", "fraud", "root", "human"),
         ("4", "genuine", "ana", "human"), ("6", "fraud", "", "model")]
     assert os.listdir(tmp_path / "out") == [f"labels.{fmt}"]  # no temporary file left behind

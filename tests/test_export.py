@@ -43,7 +43,11 @@ def test_jsonl_export_gives_back_every_field_of_the_file_as_it_was(labeled, tmp_
         for column in dataset.columns:
             expected = source[column].item() if hasattr(source[column], "item") else source[column]
             assert record[column] == expected and type(record[column]) is type(expected), column
-        assert (record["label"], record["annotator"], record["source"]) == (label.value, "ana", "human")
+        assert (record["label"], record["decided_by"], record["source"], record["standing"]) == (
+            label.value, "ana", "human", "single")
+        [decision] = record["decisions"]
+        assert (decision["annotator"], decision["label"], decision["strategy"], decision["retracted"]) == (
+            "ana", label.value, label.strategy, False)
         assert (record["reason"], record["note"]) == (label.reason, label.note)
         assert (record["suggested"], record["suggested_probability"], record["accepted"]) == (
             label.suggested, label.suggested_probability, label.accepted)

@@ -622,10 +622,12 @@ def test_status_partial_shows_model_quality_and_the_last_job(ana, dataset):
     html = response.get_data(as_text=True)
     assert jobs.latest(dataset, jobs.REFILL).state == "done"  # a refill is brief: the status line leaves it out
     assert 'hx-trigger="every 5s"' in html and "no model yet — cold start" in html and "idle" in html
-    ModelVersion.create(dataset=dataset, kind="mlp", metrics={"auprc": 0.8123}, labels_used=120, serving=True)
+    ModelVersion.create(dataset=dataset, kind="mlp", metrics={"auprc": 0.8123}, labels_used=120, serving=True,
+                        gate={"new_ap": 0.8123, "holdout": 30, "positives": 6, "interval": [0.6, 0.9], "level": 0.95})
     Job.create(dataset=dataset, kind=jobs.RETRAIN, state="running", stage="fitting", percent=40.0)
     html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
-    assert "auprc 0.812" in html and "120 labels" in html and "retrain running, fitting 40%" in html
+    assert "holdout AP 0.81 (95% interval 0.60–0.90; 30 held-out labels, 6 fraud)" in html
+    assert "120 labels" in html and "retrain running, fitting 40%" in html and "auprc" not in html
     ana.decide("label:fraud")
     html = ana.client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
     assert "<b>1</b> labeled in total" in html and "<b>1</b> fraud in total" in html

@@ -283,4 +283,6 @@ def test_the_header_names_the_k_label_measure(app, typologies, analyst, tmp_path
     client = app.test_client()
     login(client, "ana")
     html = client.get("/datasets/types/label/status", headers=HX).get_data(as_text=True)
-    assert re.search(r"macro AP \d\.\d{3}", html) and "150 labels" in html
+    assert re.search(r"holdout macro AP \d\.\d\d \(95% interval \d\.\d\d–\d\.\d\d; 27 held-out labels, "
+                     r"22 fraud\)", html)
+    assert "150 labels" in html

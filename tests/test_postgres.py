@@ -104,7 +104,7 @@ def test_import_label_undo_and_export(pg_app, tmp_path, monkeypatch):
     assert exported.exit_code == 0, exported.output
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["id"], r["merchant"], r["V1"], r["label"], r["annotator"], r["source"]) for r in rows] == [
+    assert [(r["id"], r["merchant"], r["V1"], r["label"], r["decided_by"], r["source"]) for r in rows] == [
         ("T1", "shop 1", "1.5", "fraud", "ana", "human"), ("T3", "shop 0", "3.5", "genuine", "", "pseudo")]
 
     client = pg_app.test_client()
@@ -231,3 +231,41 @@ def test_two_analysts_racing_for_one_card_never_hold_it_both(pg_app, tmp_path):
         thread.join(30)
     assert card[got["ana"].item_id] == "C0"
     assert got["bob"] is not None and card[got["bob"].item_id] == "C1"
+
+
+def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path):
+    from labeler.data import exporter
+    from labeler.labeling import review
+    from labeler.store.db import ROLE_CHECK, SchemaVersion, User
+    from labeler.store.migrations import upgrade
+
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(10), encoding="utf-8")
+    dataset = import_file(str(path), "cc", label_column="Class", id_column="tx").dataset
+    items = list(dataset.items().order_by(Item.row_number))
+    ana, bob = create_user("ana", PASSWORD, "analyst"), create_user("bob", PASSWORD, "analyst")
+    for item, first, second in ((items[0], "fraud", "genuine"), (items[1], "fraud", "fraud")):
+        Label.create(item=item, value=first, annotator=ana)
+        Label.create(item=item, value=second, annotator=bob)
+    assert {label.item_id: label.value for label in Label.effective(dataset)} == {items[1].id: "fraud"}
+    assert review.waiting(dataset) == [(items[0].id, review.DISPUTED)]
+
+    # a store from before schema 11: the role CHECK without 'reviewer'
+    database.execute_sql('ALTER TABLE "user" DROP CONSTRAINT "user_role_check"')
+    database.execute_sql('''ALTER TABLE "user" ADD CONSTRAINT "user_role_check" CHECK (role IN ('admin', 'analyst'))''')
+    with pytest.raises(IntegrityError, match="user_role_check"):
+        with database.atomic():
+            User.create(name="rita", password_hash="x", role="reviewer")
+    SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
+    assert upgrade() == [11] and "reviewer" in ROLE_CHECK
+    rita = create_user("rita", PASSWORD, "reviewer")
+
+    label, refused = review.adjudicate(dataset, rita, items[0].id, "genuine")
+    assert refused is None
+    assert {row.item_id: row.value for row in Label.effective(dataset)} == {items[0].id: "genuine", items[1].id: "fraud"}
+    out = tmp_path / "labels.csv"
+    assert exporter.export(dataset, str(out)) == 2
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    assert (rows["T0"]["label"], rows["T0"]["standing"], rows["T0"]["decided_by"]) == ("genuine", "adjudicated", "rita")
+    assert (rows["T1"]["standing"], rows["T1"]["decided_by"], rows["T1"]["answers"]) == ("agreed", "ana;bob", "2")

@@ -163,8 +163,9 @@ def import_command(path, dataset, label_column, id_column, exclude, ignore, labe
 
 @click.command("create-user")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["analyst", "admin"]), default="analyst", show_default=True,
-              help="What the user may do: analysts label, admins also import, export and manage.")
+@click.option("--role", type=click.Choice(["analyst", "reviewer", "admin"]), default="analyst", show_default=True,
+              help="What the user may do: analysts label, reviewers also settle disagreements, admins also "
+                   "import, export and manage.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
 @with_appcontext
 @stops_on_full_disk
@@ -257,7 +258,8 @@ def serve_command(host, port, threads):
 @with_appcontext
 @stops_on_full_disk
 def export_command(dataset, fmt, out, include_pseudo):
-    """Write the labeled items: original columns plus label, annotator, time and source."""
+    """Write the labeled items: original columns, the label that stands and how it was reached (JSONL: every
+    decision too); disputed items are written without a label. The export is recorded in the audit log."""
     try:
         with database.connection_context():
             count = exporter.export(datasets_service.get_dataset(dataset), out, fmt, include_pseudo)
@@ -265,7 +267,7 @@ def export_command(dataset, fmt, out, include_pseudo):
         fail(str(error))
     except OSError as error:
         fail(f"cannot write {out}: {error.strerror or error}")
-    click.echo(f"Exported {count:,} labeled items to {out}.")
+    click.echo(f"Exported {count:,} labeled items to {out}; {exporter.RULE}.")
 
 
 @click.command("stats")

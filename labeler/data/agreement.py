@@ -50,8 +50,17 @@ def cohen_kappa(pairs, observed):
     return None if chance >= 1 else (observed - chance) / (1 - chance)
 
 
-def disagreements(by_item, limit=DISAGREEMENTS_SHOWN):
-    """(rows, total): items whose analysts gave different labels, newest first, each {item, labels}."""
+def adjudications(dataset):
+    """{item id: (label, reviewer name)} of the standing review decisions of ``dataset``."""
+    rows = (Label.select(Label.item, Label.value, User.name).join(User, on=(Label.annotator == User.id))
+            .where(Label.id.in_(Label.latest(dataset, ("review",)))).tuples())
+    return {item_id: (value, name) for item_id, value, name in rows}
+
+
+def disagreements(by_item, settled=None, limit=DISAGREEMENTS_SHOWN):
+    """(rows, total): items whose analysts gave different labels, newest first, each {item_id, external_id,
+    labels, settled: (label, reviewer) or None} (``settled``: adjudications' result)."""
+    settled = settled or {}
     rows = []
     for item_id, labels in by_item.items():
         if len({label.value for label in labels.values()}) > 1:
@@ -59,8 +68,9 @@ def disagreements(by_item, limit=DISAGREEMENTS_SHOWN):
     rows.sort(reverse=True)
     external = dict(Item.select(Item.id, Item.external_id)
                     .where(Item.id.in_([item_id for _, item_id, _ in rows[:limit]])).tuples()) if rows else {}
-    return ([{"external_id": external.get(item_id, str(item_id)),
-              "labels": sorted((name, label.value) for name, label in labels.items())}
+    return ([{"item_id": item_id, "external_id": external.get(item_id, str(item_id)),
+              "labels": sorted((name, label.value) for name, label in labels.items()),
+              "settled": settled.get(item_id)}
              for _, item_id, labels in rows[:limit]], len(rows))
 
 
@@ -84,7 +94,7 @@ def follow_rates(by_item):
 def report(dataset):
     """Everything the admin agreement page shows for ``dataset``."""
     by_item = standing_by_annotator(dataset)
-    rows, total = disagreements(by_item)
+    rows, total = disagreements(by_item, adjudications(dataset))
     rates = follow_rates(by_item)
     return {
         "pairs": pairwise(dataset, by_item),

@@ -2,6 +2,8 @@
 
 Entries are appended in the caller's transaction where there is one, so an action and its entry land together.
 """
+from peewee import JOIN
+
 from labeler.store.db import AuditEntry, User
 
 SETTINGS_CHANGED = "settings changed"
@@ -23,7 +25,7 @@ def entries(dataset=None, limit=SHOWN):
     """The newest ``limit`` entries, newest first (of ``dataset`` only when given), each with ``user_name``
     (None for the command line)."""
     query = AuditEntry.select(AuditEntry, User.name.alias("user_name")).join(
-        User, on=(AuditEntry.user == User.id), join_type="LEFT OUTER")
+        User, on=(AuditEntry.user == User.id), join_type=JOIN.LEFT_OUTER)
     if dataset is not None:
         query = query.where(AuditEntry.dataset == dataset)
     return list(query.order_by(AuditEntry.id.desc()).limit(limit).objects())

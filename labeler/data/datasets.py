@@ -60,7 +60,8 @@ def summaries():
 
 def item_page(dataset, page, per_page):
     """(items, page count, page, total) for 1-based ``page``; each item has ``human_label`` (the standing human
-    label or None) and, apart from it, ``pseudo_label`` (the standing pseudo or model label, or None)."""
+    label or None), ``disputed`` (analysts answered but disagree, no review yet) and, apart from them,
+    ``pseudo_label`` (the standing pseudo or model label, or None)."""
     total = dataset.items().count()
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
@@ -72,12 +73,15 @@ def item_page(dataset, page, per_page):
     )
     ids = [item.id for item in items]
     human = standing_labels(dataset, item_ids=ids) if items else {}
-    machine = {}
+    machine, answered = {}, set()
     if items:
         query = Label.effective(dataset, ("pseudo", "model")).where(Label.item.in_(ids))
         machine = {label.item_id: label for label in query}
+        answered = {item_id for (item_id,) in Label.select(Label.item)
+                    .where(Label.id.in_(Label.answers(dataset)) & Label.item.in_(ids)).tuples()}
     for item in items:
         item.human_label = human.get(item.id)
+        item.disputed = item.human_label is None and item.id in answered
         item.pseudo_label = machine.get(item.id)
     return items, pages, page, total
 

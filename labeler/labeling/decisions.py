@@ -13,7 +13,8 @@ from peewee import IntegrityError, fn
 
 from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
-from labeler.store.db import Item, JSONField, Label, Lease, QueueEntry, database, utcnow, write_transaction
+from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, database, utcnow,
+                              write_transaction)
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
 
@@ -241,7 +242,10 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
         suggested=lease.suggested, suggested_probability=lease.probability, accepted=accepted, note=note,
         reason=reason, seconds_on_screen=max(0.0, (now - lease.offered_at).total_seconds()),
         suggestion_shown=lease.show_suggestion if has_suggestion else None, created_at=now,
+        strategy=lease.strategy, model_version=lease.model_version_id,
     )
+    if value in dataset.positive_labels and random.random() < settings["review_share"]:
+        ReviewRequest.insert(dataset=dataset, item=item.id, label=label.id).on_conflict_ignore().execute()
     return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
 
 
@@ -357,7 +361,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
                 suggested_probability=old.suggested_probability,
                 accepted=(value == old.suggested) if shown else None, note=old.note,
                 reason=reason if value in dataset.positive_labels else None, suggestion_shown=shown,
-                created_at=now,
+                created_at=now, strategy=old.strategy, model_version=old.model_version,
             )
             outcome = Outcome("edited", f"Changed transaction {item.external_id} from {old.value} to {value}.",
                               label)

@@ -302,13 +302,17 @@ class Label(BaseModel):
     suggestion_shown = BooleanField(null=True)  # None: no suggestion existed (or a row older than schema 2)
     # a label given by one decision for a run of a card's transactions: the decision's own label (schema 8)
     bulk_of = ForeignKeyField("self", null=True, backref="bulk_labels", on_delete="CASCADE")
+    # what put the item on screen (schema 11): the queue's strategy and the ModelVersion id whose suggestion it
+    # carried (kept as a plain id: the record outlives the version's files)
+    strategy = CharField(null=True, max_length=40)
+    model_version = IntegerField(null=True)
 
     class Meta:
         # (source, kind, id): counts of a dataset's human labels walk the labels, not the dataset's items
         indexes = ((("item", "id"), False), (("source", "kind", "id"), False))
 
     @classmethod
-    def _latest(cls, dataset, sources, by=()):
+    def latest(cls, dataset, sources, by=()):
         """SQL: ids of the newest label row per item (and per ``by`` columns) of ``dataset`` from ``sources`` that
         no undo retracts."""
         retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
@@ -320,7 +324,7 @@ class Label(BaseModel):
     @classmethod
     def answers(cls, dataset):
         """SQL: ids of each analyst's own standing answer per item of ``dataset`` (source 'human')."""
-        return cls._latest(dataset, ("human",), by=(Label.annotator,))
+        return cls.latest(dataset, ("human",), by=(Label.annotator,))
 
     @classmethod
     def effective(cls, dataset, sources=("human",)):
@@ -331,8 +335,8 @@ class Label(BaseModel):
         those answers; else nothing (a disputed item: neither trained on nor exported as labeled). Machine
         sources: the newest standing row per item."""
         if tuple(sources) != ("human",):
-            return Label.select().where(Label.id.in_(cls._latest(dataset, sources)))
-        reviewed = cls._latest(dataset, ("review",))
+            return Label.select().where(Label.id.in_(cls.latest(dataset, sources)))
+        reviewed = cls.latest(dataset, ("review",))
         answers = Label.alias("answer")
         agreed = (answers.select(fn.MAX(answers.id))
                   .where(answers.id.in_(cls.answers(dataset))
@@ -346,7 +350,7 @@ class Label(BaseModel):
         """SQL: ids of the items of ``dataset`` whose analysts' standing answers differ and that no standing
         adjudication settles."""
         answers = Label.alias("answer")
-        reviewed = Label.select(Label.item).where(Label.id.in_(cls._latest(dataset, ("review",))))
+        reviewed = Label.select(Label.item).where(Label.id.in_(cls.latest(dataset, ("review",))))
         return (answers.select(answers.item)
                 .where(answers.id.in_(cls.answers(dataset)) & answers.item.not_in(reviewed))
                 .group_by(answers.item)

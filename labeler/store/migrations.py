@@ -95,8 +95,12 @@ def _generated_samples(migrator):
 
 
 def _reviewer_role_and_audit(migrator):
-    """11: the 'reviewer' role (User.role's CHECK widened), the ReviewRequest table (fraud labels sampled for
-    review) and the AuditEntry table (who changed settings, exported, adjudicated)."""
+    """11: the 'reviewer' role (User.role's CHECK widened), Label.strategy and Label.model_version (what put the
+    item on screen), the ReviewRequest table (fraud labels sampled for review) and the AuditEntry table (who
+    changed settings, exported, adjudicated). Adds only what is missing."""
+    present = {column.name for column in database.get_columns("label")}
+    wanted = {"strategy": CharField(null=True, max_length=40), "model_version": IntegerField(null=True)}
+    migrate(*[migrator.add_column("label", name, field) for name, field in wanted.items() if name not in present])
     if isinstance(database.obj, PostgresqlDatabase):
         database.execute_sql('ALTER TABLE "user" DROP CONSTRAINT IF EXISTS "user_role_check"')
         database.execute_sql(f'ALTER TABLE "user" ADD CONSTRAINT "user_role_check" {ROLE_CHECK}')

@@ -5,6 +5,8 @@ the top level of ``Dataset.settings``; the labeling screen's under ``labeling``.
 file's ``truth_map`` there. Numbers computed from the pool (feature statistics) are stored apart, in their own
 table, never here.
 """
+import math
+
 from models.names import EXPLORATION, GENERATIVE_CANDIDATES, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCERTAINTY_MEASURES
 
 from labeler.store.db import Dataset, write_transaction
@@ -34,11 +36,18 @@ DEFAULTS = {
         "reason_codes": ["card not present", "account takeover", "card testing", "friendly fraud", "other"],
         "overlap_share": 0.0,  # share of labeled items given to a second analyst, blind to the first answer
         "hide_suggestion_share": 0.0,  # share of items shown without the suggestion (follow-the-model check)
+        "review_share": 0.0,  # share of fraud labels sent to a reviewer even when the analysts agree
         "refill_below": 100,  # ask the worker for a queue refill when fewer free entries remain
     },
 }
 REJECT_MODES = ("pick", "requeue")
 WHOLE_NUMBERS = ("queue_size", "pseudo_limit", "human_weight", "select_every", "cv_repeats", "retrain_every")
+SWITCHES = ("pseudo_labels", "pseudo_positives", "anomaly_feature")
+# what an admin may change (update_settings): some of the loop's settings and all of the labeling screen's
+EDITABLE = ("retrain_every", "queue_size", "mix", "uncertainty", "pseudo_labels", "pseudo_share", "pseudo_confidence",
+            "generative_candidates", *DEFAULTS["labeling"])
+CHOICES = {"mix": MIX_STRATEGIES, "uncertainty": UNCERTAINTY_MEASURES, "generative_candidates": GENERATIVE_CANDIDATES,
+           "reject_mode": REJECT_MODES}
 
 
 class SettingsError(ValueError):
@@ -49,14 +58,25 @@ def engine_settings(dataset):
     """The loop's settings of ``dataset``: ``Dataset.settings`` over DEFAULTS (the mix merged by key), without
     the labeling screen's. Raises SettingsError for an unknown strategy, measure or candidate, or a value out of
     range."""
-    stored = dict(dataset.settings or {})
+    return _checked(_merged(dataset.settings, dataset.labels), dataset.name)
+
+
+def _merged(stored, labels):
+    """The loop's settings: ``stored`` (a ``Dataset.settings``) over DEFAULTS for a dataset of ``labels``."""
+    stored = dict(stored or {})
     merged = {key: stored.get(key, value) for key, value in DEFAULTS.items() if key != "labeling"}
     merged["mix"] = {**DEFAULTS["mix"], **(stored.get("mix") or {})}
-    if "uncertainty" not in stored and len(dataset.labels or ()) > 2:
+    if "uncertainty" not in stored and len(labels or ()) > 2:
         # K classes: the margin between the two most likely labels found the digits' confusions sooner (90%
         # test accuracy after 90-110 labels against 100-140 by least confidence; development seeds 10-12)
         merged["uncertainty"] = "margin"
-    where = f"dataset {dataset.name!r}, setting"
+    return merged
+
+
+def _checked(merged, name):
+    """``merged`` (the loop's settings of dataset ``name``) once valid. Raises SettingsError for the first bad
+    one: the one set of rules, for what is stored and for what an admin asks to store."""
+    where = f"dataset {name!r}, setting"
     unknown = set(merged["mix"]) - set(MIX_STRATEGIES)
     if unknown:
         raise SettingsError(f"{where} mix: unknown strategy {sorted(unknown)[0]!r} "
@@ -77,6 +97,9 @@ def engine_settings(dataset):
             raise SettingsError(f"{where} {key}: must be a number of at least 1, got {merged[key]!r}")
     if not isinstance(merged["cv_folds"], int) or merged["cv_folds"] < 2:
         raise SettingsError(f"{where} cv_folds: must be an integer of at least 2, got {merged['cv_folds']!r}")
+    for key in SWITCHES:
+        if not isinstance(merged[key], bool):
+            raise SettingsError(f"{where} {key}: must be on or off, got {merged[key]!r}")
     names = merged["generative_candidates"]
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise SettingsError(f"{where} generative_candidates: must be a list of names, got {names!r}")
@@ -94,31 +117,137 @@ def labeling_settings(dataset):
     return {**defaults, **{key: value for key, value in stored.items() if key in defaults}}
 
 
-def update_labeling_settings(dataset, changes):
-    """Validate ``changes`` (a dict of labeling setting name -> value, strings allowed) and store them.
+def current_settings(dataset):
+    """Every setting an admin may change (EDITABLE), as it applies to ``dataset`` now: {name: value}, the mix as
+    {strategy: share}. Raises SettingsError as engine_settings does."""
+    return _editable(engine_settings(dataset), labeling_settings(dataset))
 
-    Returns the new labeling settings. Raises SettingsError naming the first bad setting; nothing is stored then.
+
+def default_settings(dataset):
+    """What current_settings would be with nothing stored for ``dataset``."""
+    return _editable(_merged({}, dataset.labels), DEFAULTS["labeling"])
+
+
+def _editable(engine, labeling):
+    both = {**engine, **labeling}
+    return {key: both[key] for key in EDITABLE}
+
+
+def update_settings(dataset, changes):
+    """Parse ``changes`` (setting name -> value, form strings or JSON values; the mix as {strategy: share}, any
+    of them), check the settings they make by engine_settings' rules and store those that changed, in one write.
+
+    Returns {name: [old, new]} for each setting whose value changed (empty when none did). Raises SettingsError,
+    one line naming the setting, for an unknown setting or a bad value; nothing is stored then.
     """
-    clean = {}
-    for key, raw in changes.items():
-        if key not in DEFAULTS["labeling"]:
-            raise SettingsError(f"unknown labeling setting {key!r}")
-        clean[key] = _parse_labeling(key, raw)
+    parsed = {key: _parse(key, raw) for key, raw in changes.items()}
     with write_transaction():
         fresh = Dataset.get_by_id(dataset.id)
-        settings = fresh.settings or {}
-        settings["labeling"] = {**(settings.get("labeling") or {}), **clean}
-        Dataset.update(settings=settings).where(Dataset.id == dataset.id).execute()
+        old = _editable(_merged(fresh.settings, fresh.labels), labeling_settings(fresh))
+        new = {**old, **parsed}
+        if "mix" in parsed:
+            new["mix"] = {**old["mix"], **parsed["mix"]}
+        changed = {key: [old[key], new[key]] for key in EDITABLE if new[key] != old[key]}
+        settings = dict(fresh.settings or {})
+        labeling = dict(settings.get("labeling") or {})
+        for key in changed:
+            if key in DEFAULTS["labeling"]:
+                labeling[key] = new[key]
+            else:
+                settings[key] = new[key]
+        settings["labeling"] = labeling
+        _checked(_merged(settings, fresh.labels), fresh.name)
+        if changed:
+            Dataset.update(settings=settings).where(Dataset.id == dataset.id).execute()
     dataset.settings = settings
+    return changed
+
+
+def update_labeling_settings(dataset, changes):
+    """update_settings for the labeling screen's settings only. Returns the new labeling settings. Raises
+    SettingsError naming the first unknown setting (one of the loop's included) or bad value; nothing is stored
+    then."""
+    unknown = next((key for key in changes if key not in DEFAULTS["labeling"]), None)
+    if unknown is not None:
+        raise SettingsError(f"unknown labeling setting {unknown!r}")
+    update_settings(dataset, changes)
     return labeling_settings(dataset)
+
+
+def _parse(key, raw):
+    """One setting an admin sent, parsed; range and name checks of the loop's settings are left to _checked.
+    Raises SettingsError for an unknown setting or a value of the wrong kind."""
+    if key not in EDITABLE:
+        raise SettingsError(f"unknown setting {key!r} (an admin may change: {', '.join(EDITABLE)})")
+    if key in DEFAULTS["labeling"]:
+        return _parse_labeling(key, raw)
+    if key == "mix":
+        if not isinstance(raw, dict):
+            raise SettingsError(f"mix must give a share per strategy, not {raw!r}")
+        return {strategy: _number(f"mix share of {strategy}", share) for strategy, share in raw.items()}
+    if key in ("retrain_every", "queue_size"):
+        return _whole(key, raw)
+    if key in ("pseudo_share", "pseudo_confidence"):
+        return _number(key, raw)
+    if key == "pseudo_labels":
+        return _switch(key, raw)
+    if key == "generative_candidates":
+        return _names(raw)
+    if not isinstance(raw, str):  # the uncertainty measure
+        raise SettingsError(f"{key} must be a name, not {raw!r}")
+    return raw.strip()
+
+
+def _number(key, raw):
+    """``raw`` (a number or its text) as a finite float. Raises SettingsError otherwise."""
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{key} must be a number, not {raw!r}") from None
+    if not math.isfinite(number):
+        raise SettingsError(f"{key} must be a finite number, not {raw!r}")
+    return number
+
+
+def _whole(key, raw):
+    """``raw`` as an int. Raises SettingsError unless it is a whole number."""
+    number = _number(key, raw)
+    if number != int(number):
+        raise SettingsError(f"{key} must be a whole number, not {raw!r}")
+    return int(number)
+
+
+def _switch(key, raw):
+    """``raw`` (a bool, or on/off, true/false, yes/no, 1/0 as text) as a bool. Raises SettingsError otherwise."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise SettingsError(f"{key} must be on or off, not {raw!r}")
+
+
+def _names(raw):
+    """A list of names from a list or comma-separated text (blanks dropped). Raises SettingsError otherwise."""
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(name, str) for name in raw):
+        raise SettingsError(f"generative_candidates must be a list of names, not {raw!r}")
+    return [name.strip() for name in raw if name.strip()]
 
 
 def _parse_labeling(key, raw):
     if key == "reject_mode":
-        if raw not in REJECT_MODES:
+        if not isinstance(raw, str) or raw not in REJECT_MODES:
             raise SettingsError(f"reject_mode must be one of {', '.join(REJECT_MODES)}, not {raw!r}")
         return raw
     if key == "reason_codes":
+        if not isinstance(raw, (str, list, tuple)):
+            raise SettingsError(f"reason_codes must be a list of codes, not {raw!r}")
         codes = [c.strip() for c in raw.split(",")] if isinstance(raw, str) else [str(c).strip() for c in raw]
         codes = [c for c in codes if c]
         if any(len(code) > 80 for code in codes):
@@ -126,10 +255,7 @@ def _parse_labeling(key, raw):
         if len(codes) > 9:
             raise SettingsError("reason_codes: at most 9 codes (one per digit key)")
         return codes
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{key} must be a number, not {raw!r}") from None
+    number = _number(key, raw)
     if key.endswith("_share"):
         if not 0.0 <= number <= 1.0:
             raise SettingsError(f"{key} must lie between 0 and 1, not {number:g}")

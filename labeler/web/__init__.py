@@ -12,7 +12,7 @@ from labeler.config import ROOT, Config
 from labeler.data.users import session_user
 from labeler.store.db import database, full_disk_error, open_database
 from labeler.store.migrations import upgrade
-from labeler.web import admin, auth, datasets, label
+from labeler.web import admin, auth, datasets, label, review
 from labeler.web.security import init_security
 from labeler.worker.jobs import task_queue
 
@@ -108,6 +108,7 @@ def create_app(test_config=None):
     app.register_blueprint(datasets.bp)
     app.register_blueprint(label.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(review.bp)
 
     return app
 

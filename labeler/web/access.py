@@ -16,3 +16,16 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def reviewer_required(view):
+    """Let only logged-in reviewers and admins through; others get 403."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user.can_review:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped

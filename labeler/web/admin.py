@@ -1,10 +1,13 @@
-"""Admin pages: agreement between analysts and with the model, a dataset's labeling settings, the
+"""Admin pages: agreement between analysts and with the model, a dataset's settings and the audit log, the
 autoencoder's latent map of a dataset and the VAE's generated samples."""
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask_login import current_user
 
-from labeler.data import agreement
+from labeler.data import agreement, audit, model_versions
 from labeler.data import datasets as datasets_service
-from labeler.store.settings import SettingsError, labeling_settings, update_labeling_settings
+from labeler.data.settings_changes import change_settings
+from labeler.store.db import Dataset
+from labeler.store.settings import CHOICES, EDITABLE, SettingsError, current_settings, default_settings
 from labeler.web.access import admin_required
 from labeler.web.generated import page_view, picture_png
 from labeler.web.latent_map import map_view
@@ -12,8 +15,7 @@ from labeler.worker import jobs
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-SETTING_FIELDS = ("overlap_share", "hide_suggestion_share", "reject_mode", "reason_codes", "lease_minutes",
-                  "skip_minutes", "refill_below")
+MIX_FIELD = "mix:"  # the settings form's field of one strategy's share is "mix:" and the strategy's name
 
 
 def _dataset(name):
@@ -23,27 +25,94 @@ def _dataset(name):
         abort(404)
 
 
-def _page(dataset, message=None, error=None, status=200):
-    return render_template("agreement.html", dataset=dataset, report=agreement.report(dataset),
-                           settings=labeling_settings(dataset), message=message, error=error), status
-
-
 @bp.route("/datasets/<name>/agreement")
 @admin_required
 def agreement_page(name):
-    return _page(_dataset(name))
-
-
-@bp.route("/datasets/<name>/labeling-settings", methods=("POST",), endpoint="labeling_settings")
-@admin_required
-def save_labeling_settings(name):
     dataset = _dataset(name)
-    changes = {key: request.form[key] for key in SETTING_FIELDS if key in request.form}
-    try:
-        update_labeling_settings(dataset, changes)
-    except SettingsError as error:
-        return _page(dataset, error=str(error), status=400)
-    return _page(dataset, message="Labeling settings saved.")
+    return render_template("agreement.html", dataset=dataset, report=agreement.report(dataset))
+
+
+@bp.route("/datasets/<name>/settings", methods=("GET", "POST"), endpoint="settings")
+@admin_required
+def settings_page(name):
+    """A dataset's settings (the loop's and the labeling screen's) and their audit log; POST saves the fields
+    sent (400 with one line, nothing stored, for a bad value)."""
+    dataset = _dataset(name)
+    message = error = None
+    if request.method == "POST":
+        try:
+            changed = change_settings(current_user, dataset, _changes(request.form))
+        except SettingsError as bad:
+            error = str(bad)
+        else:
+            message = ("Settings saved: " + "; ".join(f"{key} {_plain(old)} → {_plain(new)}"
+                                                      for key, (old, new) in changed.items()) + "."
+                       if changed else "Settings saved; nothing changed.")
+    return render_template("settings.html", dataset=dataset, current=current_settings(dataset),
+                           defaults=default_settings(dataset), choices=CHOICES, mix_field=MIX_FIELD, plain=_plain,
+                           entries=_audit_rows(audit.entries(dataset)), message=message,
+                           error=error), 400 if error else 200
+
+
+# the labeling settings' form used to post here (it lives on the settings page now)
+bp.add_url_rule("/datasets/<name>/labeling-settings", "labeling_settings", settings_page, methods=("POST",))
+
+
+@bp.route("/audit")
+@admin_required
+def audit_page():
+    """The newest audit entries across datasets."""
+    return render_template("audit.html", entries=_audit_rows(audit.entries()))
+
+
+def _changes(form):
+    """The settings a settings form sent: {name: text}, the mix as {strategy: text}, the generative candidates
+    as the list of names ticked (the form's empty field marks the list as sent)."""
+    changes = {key: form[key] for key in EDITABLE if key in form and key not in ("mix", "generative_candidates")}
+    mix = {key[len(MIX_FIELD):]: value for key, value in form.items() if key.startswith(MIX_FIELD)}
+    if mix:
+        changes["mix"] = mix
+    if "generative_candidates" in form:
+        changes["generative_candidates"] = [name for name in form.getlist("generative_candidates") if name]
+    return changes
+
+
+def _audit_rows(entries):
+    """Audit entries as the pages show them: who, when, action, dataset name and details as lines of text."""
+    names = dict(Dataset.select(Dataset.id, Dataset.name).tuples())
+    rows = []
+    for entry in entries:
+        lines = []
+        for key, value in (entry.details or {}).items():
+            if key == "changes" and isinstance(value, dict):
+                lines += [f"{name}: {_plain(old)} → {_plain(new)}" for name, (old, new) in value.items()]
+            else:
+                lines.append(f"{key}: {_plain(value)}")
+        rows.append({"at": entry.at, "who": entry.user_name or "command line", "action": entry.action,
+                     "dataset": names.get(entry.dataset_id), "details": lines})
+    return rows
+
+
+def _plain(value):
+    """A setting's value in words: on/off, numbers as written, lists and the mix joined by commas."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(item) for item in value) or "none"
+    return str(value)
+
+
+@bp.route("/datasets/<name>/models", endpoint="models")
+@admin_required
+def models_page(name):
+    """Every model version of a dataset, newest first: its holdout figures, whether it serves and why."""
+    dataset = _dataset(name)
+    return render_template("models.html", dataset=dataset, versions=model_versions.model_versions(dataset),
+                           cross_validated=model_versions.CROSS_VALIDATED)
 
 
 @bp.route("/datasets/<name>/latent-map")

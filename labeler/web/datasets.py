@@ -1,8 +1,9 @@
 """The datasets list, one dataset's paged table of items, and an image item's picture and reconstruction as PNG."""
 from flask import Blueprint, abort, current_app, make_response, render_template, request
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from labeler.data import datasets as datasets_service
+from labeler.labeling import review
 from labeler.labeling.image_view import NoImage, item_pixels, reconstruction_pixels, thumbnail_size
 from labeler.web.images import png_of
 from labeler.web.label import ITEM_ID
@@ -31,6 +32,8 @@ def show(name):
                    thumbnail=thumbnail_size(dataset))
     # htmx restoring its history after a cache miss wants the whole page
     partial = request.headers.get("HX-Request") and not request.headers.get("HX-History-Restore-Request")
+    if not partial and current_user.can_review:
+        context["review_waiting"] = review.waiting_count(dataset)
     response = make_response(render_template("_items.html" if partial else "dataset.html", **context))
     response.vary.add("HX-Request")
     return response

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from labeler.data.datasets import label_counts
+from labeler.data.model_versions import holdout_figure
 from labeler.labeling.history import card_history, merchant_history, readable_amount, readable_time
 from labeler.labeling.image_view import image_view
 from labeler.labeling.similar import similar_labeled
@@ -141,24 +142,18 @@ def label_keys(labels):
 
 
 def dataset_status(dataset):
-    """Totals, the serving model, the latest retrain or autoencoder job, why the newest model lost the gate (if it did) and which file
-    is unusable (if one is), of ``dataset``, for the polled header component."""
+    """Totals, the serving model and its holdout figure (labeler.data.model_versions.holdout_figure; never the
+    cross-validated score), the latest retrain or autoencoder job, why the newest model lost the gate (if it
+    did) and which file is unusable (if one is), of ``dataset``, for the polled header component."""
     counts = label_counts(dataset)
     model = (ModelVersion.select().where((ModelVersion.dataset == dataset) & ModelVersion.serving)
              .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).first())
     job = (Job.select().where((Job.dataset == dataset) & Job.kind.in_(STATUS_JOB_KINDS))
            .order_by(Job.created_at.desc(), Job.id.desc()).first())
-    quality = None
-    if model is not None and model.metrics:
-        for key in ("auprc", "average_precision", "roc_auc", "f1"):
-            if isinstance(model.metrics.get(key), (int, float)):
-                name = "macro AP" if key == "auprc" and model.metrics.get("measure") else key  # K labels
-                quality = (name, float(model.metrics[key]))
-                break
     newest = (ModelVersion.select().where(ModelVersion.dataset == dataset).order_by(ModelVersion.id.desc()).first())
     lost = newest is not None and not newest.serving and (newest.gate or {}).get("passed") is False
     return {"labeled": sum(counts.values()), "frauds": sum(counts.get(label, 0) for label in dataset.positive_labels),
-            "model": model, "quality": quality, "job": job,
+            "model": model, "holdout": holdout_figure(model, dataset) if model is not None else None, "job": job,
             "gate": newest.gate.get("line") if lost else None,  # why the newest model does not serve
             "notice": serving_scores(dataset).notice}  # an unusable scores file and what serves instead
 

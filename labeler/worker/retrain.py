@@ -67,9 +67,9 @@ def run_retrain(dataset, progress, config):
 
 
 def human_label_watermark(dataset):
-    """The id of the newest human label row (labels and undos) of ``dataset``, 0 when none."""
+    """The id of the newest human or review label row (labels and undos) of ``dataset``, 0 when none."""
     return (Label.select(fn.MAX(Label.id)).join(Item)
-            .where((Item.dataset == dataset) & (Label.source == "human")).scalar() or 0)
+            .where((Item.dataset == dataset) & Label.source.in_(("human", "review"))).scalar() or 0)
 
 
 def last_trained_watermark(dataset):
@@ -156,12 +156,12 @@ def _retrain(dataset, progress, folder, seed):
         timings.lap("gate")
     else:
         twin, holdout_scores, baseline_name = None, None, version_name(baseline)
-        verdict = gate.GateResult(True, None, None, int(held.sum()), int(y[held].sum()), None,
-                                  "not compared: the labels outside the holdout hold a single label")
+        verdict = gate.GateResult(True, None, None, int(held.sum()), int(np.isin(y[held], learner.positives).sum()),
+                                  None, "not compared: the labels outside the holdout hold a single label")
     kind = twin.kind if twin is not None else None
     metrics = {"positives": int(np.isin(y, learner.positives).sum()), "holdout_labels": int(held.sum()),
                "pseudo_labels": 0 if pseudo is None else int(len(pseudo[0]))}
-    summary_gate = {**verdict.as_dict(), "baseline": baseline_name,
+    summary_gate = {**verdict.as_dict(), "level": gate.LEVEL, "baseline": baseline_name,
                     "baseline_version": baseline.id if baseline is not None else None}
     if not verdict.passed:
         line = (f"{baseline_name} kept: new model {'macro ' if learner.n_classes > 2 else ''}AP "
@@ -273,7 +273,8 @@ def gate_against(baseline, held, y_held, holdout_scores, cold_start_score, posit
     (labels ``y_held``) against ``baseline``: the version whose scores serve the queue (its stored twin scores),
     or None for the cold start, whose pool score ``cold_start_score()`` gives. K labels (``holdout_scores``
     (n, K)): macro average precision (gate.compare_classes, ``positives`` the positive classes), and the cold
-    start, which ranks no label, is every label equally likely. Returns (GateResult, baseline name).
+    start, which ranks no label, is every label equally likely. Without a baseline's scores to compare with, the
+    new twin is measured alone (gate.alone). Returns (GateResult, baseline name).
     """
     name = version_name(baseline)
     classes = holdout_scores.ndim == 2
@@ -289,11 +290,11 @@ def gate_against(baseline, held, y_held, holdout_scores, cold_start_score, posit
     try:
         old = load_scores(baseline.holdout_path, (baseline.digests or {}).get("holdout"))
     except (OSError, ValueError) as error:
-        return gate.GateResult(True, None, None, len(held), int(y_held.sum()), None,
-                               f"not compared: {name} has no readable held-out scores ({error})"), name
+        return gate.alone(y_held, holdout_scores[held],
+                          f"not compared: {name} has no readable held-out scores ({error})", positives), name
     if old.ndim != holdout_scores.ndim:
-        return gate.GateResult(True, None, None, len(held), int(np.isin(y_held, positives).sum()), None,
-                               f"not compared: {name} scored another label set"), name
+        return gate.alone(y_held, holdout_scores[held], f"not compared: {name} scored another label set",
+                          positives), name
     scored = held < len(old)  # items imported after the baseline was trained have no score of it
     held, y_held = held[scored], y_held[scored]
     scored = ~np.isnan(old[held]).reshape(len(held), -1).any(axis=1)
