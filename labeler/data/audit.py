@@ -9,7 +9,11 @@ from labeler.store.db import AuditEntry, User
 SETTINGS_CHANGED = "settings changed"
 EXPORTED = "exported"
 ADJUDICATED = "adjudicated"
-ACTIONS = (SETTINGS_CHANGED, EXPORTED, ADJUDICATED)
+IMPORTED = "imported"  # rows imported or pushed (the web upload, the API)
+USER_CHANGED = "user changed"  # created, disabled, enabled, password reset, role changed
+TOKEN_CREATED = "token created"
+TOKEN_REVOKED = "token revoked"
+ACTIONS = (SETTINGS_CHANGED, EXPORTED, ADJUDICATED, IMPORTED, USER_CHANGED, TOKEN_CREATED, TOKEN_REVOKED)
 SHOWN = 200
 
 

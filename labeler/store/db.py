@@ -540,6 +540,20 @@ class AuditEntry(BaseModel):
     details = JSONField(default=dict)
 
 
+class ApiToken(BaseModel):
+    """A token for the JSON API (labeler.data.tokens): shown once when created, kept only as its sha256.
+    ``scopes`` is a list of "read", "write", "admin"; a revoked token (``revoked_at`` set) no longer works."""
+
+    user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    name = CharField(max_length=80)  # what it is for, e.g. "case system"
+    token_hash = CharField(max_length=64, unique=True)
+    prefix = CharField(max_length=12)  # the token's first characters, to tell tokens apart in lists
+    scopes = JSONField(default=list)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+
 class LoginFailure(BaseModel):
     """One failed login: the user name typed and the client's address (labeler.data.users throttles on them).
     Kept in the store so that every server process sharing it sees the same count; old rows are pruned."""
@@ -555,4 +569,4 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry]
+          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken]

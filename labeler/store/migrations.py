@@ -6,7 +6,7 @@ applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQ
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from labeler.store.db import (ROLE_CHECK, TABLES, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
+from labeler.store.db import (ROLE_CHECK, TABLES, ApiToken, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
                               GenerativeArtifacts, JSONField, Label, Lease, LoginFailure, ModelVersion, ReviewRequest,
                               SchemaVersion, SequenceArtifacts, User, database)
 
@@ -136,10 +136,15 @@ def _widen_sqlite_role_check():
         raise RuntimeError(f"rebuilding the user table left broken references: {problems[:3]}")
 
 
+def _api_tokens(migrator):
+    """12: the ApiToken table (the JSON API's per-user tokens, kept hashed)."""
+    ApiToken.create_table(safe=True)
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
-              (11, _reviewer_role_and_audit)]
+              (11, _reviewer_role_and_audit), (12, _api_tokens)]
 
 
 def current_version():
