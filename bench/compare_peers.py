@@ -400,10 +400,11 @@ class TimedLearner(ActiveLearner):
         return picks
 
 
-def run_default(X, y, budget, batch, seed, logistic_only=False):
+def run_default(X, y, budget, batch, seed, logistic_only=False, settings=None):
     """One run of labeler's default loop through labeler.worker.simulate.run (the code path of ``manage.py simulate``),
     timed by TimedLearner: (rows, fit seconds, query seconds). ``logistic_only`` limits its model selection to
-    the logistic candidate for the run."""
+    the logistic candidate for the run; ``settings`` (over DEFAULT_SETTINGS) change the loop's (bench/suite.py's
+    adaptive loop)."""
     learners = []
 
     class Recording(TimedLearner):
@@ -415,7 +416,7 @@ def run_default(X, y, budget, batch, seed, logistic_only=False):
     simulate.ActiveLearner = Recording
     try:
         with model_selection(logistic_only):
-            rows = simulate.run(X, y, simulate.DEFAULT, budget, batch, seed, dict(DEFAULT_SETTINGS))
+            rows = simulate.run(X, y, simulate.DEFAULT, budget, batch, seed, {**DEFAULT_SETTINGS, **(settings or {})})
     finally:
         simulate.ActiveLearner = shipped
     rows = [{"labels": row["labels"], "auprc": row["auprc"], "positives_found": row["positives_found"]}

@@ -27,6 +27,7 @@ ENVIRONMENT = {
     "MODEL_FOLDER": "LABELER_MODELS",
     "SESSION_COOKIE_SECURE": "LABELER_SECURE_COOKIES",
 }
+PLACES = ("INSTANCE_PATH", "DATABASE", "TASK_QUEUE", "MODEL_FOLDER")  # where the store and its files are
 FLAGS = ("SESSION_COOKIE_SECURE",)  # on/off settings: a true or false value, not a string
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -74,6 +75,16 @@ class Config:
             MODEL_FOLDER=given["MODEL_FOLDER"] or default_model_folder(database, instance),
             **flags,
         )
+
+    @classmethod
+    def in_folder(cls, folder, environ=None):
+        """The configuration whose store, task queue and model folder are those of the instance folder ``folder``
+        (the command line's --instance), whatever LABELER_DATABASE, LABELER_QUEUE and LABELER_MODELS say; the
+        other settings come from ``environ`` (default: os.environ) as for load."""
+        environ = os.environ if environ is None else environ
+        placed = {ENVIRONMENT[key] for key in PLACES}
+        return cls.load({"INSTANCE_PATH": folder},
+                        {name: value for name, value in environ.items() if name not in placed})
 
     def as_dict(self):
         """The settings as a dict, for ``app.config``."""

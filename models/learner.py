@@ -5,6 +5,7 @@ same code.
 """
 import numpy as np
 
+from models import adaptive as adaptive_policy
 from models import pseudo as pseudo_labels
 from models import features as transaction_features
 from models import generative_candidates, selection, strategies, weak
@@ -58,6 +59,10 @@ class ActiveLearner:
         self.groups = None if groups is None or self.generative is not None else groups
         self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
         self.categorical = [tuple(block) for block in categorical]
+        # the adaptive loop (setting ``adaptive``, binary only): the mix chosen online, models.adaptive
+        self.adaptive = (adaptive_policy.AdaptivePolicy(self.z, self.anomaly, settings["mix"], self.rng, seed,
+                                                        settings["uncertainty"])
+                         if settings.get("adaptive") and self.n_classes == 2 else None)
 
     def _generative_options(self):
         """Keyword arguments of GenerativeCandidates beyond the binary tabular defaults: the classes, and the
@@ -80,6 +85,8 @@ class ActiveLearner:
         """
         labeled = np.asarray(labeled, dtype=np.int64)
         y = self.labels_of(y)
+        if self.adaptive is not None:
+            self.adaptive.observe(labeled, y)
         features = self.features_with_labels(labeled, y)
         X = features[labeled]
         pseudo_set = None
@@ -169,7 +176,12 @@ class ActiveLearner:
         """[(pool index, strategy)] of ``size`` items from the pool indices ``unlabeled``: the mix when a
         model scored the pool (``p_positive``), else the cold start (anomalies spread over k-means clusters)
         with the mix's exploration share drawn at random; for K classes none of which is positive, the cold
-        start is the pool's representatives (strategies.representatives)."""
+        start is the pool's representatives (strategies.representatives). With the ``adaptive`` setting
+        (binary datasets) models.adaptive picks: a cold start that widens its search, diversity while the model
+        is young, and a bandit over the strategies."""
+        if self.adaptive is not None:
+            self.adaptive.anomaly = self.anomaly  # the caller may have replaced the cold start's score
+            return self.adaptive.pick(p_positive, unlabeled, size)
         if p_positive is not None:
             return strategies.plan_batch(p_positive, self.z, unlabeled, size, self.settings["mix"], self.rng,
                                          self.settings["uncertainty"], self.positives)

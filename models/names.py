@@ -9,6 +9,11 @@ UNCERTAIN = "uncertain"
 EXPLORATION = "exploration"
 COLD_START = "cold start"
 MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, EXPLORATION)
+# the adaptive loop's (models.adaptive; the ``adaptive`` setting): picks spread over the pool (greedy k-center),
+# and the cold start's picks once no positive came in its first labels
+DIVERSITY = "diversity"
+WIDER_SEARCH = "wider search"
+ADAPTIVE_ARMS = (HIGH_RISK, UNCERTAIN, EXPLORATION, DIVERSITY)
 UNCERTAINTY_MEASURES = ("least_confidence", "margin", "entropy")
 
 LATENT = "latent"

@@ -167,6 +167,8 @@
       var wasOpen = panel && !panel.hidden;
       closePanels();
       if (panel) panel.hidden = wasOpen;
+      var field = panel && !panel.hidden && panel.querySelector("[data-autofocus]");
+      if (field) field.focus();  // a panel to type in (an item id): keys do nothing while typing
       return;
     }
     if (button.closest("#reasons")) return;  // posts the decision held for its reason

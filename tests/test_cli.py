@@ -187,7 +187,9 @@ def test_stats_text_and_json(runner, dataset, analyst, admin):
     assert lines[3] == "Pseudo labels: 2"
 
     missing = runner.invoke(args=["stats", "--dataset", "nope"])
-    assert missing.exit_code == 1 and missing.stderr == "Error: no dataset named 'nope' (known: cc)\n"
+    assert missing.exit_code == 1 and missing.stderr == (
+        f"Error: no dataset named 'nope' (known: cc) in the store {runner.app.config['DATABASE']} (another store: "
+        f"python manage.py --instance DIR ..., or LABELER_INSTANCE)\n")
 
 
 def _read_export(path, fmt):
@@ -242,7 +244,8 @@ def test_export_refuses_an_unknown_format(dataset, tmp_path):
 def test_export_of_an_unknown_dataset(runner, app, tmp_path):
     result = runner.invoke(args=["export", "--dataset", "nope", "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 1
-    assert result.stderr == "Error: no dataset named 'nope' (known: none)\n"
+    assert result.stderr == (f"Error: no dataset named 'nope' (known: none) in the store {app.config['DATABASE']} "
+                             f"(another store: python manage.py --instance DIR ..., or LABELER_INSTANCE)\n")
     assert not os.path.exists(tmp_path / "x.csv")
 
 
@@ -251,6 +254,7 @@ def _manage(tmp_path, *args, **extra_env):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_import_as_a_real_subprocess(tmp_path, small_csv):
     result = _manage(tmp_path, "import", small_csv, "--dataset", "cc", "--label-column", "Class")
     assert result.returncode == 0, result.stderr

@@ -26,6 +26,7 @@ def store_copy(baseline, tmp_path):
     return str(tmp_path)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 @needs_tmpfs
 def test_an_import_onto_a_full_disk_is_one_line_and_stores_nothing(store_copy):
     outcome = probe.full_disk_import(store_copy)

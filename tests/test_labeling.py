@@ -397,7 +397,7 @@ def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, data
     external = dict(Item.select(Item.id, Item.external_id).tuples())
     assert [f["external_id"] for f in found] == [external[i] for i in expected(labeled)[:5]]
     for row in found:
-        assert f"<tr><td>{row['external_id']}</td>" in ana.html
+        assert f'<tr><td><a href="/datasets/cc/items/{row["external_id"]}">{row["external_id"]}</a></td>' in ana.html
     ana.undo()
     found = similar_labeled(dataset, current.id, current.feature_vector, stats, k=10)
     assert [f["item_id"] for f in found] == expected(labeled[:-1])

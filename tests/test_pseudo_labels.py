@@ -3,7 +3,7 @@ header, and the item table keeps them apart from human labels."""
 import numpy as np
 import pytest
 
-from labeler.data.datasets import item_page
+from labeler.data.item_table import TableQuery, table_page
 from labeler.store.db import Label, ModelVersion
 from labeler.store.settings import DEFAULTS, PSEUDO_SHARE, SettingsError, engine_settings
 from labeler.worker.retrain import retrain
@@ -51,7 +51,7 @@ def test_switched_off_the_standing_pseudo_labels_are_retracted_and_the_header_co
     status = client.get("/datasets/cc/label/status", headers=HX).get_data(as_text=True)
     assert f"{written:,} pseudo-labels" in status
 
-    items, *_ = item_page(dataset, 1, 2000)
+    items = table_page(dataset, TableQuery(), 2000).items
     pseudo_items = [item for item in items if item.pseudo_label is not None]
     # a human-labeled item is never pseudo-labeled
     assert pseudo_items and all(item.human_label is None for item in pseudo_items)

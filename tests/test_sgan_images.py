@@ -85,6 +85,7 @@ def test_binary_classifier_still_gives_p_positive():
     assert np.allclose(model.predict(X), weak.platt(model.raw(X), 1.0, 0.0))
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_k_classes_offer_only_the_sgan_once_two_classes_have_enough_labels():
     pool = np.random.default_rng(3).random((40, 64)).astype(np.float32)
     generative = GenerativeCandidates(pool, ["latent", "vae_balance", "sgan"], n_classes=10, image_shape=SHAPE)

@@ -271,6 +271,7 @@ def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
     assert rows[later.external_id]["source"] == "bulk" and rows[later.external_id]["label"] == "fraud"
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates_and_native_categories(
         app, analyst, run_jobs, sample_lines, tmp_path, monkeypatch):
     from labeler.store.db import GroundTruth, Label, ModelVersion

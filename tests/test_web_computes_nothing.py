@@ -1,22 +1,25 @@
 """The web process computes nothing: in a fresh interpreter, importing it and serving a whole labeling session
-(every page, decisions, skip, undo, edit, the polls, the admin pages) loads neither TensorFlow/Keras nor
-scikit-learn (nor SciPy, nor any model code but models.names). The store is prepared here first, with the
+(every page, decisions, skip, undo, edit, the polls, the admin pages, the JSON API) loads neither TensorFlow/Keras
+nor scikit-learn (nor SciPy, nor any model code but models.names and the importer's models.features). The store is prepared here first, with the
 worker's refill job run in this process, so that the interpreter under test only opens the store and serves."""
 import datetime
 import json
 import subprocess
 import sys
 
+from labeler.data import tokens
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
 from labeler.labeling.leases import REFILL_COOLDOWN_SECONDS
-from labeler.store.db import Dataset, Job, Label, Lease, utcnow
+from labeler.store.db import Dataset, Job, Label, Lease, User, utcnow
 from labeler.store.settings import update_labeling_settings
 from labeler.worker import jobs
 from tests.conftest import PASSWORD, ROOT
 
 MACHINE_LEARNING = ("tensorflow", "keras", "sklearn", "scipy")
-ALLOWED_MODEL_MODULES = ("models", "models.names")  # plain names (strategies, measures), no code
+# plain names (strategies, measures), and the importer's raw-transaction features (numpy and pandas only, as the
+# layers contract allows the data layer): the JSON API appends pushed rows through the importer
+ALLOWED_MODEL_MODULES = ("models", "models.names", "models.features")
 
 LOADED = f"""
 def machine_learning_loaded():
@@ -30,7 +33,7 @@ IMPORT_ONLY = "import json, sys\nimport labeler.web\n" + LOADED + "print(json.du
 SESSION = "import json, re, sys\n" + LOADED + """
 from labeler.web import create_app
 
-store, queue, models, password = sys.argv[1:5]
+store, queue, models, password, token = sys.argv[1:6]
 app = create_app({"DATABASE": store, "TASK_QUEUE": queue, "MODEL_FOLDER": models, "SECRET_KEY": "x",
                   "WTF_CSRF_ENABLED": False})
 client = app.test_client()
@@ -70,9 +73,12 @@ step("logout", client.post("/logout"))
 
 step("login root", client.post("/login", data={"name": "root", "password": password}))
 for rule in app.url_map.iter_rules():
-    if "GET" in rule.methods and not rule.arguments - {"name"} and rule.endpoint != "static":
+    if ("GET" in rule.methods and not rule.arguments - {"name"} and rule.endpoint != "static"
+            and not rule.endpoint.startswith("api.")):  # the JSON API takes a token, not the cookie (below)
         url = rule.build({"name": "cc"} if "name" in rule.arguments else {})[1]
-        step("GET " + url, client.get(url))
+        step("GET " + url, client.get(url, follow_redirects=True))  # /datasets/cc/items without an id: the table
+for url in ("/api/v1/datasets/cc/stats", "/api/v1/datasets/cc/labels", "/api/v1/datasets/cc/items/0"):
+    step("API " + url, client.get(url, headers={"Authorization": "Bearer " + token}))
 step("save labeling settings", client.post("/admin/datasets/cc/labeling-settings",
                                            data={"overlap_share": "0.1", "lease_minutes": "7"}))
 print(json.dumps({"steps": steps, "loaded": machine_learning_loaded()}))
@@ -100,13 +106,15 @@ def test_a_whole_labeling_session_loads_no_machine_learning(app, config, queued,
     long_ago = utcnow() - datetime.timedelta(seconds=REFILL_COOLDOWN_SECONDS + 60)
     Job.update(finished_at=long_ago).where(Job.kind == jobs.REFILL).execute()
 
-    report = _run(SESSION, config.DATABASE, config.TASK_QUEUE, config.MODEL_FOLDER, PASSWORD)
+    token = tokens.create_token(User.get(User.name == "root"), "test", ["read"])[1]
+    report = _run(SESSION, config.DATABASE, config.TASK_QUEUE, config.MODEL_FOLDER, PASSWORD, token)
     steps = {step["step"]: step for step in report["steps"]}
     assert len(steps) == len(report["steps"])
     assert steps["login ana"]["status"] == steps["login root"]["status"] == steps["logout"]["status"] == 302
     pages = [step for name, step in steps.items() if name.startswith("GET ")]
     assert len(pages) >= 4 and "GET /admin/datasets/cc/agreement" in steps
     assert all(step["status"] == 200 for step in pages), pages
+    assert [step["status"] for name, step in steps.items() if name.startswith("API ")] == [200, 200, 200]
     expected = {"accept": "recorded", "fraud": "recorded", "skip": "skipped", "genuine": "recorded",
                 "reject": "recorded", "undo": "undone", "genuine again": "recorded", "edit": "edited"}
     assert {name: (steps[name]["status"], steps[name]["outcome"]) for name in expected} == {

@@ -2,8 +2,7 @@
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import configuration, fail, stops_on_full_disk
-from labeler.data import datasets as datasets_service
+from labeler.cli.common import configuration, dataset_named, fail, stops_on_full_disk
 from labeler.store.artifacts import PROJECTION_NAMES, artifacts_of
 from labeler.store.db import Job, database, write_transaction
 from labeler.worker import jobs
@@ -24,14 +23,11 @@ def generative_command(dataset, projection, epochs, seed):
     """Fit the autoencoder on a dataset's pool and store every item's reconstruction and anomaly score and the
     latent map, for the labeling screen, the admin's map and the cold start. Runs here, not in the worker."""
     options = {"projection": projection, "epochs": epochs, "seed": seed}
-    try:
-        with database.connection_context():
-            chosen = datasets_service.get_dataset(dataset)
-            with write_transaction():  # a job of its own, run here with these options (not a request to the worker)
-                job = Job.create(dataset=chosen, kind=jobs.AUTOENCODER, state="queued", stage="queued",
-                                 payload={"reason": "generative command", "options": options})
-    except datasets_service.DatasetNotFound as error:
-        fail(str(error))
+    with database.connection_context():
+        chosen = dataset_named(dataset)
+        with write_transaction():  # a job of its own, run here with these options (not a request to the worker)
+            job = Job.create(dataset=chosen, kind=jobs.AUTOENCODER, state="queued", stage="queued",
+                             payload={"reason": "generative command", "options": options})
     with database.connection_context():
         state = jobs.run(job.id, configuration())
         job = Job.get_by_id(job.id)

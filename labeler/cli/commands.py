@@ -3,6 +3,7 @@ enable-user), serve, export, stats and the demo."""
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,16 +14,17 @@ from flask import current_app
 from flask.cli import with_appcontext
 from waitress import serve
 
-from labeler.cli.common import configuration, fail, stops_on_full_disk
+from labeler.cli.common import configuration, dataset_named, fail, stops_on_full_disk
 from labeler.config import ROOT, Config
 from labeler.data import datasets as datasets_service
 from labeler.data import exporter
+from labeler.data import tokens as tokens_service
 from labeler.data.images import import_images, is_image_source
 from labeler.data.importer import ImportFailed, import_file
 from labeler.data.transactions import describe as describe_roles
 from labeler.data.transactions import has_history
 from labeler.data.users import UserError, create_user, set_disabled, set_password
-from labeler.store.db import database
+from labeler.store.db import User, database
 from labeler.store.migrations import upgrade
 from labeler.web import create_app
 from labeler.worker import jobs
@@ -63,6 +65,15 @@ def _with_progress(path, importer):
         return run()
     with click.progressbar(length=1000, label=f"Importing {os.path.basename(path)}", file=sys.stderr) as bar:
         return run(lambda done, total: bar.update(int(1000 * done / max(total, 1)) - bar.pos))
+
+
+def _store_hint(config):
+    """What other commands need to reach the store of ``config`` (the demo's): the --instance option, or the
+    LABELER_* variables to export (the secret key aside), one per line."""
+    exports = "\n".join(f"export {variable}={shlex.quote(value)}" for variable, value in config.environment().items()
+                        if variable != "LABELER_SECRET_KEY")
+    return (f"Other commands use this store with --instance, e.g. python manage.py --instance "
+            f"{shlex.quote(config.INSTANCE_PATH)} create-user NAME --role analyst; or, in this shell:\n{exports}")
 
 
 def _serve(app, host, port, threads):
@@ -262,9 +273,7 @@ def export_command(dataset, fmt, out, include_pseudo):
     decision too); disputed items are written without a label. The export is recorded in the audit log."""
     try:
         with database.connection_context():
-            count = exporter.export(datasets_service.get_dataset(dataset), out, fmt, include_pseudo)
-    except datasets_service.DatasetNotFound as error:
-        fail(str(error))
+            count = exporter.export(dataset_named(dataset), out, fmt, include_pseudo)
     except OSError as error:
         fail(f"cannot write {out}: {error.strerror or error}")
     click.echo(f"Exported {count:,} labeled items to {out}; {exporter.RULE}.")
@@ -276,11 +285,8 @@ def export_command(dataset, fmt, out, include_pseudo):
 @with_appcontext
 def stats_command(dataset, as_json):
     """Print a dataset's rows, features and label counts."""
-    try:
-        with database.connection_context():
-            figures = datasets_service.stats(datasets_service.get_dataset(dataset))
-    except datasets_service.DatasetNotFound as error:
-        fail(str(error))
+    with database.connection_context():
+        figures = datasets_service.stats(dataset_named(dataset))
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
@@ -346,6 +352,7 @@ def demo_command(port, directory):
         queued = jobs.latest(result.dataset, jobs.REFILL).payload.get("queued", 0)
     click.echo(f"Cold-start queue of {queued} items scored; the worker runs the autoencoder and sequence jobs now "
                f"and retrains as labels arrive.")
+    click.echo(_store_hint(config))
     manage = [sys.executable, os.path.join(ROOT, "manage.py")]
     children = [subprocess.Popen(manage + ["worker"], env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}),
                 subprocess.Popen(manage + ["serve", "--port", str(port)], env=env)]
@@ -363,6 +370,68 @@ def demo_command(port, directory):
             child.wait(timeout=30)
 
 
+def _user(name):
+    """The user called ``name``; exits with one line when there is none."""
+    user = User.get_or_none(User.name == (name or "").strip())
+    if user is None:
+        fail(f"no user {(name or '').strip()!r}")
+    return user
+
+
+@click.command("create-token")
+@click.argument("name")
+@click.option("--user", "user_name", required=True, help="The user the token acts as.")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(tokens_service.SCOPES), default=("read",),
+              show_default=True,
+              help="What the token may do: read (datasets, labels, items, jobs), write (push transactions), admin "
+                   "(everything; admins only). Repeatable.")
+@with_appcontext
+@stops_on_full_disk
+def create_token_command(name, user_name, scopes):
+    """Create an API token NAME (what it is for) for a user and print it once on stdout: only its hash is kept,
+    so copy it now. Recorded in the audit log."""
+    try:
+        with database.connection_context():
+            token, clear = tokens_service.create_token(_user(user_name), name, scopes)
+    except tokens_service.TokenError as error:
+        fail(str(error))
+    click.echo(f"Token {token.id} {token.name!r} for user {user_name.strip()!r} (scopes {', '.join(token.scopes)}); "
+               f"shown only now, the store keeps its hash:", err=True)
+    click.echo(clear)
+
+
+@click.command("revoke-token")
+@click.argument("token")
+@click.option("--user", "user_name", default=None, help="Only a token of this user (default: any user's).")
+@with_appcontext
+@stops_on_full_disk
+def revoke_token_command(token, user_name):
+    """Revoke the API token TOKEN (its id or its prefix, as `tokens` lists them): it stops working at once.
+    Recorded in the audit log."""
+    try:
+        with database.connection_context():
+            revoked = tokens_service.revoke_token(token, _user(user_name) if user_name else None)
+    except tokens_service.TokenError as error:
+        fail(str(error))
+    click.echo(f"Token {revoked.id} {revoked.prefix}... ({revoked.name!r}) revoked.")
+
+
+@click.command("tokens")
+@click.option("--user", "user_name", required=True, help="The user whose tokens to list.")
+@with_appcontext
+def tokens_command(user_name):
+    """List a user's API tokens, newest first: id, prefix, name, scopes, created, last used, revoked."""
+    with database.connection_context():
+        found = tokens_service.tokens_of(_user(user_name))
+    if not found:
+        click.echo(f"User {user_name.strip()!r} has no API tokens.")
+    for token in found:
+        last = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
+        state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
+        click.echo(f"{token.id}\t{token.prefix}...\t{token.name}\t{','.join(token.scopes)}\t"
+                   f"created {token.created_at:%Y-%m-%d %H:%M}\tlast used {last}\t{state}")
+
+
 COMMANDS = [init_db_command, import_command, create_user_command, set_password_command, disable_user_command,
             enable_user_command, serve_command, export_command,
-            stats_command, demo_command]
+            stats_command, demo_command, create_token_command, revoke_token_command, tokens_command]

@@ -1,16 +1,27 @@
-"""What the commands share: the app's configuration, a one-line error exit, and one line for a full disk."""
+"""What the commands share: the app's configuration, a dataset by name, a one-line error exit, and one line for a
+full disk."""
 import functools
 import sys
 
 import click
 from flask import current_app
 
+from labeler.data import datasets as datasets_service
 from labeler.store.db import full_disk_error
 
 
 def configuration():
     """The configuration of the app the command runs in (labeler.config.Config)."""
     return current_app.extensions["labeler.config"]
+
+
+def dataset_named(name):
+    """The dataset called ``name``; exits with one line that names the store looked in when there is none."""
+    try:
+        return datasets_service.get_dataset(name)
+    except datasets_service.DatasetNotFound as error:
+        fail(f"{error} in the store {configuration().DATABASE} (another store: python manage.py --instance DIR "
+             f"..., or LABELER_INSTANCE)")
 
 
 def fail(message):

@@ -2,8 +2,7 @@
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import fail, stops_on_full_disk
-from labeler.data import datasets as datasets_service
+from labeler.cli.common import dataset_named, fail, stops_on_full_disk
 from labeler.store.db import database
 from labeler.store.settings import SettingsError, engine_settings
 from labeler.worker import simulate
@@ -30,11 +29,11 @@ def simulate_command(dataset, budget, batch, strategy, seeds, out):
     """
     try:
         with database.connection_context():
-            chosen = datasets_service.get_dataset(dataset)
+            chosen = dataset_named(dataset)
             X, y, groups = simulate.load_truth(chosen)
             categorical = categorical_blocks(chosen)
             settings = engine_settings(chosen)
-    except (datasets_service.DatasetNotFound, simulate.SimulationError, SettingsError) as error:
+    except (simulate.SimulationError, SettingsError) as error:
         fail(str(error))
     click.echo(f"Simulating {strategy} on {dataset!r}: {len(y):,} items, {int(y.sum()):,} positives; "
                f"budget {budget}, batch {batch}, seeds 0..{seeds - 1}.")

@@ -5,8 +5,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from labeler.cli.common import fail, stops_on_full_disk
-from labeler.data import datasets as datasets_service
+from labeler.cli.common import dataset_named, fail, stops_on_full_disk
 from labeler.store.db import Job, database
 from labeler.worker import jobs
 from labeler.worker.jobs import task_queue
@@ -47,11 +46,8 @@ def worker_command(workers, niceness):
 @stops_on_full_disk
 def retrain_command(dataset, wait, timeout):
     """Queue a retrain of a dataset for the worker (for cron); does nothing when no label is new."""
-    try:
-        with database.connection_context():
-            job, created = jobs.request(datasets_service.get_dataset(dataset), jobs.RETRAIN, "retrain command")
-    except datasets_service.DatasetNotFound as error:
-        fail(str(error))
+    with database.connection_context():
+        job, created = jobs.request(dataset_named(dataset), jobs.RETRAIN, "retrain command")
     click.echo(f"Retrain job {job.id} {'queued' if created else 'was already waiting'} for {dataset!r}.")
     if not wait:
         return

@@ -45,8 +45,25 @@ def cohen_kappa(pairs, observed):
     / (1 - chance), chance being the agreement expected from each analyst's label frequencies; None when chance
     is 1 (both gave one and the same label to everything). Matches sklearn.metrics.cohen_kappa_score, computed
     here so that the web process needs no scikit-learn."""
-    first, second = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
-    chance = sum(count * second[label] for label, count in first.items()) / len(pairs) ** 2
+    return _kappa(Counter(a for a, _ in pairs), Counter(b for _, b in pairs), len(pairs), observed)
+
+
+def table_kappa(table):
+    """(pairs, raw agreement, Cohen's kappa) of a contingency table {(first's label, second's label): count} of
+    at least one pair, the figures cohen_kappa computes from the pairs themselves (for counts grouped in the
+    database); kappa None when undefined."""
+    n = sum(table.values())
+    first, second = Counter(), Counter()
+    for (a, b), count in table.items():
+        first[a] += count
+        second[b] += count
+    observed = sum(count for (a, b), count in table.items() if a == b) / n
+    return n, observed, _kappa(first, second, n, observed)
+
+
+def _kappa(first, second, n, observed):
+    """Kappa from each analyst's label counts ``first`` and ``second`` over ``n`` pairs with agreement ``observed``."""
+    chance = sum(count * second[label] for label, count in first.items()) / n ** 2
     return None if chance >= 1 else (observed - chance) / (1 - chance)
 
 

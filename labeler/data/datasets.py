@@ -1,4 +1,5 @@
-"""Dataset queries for pages and the CLI: summaries, paged items, statistics."""
+"""Dataset queries for pages and the CLI: summaries, standing labels, statistics (the item table:
+labeler.data.item_table)."""
 from peewee import JOIN, fn
 
 from labeler.store.db import Dataset, GroundTruth, Item, Label, User
@@ -56,34 +57,6 @@ def summaries():
         counts = label_counts(dataset)
         result.append({"dataset": dataset, "rows": rows.get(dataset.id, 0), "labeled": sum(counts.values())})
     return result
-
-
-def item_page(dataset, page, per_page):
-    """(items, page count, page, total) for 1-based ``page``; each item has ``human_label`` (the standing human
-    label or None), ``disputed`` (analysts answered but disagree, no review yet) and, apart from them,
-    ``pseudo_label`` (the standing pseudo or model label, or None)."""
-    total = dataset.items().count()
-    pages = max(1, -(-total // per_page))
-    page = min(max(1, page), pages)
-    start = (page - 1) * per_page
-    items = list(
-        dataset.items()
-        .where((Item.row_number >= start) & (Item.row_number < start + per_page))
-        .order_by(Item.row_number)
-    )
-    ids = [item.id for item in items]
-    human = standing_labels(dataset, item_ids=ids) if items else {}
-    machine, answered = {}, set()
-    if items:
-        query = Label.effective(dataset, ("pseudo", "model")).where(Label.item.in_(ids))
-        machine = {label.item_id: label for label in query}
-        answered = {item_id for (item_id,) in Label.select(Label.item)
-                    .where(Label.id.in_(Label.answers(dataset)) & Label.item.in_(ids)).tuples()}
-    for item in items:
-        item.human_label = human.get(item.id)
-        item.disputed = item.human_label is None and item.id in answered
-        item.pseudo_label = machine.get(item.id)
-    return items, pages, page, total
 
 
 def stats(dataset):

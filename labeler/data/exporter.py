@@ -36,8 +36,9 @@ def _stamp(moment):
     return moment.isoformat(timespec="seconds") + "Z"
 
 
-def _decision(label, retracted):
-    """One decision as JSON takes it."""
+def decision(label, retracted):
+    """One decision (a label row with its ``annotator_name``) as JSON takes it; ``retracted``: an undo took it
+    back."""
     return {"annotator": label.annotator_name, "at": _stamp(label.created_at), "label": label.value,
             "source": label.source, "retracted": retracted, "card_run": label.bulk_of_id is not None,
             "reason": label.reason, "note": label.note, "suggested": label.suggested,
@@ -46,13 +47,15 @@ def _decision(label, retracted):
             "model_version": label.model_version}
 
 
-def _labels_by_item(dataset, sources):
+def _labels_by_item(dataset, sources, item_ids=None):
     """({item id: [Label with annotator_name, oldest first]}, {retracted label id}) of ``dataset``'s label rows
-    from ``sources``."""
+    from ``sources`` (of the items ``item_ids`` only, when given)."""
+    condition = (Item.dataset == dataset) & Label.source.in_(sources)
+    if item_ids is not None:
+        condition &= Label.item.in_(list(item_ids))
     rows = (Label.select(Label, User.name.alias("annotator_name")).join(Item, on=(Label.item == Item.id))
             .join(User, JOIN.LEFT_OUTER, on=(Label.annotator == User.id))
-            .where((Item.dataset == dataset) & Label.source.in_(sources))
-            .order_by(Label.item, Label.id).objects())
+            .where(condition).order_by(Label.item, Label.id).objects())
     by_item, retracted = {}, set()
     for label in rows:
         if label.kind == "undo":
@@ -78,6 +81,39 @@ def provenance(labels, retracted, standing_ids):
     return standing, "agreed" if len(analysts) > 1 else "single"
 
 
+def _standing_ids(dataset, include_pseudo=False, item_ids=None):
+    """Ids of the label rows of ``dataset`` that stand by the rule (with ``include_pseudo``, machine labels'
+    too), of the items ``item_ids`` only when given."""
+    queries = [Label.effective(dataset)] + ([Label.effective(dataset, MACHINE)] if include_pseudo else [])
+    ids = set()
+    for query in queries:
+        query = query.select(Label.id)
+        if item_ids is not None:
+            query = query.where(Label.item.in_(list(item_ids)))
+        ids |= {label_id for (label_id,) in query.tuples()}
+    return ids
+
+
+def item_labels(dataset, item_ids, sources=HUMAN):
+    """{item id: (now, history)} for each of ``item_ids`` (item row ids) of ``dataset``: ``now``, the label that
+    stands by the rule from human answers, as the PROVENANCE fields the export writes (every field None and
+    no answers for an item no analyst answered, or whose answers were all undone); ``history``, its label rows
+    from ``sources`` oldest first (undo rows left out) as [(Label with annotator_name, retracted)]."""
+    item_ids = list(item_ids)
+    by_item, retracted = _labels_by_item(dataset, tuple(set(sources) | set(HUMAN)), item_ids)
+    standing_ids = _standing_ids(dataset, item_ids=item_ids)
+    result = {}
+    for item_id in item_ids:
+        labels = by_item.get(item_id, [])
+        human = [label for label in labels if label.source in HUMAN]
+        standing, how = provenance(human, retracted, standing_ids)
+        now = {**dict.fromkeys(PROVENANCE), "answers": 0} if how is None else \
+            dict(zip(PROVENANCE, _provenance_fields(human, retracted, standing, how)))
+        history = [(label, label.id in retracted) for label in labels if label.source in sources]
+        result[item_id] = (now, history)
+    return result
+
+
 def export(dataset, out_path, fmt="csv", include_pseudo=False, user=None):
     """Write ``dataset``'s labeled items to ``out_path`` as csv or jsonl (see the module's rule) and record the
     export in the audit log (``user``: who asked; None for the command line); returns the number of items
@@ -90,9 +126,7 @@ def export(dataset, out_path, fmt="csv", include_pseudo=False, user=None):
         raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
     sources = HUMAN + MACHINE if include_pseudo else HUMAN
     by_item, retracted = _labels_by_item(dataset, sources)
-    standing_ids = {label_id for (label_id,) in Label.effective(dataset).select(Label.id).tuples()}
-    if include_pseudo:
-        standing_ids |= {label_id for (label_id,) in Label.effective(dataset, MACHINE).select(Label.id).tuples()}
+    standing_ids = _standing_ids(dataset, include_pseudo)
     header = ["id", *dataset.columns, *PROVENANCE]
     temporary = out_path + ".part"
     count = 0
@@ -117,7 +151,7 @@ def export(dataset, out_path, fmt="csv", include_pseudo=False, user=None):
                                          *("" if value is None else value for value in fields)])
                     else:
                         record = dict(zip(header, [item.external_id, *item.typed_values(dataset), *fields]))
-                        record["decisions"] = [_decision(label, label.id in retracted) for label in labels]
+                        record["decisions"] = [decision(label, label.id in retracted) for label in labels]
                         handle.write(json.dumps(record, allow_nan=False) + "\n")
                     count += 1
         with database.atomic():  # the entry is taken back when the file cannot be put in place

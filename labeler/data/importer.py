@@ -383,6 +383,15 @@ def _display_rows(frame, columns, text_columns, name, first_row):
     return blobs, _json_rows(frame[text_columns])
 
 
+def _amounts(frame, dataset):
+    """The chunk's values of ``dataset``'s amount column (Dataset.amount_column; already numeric after
+    _display_rows) as floats, None where missing; all None when the dataset has no amount column."""
+    column = dataset.amount_column
+    if column is None:
+        return [None] * len(frame)
+    return [None if value != value else value for value in frame[column].to_numpy(dtype=np.float64).tolist()]
+
+
 def _json_rows(block):
     """Each row of ``block`` as the JSON text of its values' list, exactly as json.dumps writes it (text, null
     where missing), built column by column with Arrow's string kernels: a value of printable ASCII without quote
@@ -573,6 +582,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                 ids = [str(first_row + i) for i in range(len(frame))]
             truth = _truth_values(frame, label_column)
             numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
+            amounts = _amounts(frame, dataset)
             if not id_column and not created:
                 _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row)
             _check_unique_ids(ids, seen, name, first_row, id_column)
@@ -581,7 +591,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
             row_numbers = range(next_row, next_row + len(new))
             blobs = _row_blobs(matrix[np.asarray(new, dtype=np.int64)])
             new_rows = list(zip(repeat(dataset.id), [ids[p] for p in new], row_numbers, [numbers[p] for p in new],
-                                [texts[p] for p in new], blobs, [times[p] for p in new],
+                                [texts[p] for p in new], blobs, [amounts[p] for p in new], [times[p] for p in new],
                                 *zip(*[entities[p] for p in new])))
             if truth is not None:
                 pending_truth += [(row, value) for row, value in zip(row_numbers, [truth[p] for p in new])
@@ -594,7 +604,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                     _check_truth(truth, allowed, name, first_row, label_column)
             if new_rows:
                 _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features",
-                                    "event_time", "entity", "second_entity"], new_rows)
+                                    "amount", "event_time", "entity", "second_entity"], new_rows)
             rows_read += len(frame)
             rows_added += len(new_rows)
 

@@ -11,10 +11,11 @@ import functools
 import math
 import threading
 
-from peewee import IntegrityError, fn
+from peewee import Case, IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from labeler.store.db import LoginFailure, User, database, utcnow, write_transaction
+from labeler.data import audit
+from labeler.store.db import Label, LoginFailure, User, utcnow, write_transaction
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -76,9 +77,16 @@ def check_password_policy(name, password):
         raise UserError("password must not be the user name")
 
 
-def create_user(name, password, role="analyst"):
-    """Create a user with a hashed password. Raises UserError for a bad role, a weak password (see
-    check_password_policy) or a taken name."""
+def _record(by, user, change, **details):
+    """Record ``change`` of ``user`` made by admin ``by`` in the audit log (nothing when ``by`` is None)."""
+    if by is not None:
+        audit.record(by, audit.USER_CHANGED, None, name=user.name, change=change, **details)
+
+
+def create_user(name, password, role="analyst", by=None):
+    """Create a user with a hashed password; with ``by`` (the admin who did it) the creation is recorded in the
+    audit log in the same transaction (the password never is), as for every change below. Raises UserError for
+    a bad role, a weak password (see check_password_policy) or a taken name."""
     name = (name or "").strip()
     if not name:
         raise UserError("user name is empty")
@@ -89,8 +97,10 @@ def create_user(name, password, role="analyst"):
     check_password_policy(name, password)
     password_hash = generate_password_hash(password)
     try:
-        with database.atomic():
-            return User.create(name=name, password_hash=password_hash, role=role)
+        with write_transaction():
+            user = User.create(name=name, password_hash=password_hash, role=role)
+            _record(by, user, "created", role=role)
+            return user
     except IntegrityError:
         raise UserError(f"user {name!r} already exists") from None
 
@@ -107,20 +117,68 @@ def _bump(user, **changes):
     User.update(session_version=User.session_version + 1, **changes).where(User.id == user.id).execute()
 
 
-def set_password(name, password):
-    """Give user ``name`` a new password (policy checked) and revoke all of its sessions. Raises UserError."""
+def set_password(name, password, by=None):
+    """Give user ``name`` a new password (policy checked) and revoke all of its sessions; ``by`` as for
+    create_user. Raises UserError."""
     user = _existing(name)
     check_password_policy(user.name, password)
-    _bump(user, password_hash=generate_password_hash(password))
+    password_hash = generate_password_hash(password)
+    with write_transaction():
+        _bump(user, password_hash=password_hash)
+        _record(by, user, "password reset")
     return User.get_by_id(user.id)
 
 
-def set_disabled(name, disabled=True):
+def _keep_an_admin(user):
+    """Raise UserError when ``user`` is the last enabled admin (disabling or demoting it would leave no admin)."""
+    if user.role != "admin" or user.disabled:
+        return
+    others = User.select().where((User.role == "admin") & (User.disabled == False)  # noqa: E712 (SQL)
+                                 & (User.id != user.id))
+    if not others.exists():
+        raise UserError(f"{user.name!r} is the last admin: make another user admin first")
+
+
+def set_disabled(name, disabled=True, by=None):
     """Disable user ``name`` (it can no longer log in, and its sessions are revoked at once), or enable it again
-    (``disabled=False``; it logs in anew). Raises UserError for an unknown name."""
-    user = _existing(name)
-    _bump(user, disabled=bool(disabled))
+    (``disabled=False``; it logs in anew); ``by`` as for create_user. Raises UserError for an unknown name, or
+    for disabling the last enabled admin."""
+    with write_transaction():
+        user = _existing(name)
+        if disabled:
+            _keep_an_admin(user)
+        _bump(user, disabled=bool(disabled))
+        _record(by, user, "disabled" if disabled else "enabled")
     return User.get_by_id(user.id)
+
+
+def set_role(name, role, by=None):
+    """Give user ``name`` the role ``role`` (one of User.ROLES) and revoke its sessions (it logs in again with
+    the new role; nothing happens when it has that role already); ``by`` as for create_user. Raises UserError
+    for an unknown name or role, or for demoting the last enabled admin."""
+    if role not in User.ROLES:
+        raise UserError(f"unknown role {role!r}: use one of {', '.join(User.ROLES)}")
+    with write_transaction():
+        user = _existing(name)
+        if user.role == role:
+            return user
+        if role != "admin":
+            _keep_an_admin(user)
+        _bump(user, role=role)
+        _record(by, user, "role changed", changes={"role": [user.role, role]})
+    return User.get_by_id(user.id)
+
+
+def user_rows():
+    """Every user, by name, each with ``labels_given``: the labels it recorded (human and review decisions,
+    less those it undid)."""
+    given = dict(Label.select(Label.annotator, fn.SUM(Case(Label.kind, (("undo", -1),), 1)))
+                 .where(Label.annotator.is_null(False) & Label.source.in_(("human", "review")))
+                 .group_by(Label.annotator).tuples())
+    users = list(User.select().order_by(fn.lower(User.name), User.name))
+    for user in users:
+        user.labels_given = int(given.get(user.id) or 0)
+    return users
 
 
 def end_sessions(user):

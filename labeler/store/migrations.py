@@ -3,12 +3,15 @@
 Each migration is ``(version, function(migrator))``; append new ones to MIGRATIONS and never edit an
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
+import numpy as np
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (ROLE_CHECK, TABLES, ApiToken, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
-                              GenerativeArtifacts, JSONField, Label, Lease, LoginFailure, ModelVersion, ReviewRequest,
-                              SchemaVersion, SequenceArtifacts, User, database)
+                              GenerativeArtifacts, Item, JSONField, Label, Lease, LoginFailure, ModelVersion,
+                              ReviewRequest, SchemaVersion, SequenceArtifacts, User, database)
+
+AMOUNT_BATCH = 5000  # items read and written at a time when migration 13 fills Item.amount
 
 
 def _leases_and_suggestion_shown(migrator):
@@ -141,10 +144,44 @@ def _api_tokens(migrator):
     ApiToken.create_table(safe=True)
 
 
+def _item_amount_and_table_indexes(migrator):
+    """13: Item.amount (the dataset's amount column, filled for stored items from their rows) and indexes on
+    (dataset, amount, id) and (dataset, event_time, id), so that the item table's pages sorted or filtered by
+    amount or time read an index range instead of every item. Adds only what is missing."""
+    if "amount" not in {column.name for column in database.get_columns("item")}:
+        migrate(migrator.add_column("item", "amount", FloatField(null=True)))
+    indexes = {index.name for index in database.get_indexes("item")}
+    for column in ("amount", "event_time"):
+        if f"item_dataset_id_{column}_id" not in indexes:
+            migrate(migrator.add_index("item", ("dataset_id", column, "id"), False))
+    for dataset in Dataset.select():
+        _fill_amounts(dataset)
+
+
+def _fill_amounts(dataset):
+    """Write Item.amount of ``dataset``'s items from their stored rows (NaN as NULL), in batches by id."""
+    column = dataset.amount_column
+    if column is None:
+        return
+    position = [c for c in dataset.columns if c not in dataset.text_columns].index(column)
+    width = len(dataset.columns) - len(dataset.text_columns)
+    cursor, last = database.cursor(), 0
+    while True:
+        rows = list(Item.select(Item.id, Item.numbers).where((Item.dataset == dataset) & (Item.id > last))
+                    .order_by(Item.id).limit(AMOUNT_BATCH).tuples())
+        if not rows:
+            return
+        numbers = np.frombuffer(b"".join(bytes(blob) for _, blob in rows), dtype=np.float64).reshape(len(rows), width)
+        amounts = [None if value != value else value for value in numbers[:, position].tolist()]
+        cursor.executemany(f'UPDATE "item" SET "amount" = {database.param} WHERE "id" = {database.param}',
+                           list(zip(amounts, (item_id for item_id, _ in rows))))
+        last = rows[-1][0]
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
-              (11, _reviewer_role_and_audit), (12, _api_tokens)]
+              (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes)]
 
 
 def current_version():

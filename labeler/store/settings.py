@@ -24,6 +24,7 @@ DEFAULTS = {
     "pseudo_positives": False,  # also pseudo-label confident positives (off: only confident negatives)
     "human_weight": 5,  # each human label is trained on this many times beside the pseudo-labels
     "anomaly_feature": False,  # append the anomaly score to the features
+    "adaptive": False,  # the adaptive loop (models.adaptive, binary datasets): off until it wins (bench/suite.py)
     "cv_folds": 5,
     "cv_repeats": 2,
     "select_every": 50,  # the simulation re-runs model selection once this many labels arrived since the last
@@ -42,7 +43,7 @@ DEFAULTS = {
 }
 REJECT_MODES = ("pick", "requeue")
 WHOLE_NUMBERS = ("queue_size", "pseudo_limit", "human_weight", "select_every", "cv_repeats", "retrain_every")
-SWITCHES = ("pseudo_labels", "pseudo_positives", "anomaly_feature")
+SWITCHES = ("pseudo_labels", "pseudo_positives", "anomaly_feature", "adaptive")
 # what an admin may change (update_settings): some of the loop's settings and all of the labeling screen's
 EDITABLE = ("retrain_every", "queue_size", "mix", "uncertainty", "pseudo_labels", "pseudo_share", "pseudo_confidence",
             "generative_candidates", *DEFAULTS["labeling"])

@@ -12,12 +12,15 @@ from labeler.config import ROOT, Config
 from labeler.data.users import session_user
 from labeler.store.db import database, full_disk_error, open_database
 from labeler.store.migrations import upgrade
-from labeler.web import admin, auth, datasets, label, review
+from labeler.web import admin, auth, dashboard, datasets, label, review
+from labeler.web import api, api_tokens
+from labeler.web import transfers, users
 from labeler.web.security import init_security
 from labeler.worker.jobs import task_queue
 
 FULL_DISK_MESSAGE = ("The server's disk is full, so this was not saved (nothing saved before is lost). "
                      "Tell your admin, and try again once space is freed.")
+MAX_UPLOAD_BYTES = 2 << 30  # an upload (the admins' import) larger than this is refused with 413
 csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -43,6 +46,7 @@ def create_app(test_config=None):
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
     )
     if test_config:
         app.config.update({key: value for key, value in test_config.items() if key not in config.as_dict()})
@@ -86,7 +90,16 @@ def create_app(test_config=None):
 
     @app.errorhandler(404)
     def _not_found(error):
+        if request.path.startswith(api.PREFIX + "/"):
+            return api.error_reply("not found", 404)
         return render_template("error.html", message="Not found."), 404
+
+    @app.errorhandler(413)
+    def _too_large(error):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        message = (f"The file is larger than the upload limit of {limit / (1 << 20):,.0f} MiB; nothing was saved. "
+                   f"Import it on the server with python manage.py import.")
+        return render_template("error.html", message=message), 413
 
     @app.errorhandler(403)
     def _forbidden(error):
@@ -109,6 +122,12 @@ def create_app(test_config=None):
     app.register_blueprint(label.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(api_tokens.bp)
+    csrf.exempt(api.bp)  # a token, never a cookie, authenticates there (labeler.web.api)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(transfers.bp)
 
     return app
 

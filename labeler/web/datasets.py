@@ -1,16 +1,45 @@
-"""The datasets list, one dataset's paged table of items, and an image item's picture and reconstruction as PNG."""
-from flask import Blueprint, abort, current_app, make_response, render_template, request
+"""The datasets list, one dataset's item table (filtered and sorted, by keyset pages), an item's page (found by
+its id), and an image item's picture and reconstruction as PNG."""
+import re
+
+from flask import Blueprint, abort, current_app, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from labeler.data import datasets as datasets_service
+from labeler.data import item_table
 from labeler.labeling import review
-from labeler.labeling.image_view import NoImage, item_pixels, reconstruction_pixels, thumbnail_size
+from labeler.labeling.image_view import NoImage, image_view, item_pixels, reconstruction_pixels, thumbnail_size
+from labeler.labeling.item_detail import item_detail
 from labeler.web.images import png_of
 from labeler.web.label import ITEM_ID
+from labeler.web.readable import cells
 
 bp = Blueprint("datasets", __name__)
 
 IMAGE_CACHE = "private, max-age=3600"  # an item's pixels never change; a new reconstruction has a new address
+# ids an item page's path cannot carry as they are: taken by the PNG addresses (7.png), or with empty, "." or ".."
+# parts that browsers and the router rewrite; their page is at .../items?id=ID
+_PATH_ID = re.compile(r"(?!\d+(\.png|/reconstruction\.png)\Z)[^/]+(/[^/]+)*\Z")
+
+
+def _dataset(name):
+    try:
+        return datasets_service.get_dataset(name)
+    except datasets_service.DatasetNotFound:
+        abort(404)
+
+
+def _path_carries(external_id):
+    """Whether the item page's path can carry ``external_id`` as it is."""
+    return bool(_PATH_ID.match(external_id)) and not {".", ".."} & set(external_id.split("/"))
+
+
+@bp.app_template_global()
+def item_url(name, external_id):
+    """The address of the page of item ``external_id`` of dataset ``name``."""
+    if _path_carries(external_id):
+        return url_for("datasets.item", name=name, external_id=external_id)
+    return url_for("datasets.find", name=name, id=external_id)
 
 
 @bp.route("/")
@@ -22,21 +51,62 @@ def index():
 @bp.route("/datasets/<name>")
 @login_required
 def show(name):
+    """The item table, filtered and sorted as the query string says (labeler.data.item_table), one keyset page;
+    htmx gets the table alone. A bad filter is one line above the unfiltered table (400)."""
+    dataset = _dataset(name)
+    error, status = None, 200
     try:
-        dataset = datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
-    page = request.args.get("page", 1, type=int)
-    items, pages, page, total = datasets_service.item_page(dataset, page, current_app.config["ITEMS_PER_PAGE"])
-    context = dict(dataset=dataset, items=items, page=page, pages=pages, total=total,
-                   thumbnail=thumbnail_size(dataset))
+        query = item_table.parse_query(dataset, request.args)
+    except item_table.BadQuery as bad:
+        query, error, status = item_table.TableQuery(), str(bad), 400
+    page = item_table.table_page(dataset, query, current_app.config["ITEMS_PER_PAGE"])
+    context = dict(dataset=dataset, page=page, query=query, error=error, cells=cells,
+                   annotators=item_table.annotators(dataset), thumbnail=thumbnail_size(dataset),
+                   has_time=bool((dataset.roles or {}).get("time")))
     # htmx restoring its history after a cache miss wants the whole page
     partial = request.headers.get("HX-Request") and not request.headers.get("HX-History-Restore-Request")
-    if not partial and current_user.can_review:
-        context["review_waiting"] = review.waiting_count(dataset)
-    response = make_response(render_template("_items.html" if partial else "dataset.html", **context))
+    if not partial:
+        unfiltered = page.matching is not None and not query.filtered
+        context["total"] = page.matching if unfiltered else dataset.items().count()
+        if current_user.can_review:
+            context["review_waiting"] = review.waiting_count(dataset)
+    response = make_response(render_template("_items.html" if partial else "dataset.html", **context), status)
     response.vary.add("HX-Request")
     return response
+
+
+@bp.route("/datasets/<name>/items")
+@login_required
+def find(name):
+    """Open an item by its id (``?id=``): a redirect to its page, or the page itself for an id its address
+    cannot carry; 404 with "no item X in dataset Y" for an unknown id; no id: the dataset's table."""
+    dataset = _dataset(name)
+    external_id = (request.args.get("id") or "").strip()
+    if not external_id:
+        return redirect(url_for("datasets.show", name=name), 303)
+    if not _path_carries(external_id):
+        return _item_page(dataset, external_id)
+    return redirect(item_url(name, external_id), 303)
+
+
+@bp.route("/datasets/<name>/items/<path:external_id>")
+@login_required
+def item(name, external_id):
+    return _item_page(_dataset(name), external_id)
+
+
+def _item_page(dataset, external_id):
+    """The page of item ``external_id``: its values, image, the label that stands and how, every decision, its
+    card's history. An analyst does not see the answers while it waits for a blind second look. An unknown id is
+    a 404 page of one line."""
+    try:
+        found = item_table.find_item(dataset, external_id)
+    except item_table.ItemNotFound as missing:
+        return render_template("error.html", message=str(missing)), 404
+    detail = item_detail(dataset, found)
+    return render_template("item.html", dataset=dataset, item=found, detail=detail, cells=cells(dataset, found),
+                           image=image_view(dataset, found),
+                           hidden=detail["blind"] and not current_user.can_review)
 
 
 @bp.route(f"/datasets/<name>/items/<{ITEM_ID}:item_id>.png")

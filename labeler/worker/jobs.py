@@ -7,8 +7,9 @@ when the configuration names one); a worker that starts hands every waiting job 
 the jobs a dead worker left running as interrupted, queueing a fresh one of each.
 
 This module is the worker's one door for the web and the command line: it loads no model code. What each kind
-of job does lives in its own worker module, named in HANDLERS and imported only when a job of that kind runs,
-so the web process that requests jobs never loads scikit-learn or TensorFlow.
+of job does lives in its own worker module (an upload's import: the data layer's importer), named in HANDLERS and
+imported only when a job of that kind runs, so the web process that requests jobs never loads scikit-learn or
+TensorFlow.
 """
 import importlib
 import logging
@@ -23,13 +24,17 @@ REFILL = "refill"
 AUTOENCODER = "autoencoder"
 SEQUENCES = "sequences"
 GENERATED = "generated"
+IMPORT = "import"
 HANDLERS = {  # kind -> "module:function" taking (dataset, progress, config, **options), returning a summary dict
     RETRAIN: "labeler.worker.retrain:run_retrain",
     REFILL: "labeler.worker.refill:run_refill",
     AUTOENCODER: "labeler.worker.autoencoder:run_autoencoder",
     SEQUENCES: "labeler.worker.sequences:run_sequences",
     GENERATED: "labeler.worker.generated:run_generated",
+    # the web's uploads: the importer lives in the data layer, above this one, so it is named, not imported
+    IMPORT: "labeler.data.uploads:run_import",
 }
+EVERY_REQUEST = (IMPORT,)  # kinds without single flight: each request carries its own work (an uploaded file)
 FINISHED = ("done", "failed")
 
 log = logging.getLogger(__name__)
@@ -79,7 +84,8 @@ task_queue = TaskQueue()
 
 
 def request(dataset, kind, reason, enqueue=True, options=None):
-    """Queue a job of ``kind`` for ``dataset`` unless one of that kind already waits; returns (job, created).
+    """Queue a job of ``kind`` for ``dataset`` (None: a job of no dataset yet, an import into a new one) unless
+    one of that kind already waits (kinds in EVERY_REQUEST always queue one); returns (job, created).
 
     ``options`` (a dict) are passed to the handler as keyword arguments. The row is committed before the job
     goes to the task queue; with ``enqueue`` False it only waits in the store (a worker that starts, or
@@ -88,11 +94,12 @@ def request(dataset, kind, reason, enqueue=True, options=None):
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(HANDLERS)})")
     is_waiting = (Job.dataset == dataset) & (Job.kind == kind) & (Job.state == "queued")
-    waiting = Job.get_or_none(is_waiting)
+    single = kind not in EVERY_REQUEST
+    waiting = Job.get_or_none(is_waiting) if single else None
     if waiting is not None:
         return waiting, False
     with write_transaction():
-        waiting = Job.get_or_none(is_waiting)
+        waiting = Job.get_or_none(is_waiting) if single else None
         if waiting is not None:
             return waiting, False
         payload = {"reason": reason, **({"options": options} if options else {})}
@@ -159,7 +166,8 @@ def run(job_id, config):
     progress = Progress(job)
     try:
         handler = handler_of(job.kind)
-        summary = handler(Dataset.get_by_id(job.dataset_id), progress, config, **progress.payload.get("options", {}))
+        dataset = None if job.dataset_id is None else Dataset.get_by_id(job.dataset_id)
+        summary = handler(dataset, progress, config, **progress.payload.get("options", {}))
     except Exception as error:  # the job records any failure
         log.exception("%s job %s failed", job.kind, job_id)
         full = full_disk_error(error)
@@ -193,14 +201,16 @@ def run_queued(config, dataset=None, limit=100):
 def recover_interrupted():
     """At worker start (no worker running): mark jobs left 'running' by a dead worker failed, queue a fresh job
     of each, and hand every waiting job to the task queue again (a message lost with the worker is harmless
-    twice). Returns {kind: number interrupted}."""
+    twice). The fresh job has the interrupted one's options. Returns {kind: number interrupted}."""
     for job in Job.select().where(Job.state == "queued").order_by(Job.id):
         task_queue.enqueue(job.id)
     interrupted = {}
     for job in list(Job.select().where(Job.state == "running")):
         _update(job.id, state="failed", stage="interrupted", finished_at=utcnow(),
                 error="the worker stopped during this job; a new one was queued")
-        if job.dataset_id is not None and job.kind in HANDLERS:
-            request(Dataset.get_by_id(job.dataset_id), job.kind, f"retry after an interrupted {job.kind} job")
+        if job.kind in HANDLERS:
+            dataset = None if job.dataset_id is None else Dataset.get_by_id(job.dataset_id)
+            request(dataset, job.kind, f"retry after an interrupted {job.kind} job",
+                    options=(job.payload or {}).get("options"))
         interrupted[job.kind] = interrupted.get(job.kind, 0) + 1
     return interrupted

@@ -54,11 +54,12 @@ def write_pseudo_labels(dataset, ids, indices, labels, negative):
 
 def run_retrain(dataset, progress, config):
     """The retrain job's handler (labeler.worker.jobs): retrain unless no human label arrived since the last
-    finished retrain; afterwards queue the autoencoder job when its stored outputs are missing or were computed
-    on a pool of another size. Returns the job's summary, with the human-label watermark it trained on."""
+    finished retrain and the serving scores cover the pool; afterwards queue the autoencoder job when its stored
+    outputs are missing or were computed on a pool of another size. Returns the job's summary, with the
+    human-label watermark it trained on."""
     watermark = human_label_watermark(dataset)
     progress.record(watermark=watermark)
-    if watermark <= last_trained_watermark(dataset):
+    if watermark <= last_trained_watermark(dataset) and not scores_fall_short(dataset):
         return {"stage": "no new labels: nothing to do"}
     summary = retrain(dataset, config.MODEL_FOLDER, progress)
     if autoencoder_outdated(dataset):
@@ -70,6 +71,15 @@ def human_label_watermark(dataset):
     """The id of the newest human or review label row (labels and undos) of ``dataset``, 0 when none."""
     return (Label.select(fn.MAX(Label.id)).join(Item)
             .where((Item.dataset == dataset) & Label.source.in_(("human", "review"))).scalar() or 0)
+
+
+def scores_fall_short(dataset):
+    """True when the version whose stored scores serve ``dataset``'s queue scored fewer items than the pool holds
+    now: rows appended since (pushed through the API, imported) wait unqueued until a retrain scores them, with
+    new labels or not."""
+    size = pool_size(dataset)
+    source = serving_scores(dataset, pool_size=size)
+    return source.version is not None and len(source.scores) < size
 
 
 def last_trained_watermark(dataset):

@@ -1,0 +1,134 @@
+"""The adaptive loop (models.adaptive, the ``adaptive`` setting): the bandit's arithmetic, the cold start's
+handover and wider search, diversity picks, reproducibility and the strategy names recorded. Fast tier."""
+import math
+
+import numpy as np
+import pytest
+
+from labeler.store.settings import DEFAULTS
+from models import adaptive
+from models.learner import ActiveLearner
+from models.names import (ADAPTIVE_ARMS, COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN,
+                          WIDER_SEARCH)
+
+
+def blobs(per=60, centres=((0, 0), (10, 0), (0, 10), (10, 10)), seed=0):
+    """Four tight, well-separated clusters in 2-D (after robust scaling still apart): (points, cluster of each)."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(centre, 0.3, size=(per, 2)) for centre in centres]).astype(np.float32)
+    return points, np.repeat(np.arange(len(centres)), per)
+
+
+def settings(**changes):
+    return {**DEFAULTS, "adaptive": True, **changes}
+
+
+def test_bandit_arithmetic_on_a_fixed_reward_sequence():
+    bandit = adaptive.Bandit(arms=("a", "b", "c"), rate=4.0, floor=0.05, decay=0.7)
+    prior = {"a": 0.5, "b": 0.3, "c": 0.2}
+    # nothing rewarded yet: the prior alone, floored
+    assert bandit.shares(prior) == pytest.approx({arm: 0.05 + 0.85 * share for arm, share in prior.items()})
+    bandit.update({"a": [1.0, 1.0]})
+    bandit.update({"a": [0.0], "b": [0.5, 0.1]})
+    assert bandit.value["a"] == pytest.approx(0.7 * 1.0 + 0.3 * 0.0)
+    assert bandit.value["b"] == pytest.approx(0.3)
+    assert bandit.value["c"] is None and bandit.pulls == {"a": 3, "b": 2, "c": 0}
+    # c was never rewarded: it counts at the mean of the others, 0.5
+    values = {"a": 0.7, "b": 0.3, "c": 0.5}
+    weights = {arm: prior[arm] * math.exp(4.0 * (values[arm] - 0.7)) for arm in prior}
+    total = sum(weights.values())
+    shares = bandit.shares(prior)
+    assert shares == pytest.approx({arm: 0.05 + 0.85 * weight / total for arm, weight in weights.items()})
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert min(shares.values()) >= 0.05
+    # an arm with no prior share gets none
+    assert set(bandit.shares({"a": 1.0, "b": 0.0})) == {"a"}
+
+
+def test_counts_follow_the_shares():
+    assert adaptive.counts_of(10, {"a": 0.55, "b": 0.25, "c": 0.2}) == {"a": 6, "b": 2, "c": 2}
+    assert sum(adaptive.counts_of(7, {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}).values()) == 7
+
+
+def test_the_cold_start_hands_over_at_both_classes_and_widens_without_positives():
+    assert not adaptive.handover([0, 0, 0])
+    assert adaptive.handover([0, 1, 0])
+    assert adaptive.cold_start_shares(0, 0) == adaptive.COLD_SHARES
+    assert adaptive.cold_start_shares(adaptive.WIDEN_AFTER - 1, 0) == adaptive.COLD_SHARES
+    assert adaptive.cold_start_shares(adaptive.WIDEN_AFTER, 0) == adaptive.WIDER_SHARES
+    assert adaptive.cold_start_shares(500, 3) == adaptive.COLD_SHARES
+
+    points, _ = blobs()
+    learner = ActiveLearner(points, np.arange(len(points)), settings(), seed=1)
+    first = learner.pick(None, np.arange(len(points)), 10)
+    assert {name for _, name in first} == {COLD_START, DIVERSITY, EXPLORATION}
+    # 30 labels and still no model (one class): the anomaly score is dropped, the search widens
+    unlabeled = np.arange(adaptive.WIDEN_AFTER, len(points))
+    wider = learner.pick(None, unlabeled, 10)
+    assert {name for _, name in wider} == {WIDER_SEARCH, EXPLORATION}
+    assert set(index for index, _ in wider) <= set(unlabeled.tolist())
+    # a model: the bandit's arms take over
+    p = np.linspace(0.01, 0.9, len(points))
+    mixed = learner.pick(p, unlabeled, 20)
+    assert {name for _, name in mixed} <= set(ADAPTIVE_ARMS)
+    assert {UNCERTAIN, HIGH_RISK} <= {name for _, name in mixed}
+
+
+def test_diversity_picks_are_distinct_and_spread():
+    points, cluster = blobs()
+    rng = np.random.default_rng(0)
+    picks = adaptive.k_center(points, np.arange(len(points)), [], 4, rng)
+    assert len(set(picks.tolist())) == 4
+    assert sorted(cluster[picks].tolist()) == [0, 1, 2, 3]
+    # the labeled items (reference) cover clusters 0 and 1: the picks go to the other two
+    reference = np.flatnonzero(cluster <= 1)[::10]
+    candidates = np.setdiff1d(np.arange(len(points)), reference)
+    for pick in (adaptive.k_center, lambda *a: adaptive.uncovered(*a, seed=0)):
+        chosen = pick(points, candidates, reference, 2, np.random.default_rng(0))
+        assert len(set(chosen.tolist())) == 2
+        assert sorted(cluster[chosen].tolist()) == [2, 3]
+        assert not np.isin(chosen, reference).any()
+
+
+def test_picks_are_reproducible_with_a_seed():
+    points, _ = blobs(seed=3)
+    p = np.random.default_rng(5).uniform(0, 1, len(points))
+
+    def run(seed):
+        learner = ActiveLearner(points, np.arange(len(points)), settings(), seed=seed)
+        first = learner.pick(None, np.arange(len(points)), 10)
+        rest = np.setdiff1d(np.arange(len(points)), [index for index, _ in first])
+        return first + learner.pick(p, rest, 10)
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_strategy_names_are_recorded_and_rewarded():
+    points, _ = blobs(seed=4)
+    n = len(points)
+    learner = ActiveLearner(points, np.arange(n), settings(), seed=2)
+    p = np.linspace(0.001, 0.95, n)
+    picks = learner.pick(p, np.arange(n), 10)
+    policy = learner.adaptive
+    assert {index: arm for index, (arm, _) in policy.memory.items()} == dict(picks)
+    labeled = np.array([index for index, _ in picks])
+    y = (p[labeled] > 0.5).astype(np.int8)
+    y[0] = 1 - y[0]  # one surprise
+    rewards = policy.observe(labeled, y)
+    expected = {}
+    for (index, arm), label in zip(picks, y):
+        expected.setdefault(arm, []).append(abs(label - p[index]) + adaptive.HIT_BONUS * label)
+    assert rewards.keys() == expected.keys()
+    for arm in rewards:
+        assert rewards[arm] == pytest.approx(expected[arm])
+    assert policy.memory == {}
+    assert policy.positives == int(y.sum())
+
+
+def test_off_by_default_and_for_many_labels():
+    points, _ = blobs()
+    assert ActiveLearner(points, np.arange(len(points)), dict(DEFAULTS)).adaptive is None
+    assert DEFAULTS["adaptive"] is False
+    many = ActiveLearner(points, np.arange(len(points)), settings(), n_classes=3, positives=(1,))
+    assert many.adaptive is None
