@@ -462,11 +462,12 @@ def web_login(client, name, password=PASSWORD):
 
 
 def page_message(response):
-    """The one line a page or a partial says: its alert, else its text (a redirect: where it goes)."""
+    """The one line a page or a partial says: its alert or the labeling screen's outcome, else its text (a
+    redirect: where it goes)."""
     if 300 <= response.status_code < 400:
         return f"redirect to {response.headers['Location']}"
     text = response.get_data(as_text=True)
-    alert = re.search(r'<[^>]+(?:role="alert"|class="error")[^>]*>(.*?)</', text, re.S)
+    alert = re.search(r'<[^>]+(?:role="alert"|class="error"|data-outcome=)[^>]*>(.*?)</', text, re.S)
     body = alert.group(1) if alert else re.sub(r"<[^>]+>", " ", text)
     return " ".join(html.unescape(body).split())[:240]
 

@@ -4,11 +4,10 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask_login import current_user
 
 from labeler.data import agreement, audit, model_versions
-from labeler.data import datasets as datasets_service
 from labeler.data.settings_changes import change_settings
 from labeler.store.db import Dataset
 from labeler.store.settings import CHOICES, EDITABLE, SettingsError, current_settings, default_settings
-from labeler.web.access import admin_required
+from labeler.web.access import admin_required, dataset_or_404
 from labeler.web.generated import page_view, picture_png
 from labeler.web.latent_map import map_view
 from labeler.worker import jobs
@@ -18,17 +17,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 MIX_FIELD = "mix:"  # the settings form's field of one strategy's share is "mix:" and the strategy's name
 
 
-def _dataset(name):
-    try:
-        return datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
-
-
 @bp.route("/datasets/<name>/agreement")
 @admin_required
 def agreement_page(name):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     return render_template("agreement.html", dataset=dataset, report=agreement.report(dataset))
 
 
@@ -37,7 +29,7 @@ def agreement_page(name):
 def settings_page(name):
     """A dataset's settings (the loop's and the labeling screen's) and their audit log; POST saves the fields
     sent (400 with one line, nothing stored, for a bad value)."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     message = error = None
     if request.method == "POST":
         try:
@@ -110,7 +102,7 @@ def _plain(value):
 @admin_required
 def models_page(name):
     """Every model version of a dataset, newest first: its holdout figures, whether it serves and why."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     return render_template("models.html", dataset=dataset, versions=model_versions.model_versions(dataset),
                            cross_validated=model_versions.CROSS_VALIDATED)
 
@@ -118,7 +110,7 @@ def models_page(name):
 @bp.route("/datasets/<name>/latent-map")
 @admin_required
 def latent_map(name):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     return render_template("latent_map.html", dataset=dataset, view=map_view(dataset))
 
 
@@ -126,7 +118,7 @@ def latent_map(name):
 @admin_required
 def generated(name):
     """The VAE's generated samples (htmx: the part that polls while the job runs); POST queues the job."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     if request.method == "POST":
         jobs.request(dataset, jobs.GENERATED, "asked on the generated-samples page")
         return redirect(url_for("admin.generated", name=name))
@@ -138,7 +130,7 @@ def generated(name):
 @bp.route("/datasets/<name>/generated/<picture>.png")
 @admin_required
 def generated_png(name, picture):
-    png = picture_png(_dataset(name), picture)
+    png = picture_png(dataset_or_404(name), picture)
     if png is None:
         abort(404)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})

@@ -4,11 +4,11 @@ for the team, a line per analyst, a line of the frauds marked). One URL serves t
 partial."""
 import math
 
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, make_response, render_template, request
 from flask_login import current_user, login_required
 
 from labeler.data import dashboards
-from labeler.data import datasets as datasets_service
+from labeler.web.access import dataset_or_404
 
 bp = Blueprint("dashboard", __name__)
 
@@ -25,10 +25,7 @@ LINE_COLOURS = ("#0b5fff", "#2e7d32", "#8e24aa", "#ef6c00", "#00838f", "#6d4c41"
 def show(name):
     """The dashboard of dataset ``name`` over the ``window`` GET parameter (24h, 7d, 30d, all; 7d by default):
     the whole page, or to htmx the part below the heading. 404 for an unknown dataset, 400 for a bad window."""
-    try:
-        dataset = datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
+    dataset = dataset_or_404(name)
     window = request.args.get("window", dashboards.DEFAULT_WINDOW)
     try:
         report = dashboards.dashboard(dataset, current_user, window)

@@ -10,6 +10,7 @@ from labeler.data import item_table
 from labeler.labeling import review
 from labeler.labeling.image_view import NoImage, image_view, item_pixels, reconstruction_pixels, thumbnail_size
 from labeler.labeling.item_detail import item_detail
+from labeler.web.access import dataset_or_404
 from labeler.web.images import png_of
 from labeler.web.label import ITEM_ID
 from labeler.web.readable import cells
@@ -20,13 +21,6 @@ IMAGE_CACHE = "private, max-age=3600"  # an item's pixels never change; a new re
 # ids an item page's path cannot carry as they are: taken by the PNG addresses (7.png), or with empty, "." or ".."
 # parts that browsers and the router rewrite; their page is at .../items?id=ID
 _PATH_ID = re.compile(r"(?!\d+(\.png|/reconstruction\.png)\Z)[^/]+(/[^/]+)*\Z")
-
-
-def _dataset(name):
-    try:
-        return datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
 
 
 def _path_carries(external_id):
@@ -53,7 +47,7 @@ def index():
 def show(name):
     """The item table, filtered and sorted as the query string says (labeler.data.item_table), one keyset page;
     htmx gets the table alone. A bad filter is one line above the unfiltered table (400)."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     error, status = None, 200
     try:
         query = item_table.parse_query(dataset, request.args)
@@ -80,7 +74,7 @@ def show(name):
 def find(name):
     """Open an item by its id (``?id=``): a redirect to its page, or the page itself for an id its address
     cannot carry; 404 with "no item X in dataset Y" for an unknown id; no id: the dataset's table."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     external_id = (request.args.get("id") or "").strip()
     if not external_id:
         return redirect(url_for("datasets.show", name=name), 303)
@@ -92,7 +86,7 @@ def find(name):
 @bp.route("/datasets/<name>/items/<path:external_id>")
 @login_required
 def item(name, external_id):
-    return _item_page(_dataset(name), external_id)
+    return _item_page(dataset_or_404(name), external_id)
 
 
 def _item_page(dataset, external_id):

@@ -2,27 +2,20 @@
 While the worker prepares the first queue, the page shows a component that polls and replaces itself."""
 import datetime
 
-from flask import Blueprint, abort, render_template, request, session
+from flask import Blueprint, render_template, request, session
 from flask_login import current_user, login_required
 
-from labeler.data import datasets as datasets_service
 from labeler.labeling import decisions, leases
 from labeler.store.db import utcnow
 from labeler.store.settings import labeling_settings
 from labeler.web import screen
+from labeler.web.access import dataset_or_404
 
 bp = Blueprint("label", __name__)
 
 # Item ids are SQLite integers (signed 64-bit): a larger number in the address matches no route (404) instead of
 # overflowing in the store.
 ITEM_ID = "int(max=9223372036854775807)"
-
-
-def _dataset(name):
-    try:
-        return datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
 
 
 def _session_start():
@@ -59,7 +52,7 @@ def _render(dataset, lease, outcome=None, error=None, status=200):
 @login_required
 def show(name):
     """The labeling page, or (htmx) its workspace: the item on the analyst's screen, else the next free one."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     _session_start()
     return _render(dataset, leases.next_item(dataset, current_user))
 
@@ -76,7 +69,7 @@ def _rejected(dataset, error):
 @bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>", methods=("POST",))
 @login_required
 def decide(name, item_id):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     try:
         outcome, lease = decisions.decide(dataset, current_user, item_id, request.form.get("decision"),
                                          reason=request.form.get("reason"), note=request.form.get("note"))
@@ -89,7 +82,7 @@ def decide(name, item_id):
 @login_required
 def decide_run(name, item_id):
     """One decision for this transaction and the later ones of its card up to ``through`` (card history)."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     try:
         through = request.form.get("through", "")
         if not through.isdigit() or int(through) >= 2 ** 63:
@@ -105,7 +98,7 @@ def decide_run(name, item_id):
 @bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/skip", methods=("POST",))
 @login_required
 def skip(name, item_id):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     try:
         outcome, lease = decisions.skip(dataset, current_user, item_id)
     except decisions.LabelingError as error:
@@ -116,7 +109,7 @@ def skip(name, item_id):
 @bp.route("/datasets/<name>/label/undo", methods=("POST",))
 @login_required
 def undo(name):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     outcome, lease = decisions.undo(dataset, current_user)
     return _render(dataset, lease, outcome)
 
@@ -124,7 +117,7 @@ def undo(name):
 @bp.route(f"/datasets/<name>/label/<{ITEM_ID}:item_id>/edit", methods=("POST",))
 @login_required
 def edit(name, item_id):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     try:
         outcome, lease = decisions.edit(dataset, current_user, item_id, request.form.get("value"),
                                        reason=request.form.get("reason"))
@@ -136,5 +129,5 @@ def edit(name, item_id):
 @bp.route("/datasets/<name>/label/status")
 @login_required
 def status(name):
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     return render_template("_label_status.html", dataset=dataset, status=screen.dataset_status(dataset))

@@ -4,28 +4,20 @@ then the next waiting item is shown (post, redirect, get)."""
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from labeler.data import datasets as datasets_service
 from labeler.labeling import review
 from labeler.labeling.image_view import thumbnail_size
-from labeler.web.access import reviewer_required
+from labeler.web.access import dataset_or_404, reviewer_required
 from labeler.web.label import ITEM_ID
 from labeler.web.screen import headline_columns, label_keys
 
 bp = Blueprint("review", __name__, url_prefix="/datasets/<name>/review")
 
 
-def _dataset(name):
-    try:
-        return datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
-
-
 @bp.route("")
 @reviewer_required
 def first(name):
     """The first item waiting for review (after ``?after=ID``, a skip), or a page saying nothing waits."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     item_id = review.next_waiting(dataset, request.args.get("after", type=int))
     if item_id is None:
         return render_template("review.html", dataset=dataset, view=None, waiting=0)
@@ -60,7 +52,7 @@ def _item_page(dataset, item_id, error=None, status=200):
 @bp.route(f"/<{ITEM_ID}:item_id>")
 @reviewer_required
 def item(name, item_id):
-    return _item_page(_dataset(name), item_id)
+    return _item_page(dataset_or_404(name), item_id)
 
 
 @bp.route(f"/<{ITEM_ID}:item_id>", methods=("POST",))
@@ -68,7 +60,7 @@ def item(name, item_id):
 def decide(name, item_id):
     """Record the reviewer's decision (``decision`` = label:LABEL, optional ``note``), then show the next
     waiting item; a bad decision is one line (400) on the same item, nothing recorded."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     decision = request.form.get("decision", "")
     value = decision[len("label:"):] if decision.startswith("label:") else None
     try:
@@ -91,7 +83,7 @@ def decide(name, item_id):
 @reviewer_required
 def undo(name):
     """Take back the reviewer's latest decision and show its item again."""
-    dataset = _dataset(name)
+    dataset = dataset_or_404(name)
     item_id = review.undo(dataset, current_user)
     if item_id is None:
         flash("Nothing to undo.", "message")

@@ -14,7 +14,7 @@ from labeler.data import datasets as datasets_service
 from labeler.data import exporter, uploads
 from labeler.data.errors import ImportFailed
 from labeler.store.db import Job
-from labeler.web.access import admin_required
+from labeler.web.access import admin_required, dataset_or_404
 from labeler.worker import jobs
 
 bp = Blueprint("transfers", __name__, url_prefix="/admin")
@@ -71,10 +71,7 @@ def import_job(job_id):
 def export(name):
     """The dataset's labeled items as a CSV or JSONL download (exporter.export, recorded in the audit log),
     written to a temporary file that is gone once sent; 400 with one line for another format."""
-    try:
-        dataset = datasets_service.get_dataset(name)
-    except datasets_service.DatasetNotFound:
-        abort(404)
+    dataset = dataset_or_404(name)
     fmt = request.form.get("format", "csv")
     if fmt not in FORMATS:
         return render_template("error.html", message=f"Unknown export format {fmt!r}: choose csv or jsonl."), 400
