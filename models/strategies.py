@@ -14,6 +14,7 @@ from models.names import EXPLORATION, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCE
 ANOMALY_CLIP = 5.0  # robust z-scores are clipped so that one extreme feature cannot dominate the score
 DUPLICATE_RADIUS = 0.05  # rms distance in robust z units below which two items count as near-duplicates
 COLD_START_POOL = 20  # cold start clusters the top ``COLD_START_POOL * size`` anomalies
+COLD_START_CLUSTERS = 1000  # ... into at most this many k-means clusters (k-means' cost grows with k times the points)
 REPRESENTATIVE_SAMPLE = 20_000  # representatives are drawn from k-means of at most this many items
 
 
@@ -121,16 +122,18 @@ def diverse(ranked, z, count, radius=DUPLICATE_RADIUS, taken=()):
     """Walk ``ranked`` (pool indices, best first) and keep up to ``count`` items, skipping any item within
     ``radius`` (rms distance of the rows of ``z``) of one already kept or of an index in ``taken``."""
     kept = []
-    reference = [z[index] for index in taken]
+    taken = np.asarray(taken, dtype=np.int64)
+    reference = np.empty((len(taken) + min(count, len(ranked)), z.shape[1]), dtype=np.float64)
+    reference[:len(taken)] = z[taken]
+    filled = len(taken)
     for index in ranked:
         if len(kept) == count:
             break
-        if reference:
-            distances = np.sqrt(np.mean((np.asarray(reference) - z[index]) ** 2, axis=1))
-            if distances.min() < radius:
-                continue
+        if filled and np.sqrt(np.mean((reference[:filled] - z[index]) ** 2, axis=1)).min() < radius:
+            continue
         kept.append(int(index))
-        reference.append(z[index])
+        reference[filled] = z[index]
+        filled += 1
     return np.asarray(kept, dtype=np.int64)
 
 
@@ -141,8 +144,9 @@ def _ranked_window(values, candidates, count, leave_out):
 
 
 def cold_start(z, anomaly, candidates, size, seed=None):
-    """Up to ``size`` candidates for a pool without a model: the most anomalous item of each of ``size``
-    k-means clusters of the top anomalies, most anomalous first, near-duplicates skipped.
+    """Up to ``size`` candidates for a pool without a model: the most anomalous item of each of ``size`` (at
+    most COLD_START_CLUSTERS) k-means clusters of the top anomalies, most anomalous first, near-duplicates
+    skipped; a larger ``size`` is filled with the next most anomalous items, near-duplicates skipped.
 
     ``z`` is the pool's robust z-scores, ``anomaly`` its anomaly scores, ``candidates`` pool indices.
     """
@@ -150,11 +154,12 @@ def cold_start(z, anomaly, candidates, size, seed=None):
     size = min(size, len(candidates))
     if size <= 0:
         return candidates[:0]
-    top = top_indices(anomaly, candidates, COLD_START_POOL * size)
+    clusters_wanted = min(size, COLD_START_CLUSTERS)
+    top = top_indices(anomaly, candidates, COLD_START_POOL * clusters_wanted + (size - clusters_wanted))
     if len(top) <= size:
         return diverse(top, z, size)
     points = np.clip(z[top], -ANOMALY_CLIP, ANOMALY_CLIP)
-    clusters = KMeans(n_clusters=size, n_init=1, random_state=seed, max_iter=100).fit_predict(points)
+    clusters = KMeans(n_clusters=clusters_wanted, n_init=1, random_state=seed, max_iter=100).fit_predict(points)
     # top is sorted by anomaly, so the first member of each cluster is its most anomalous item
     _, first = np.unique(clusters, return_index=True)
     leaders = top[np.sort(first)]

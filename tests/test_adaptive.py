@@ -62,7 +62,7 @@ def test_the_cold_start_hands_over_at_both_classes_and_widens_without_positives(
     learner = ActiveLearner(points, np.arange(len(points)), settings(), seed=1)
     first = learner.pick(None, np.arange(len(points)), 10)
     assert {name for _, name in first} == {COLD_START, DIVERSITY, EXPLORATION}
-    # 30 labels and still no model (one class): the anomaly score is dropped, the search widens
+    # WIDEN_AFTER labels and still no model (one class): the anomaly score is dropped, the search widens
     unlabeled = np.arange(adaptive.WIDEN_AFTER, len(points))
     wider = learner.pick(None, unlabeled, 10)
     assert {name for _, name in wider} == {WIDER_SEARCH, EXPLORATION}
@@ -132,3 +132,39 @@ def test_off_by_default_and_for_many_labels():
     assert DEFAULTS["adaptive"] is False
     many = ActiveLearner(points, np.arange(len(points)), settings(), n_classes=3, positives=(1,))
     assert many.adaptive is None
+
+
+def test_kept_shares_raise_an_arm_and_scale_the_others():
+    shares = {"a": 0.1, "b": 0.6, "c": 0.3}
+    kept = adaptive.keep_at_least(shares, {"a": 0.2})
+    assert kept == pytest.approx({"a": 0.2, "b": 0.6 * 0.8 / 0.9, "c": 0.3 * 0.8 / 0.9})
+    assert sum(kept.values()) == pytest.approx(1.0)
+    # already above its kept share, or nothing kept: unchanged
+    assert adaptive.keep_at_least(shares, {"b": 0.5}) == shares
+    assert adaptive.keep_at_least(shares, {}) == shares
+    bandit = adaptive.Bandit(arms=("a", "b"), rate=4.0, floor=0.05)
+    bandit.update({"a": [0.0], "b": [1.0]})
+    assert bandit.shares({"a": 0.5, "b": 0.5})["a"] < 0.2
+    assert bandit.shares({"a": 0.5, "b": 0.5}, keep={"a": 0.2})["a"] == pytest.approx(0.2)
+
+
+def test_a_grown_model_retires_diversity_and_keeps_the_high_risk_share():
+    points = np.random.default_rng(6).normal(size=(300, 5)).astype(np.float32)  # no near-duplicates
+    n = len(points)
+    mix = DEFAULTS["mix"]
+    learner = ActiveLearner(points, np.arange(n), settings(), seed=3)
+    policy = learner.adaptive
+    p = np.linspace(0.001, 0.95, n)
+    # young (fewer than YOUNG_POSITIVES positives): a diversity share
+    assert policy.prior()[DIVERSITY] == adaptive.YOUNG_DIVERSITY and policy.kept() == {}
+    # the high-risk arm's picks all come back negative, the uncertain ones positive: the bandit turns from it ...
+    policy.positives = adaptive.YOUNG_POSITIVES
+    policy.bandit.update({HIGH_RISK: [0.0] * 10, UNCERTAIN: [1.5] * 10, EXPLORATION: [1.0] * 10})
+    high_risk = mix[HIGH_RISK] / sum(mix.values())
+    assert policy.bandit.shares(policy.prior())[HIGH_RISK] < high_risk
+    # ... but keeps the mix's share of it, and no diversity picks once grown
+    picks = policy.pick(p, np.arange(n), 20)
+    names = [name for _, name in picks]
+    assert DIVERSITY not in names
+    assert names.count(HIGH_RISK) >= int(round(high_risk * 20))
+    assert policy.history[-1][1][HIGH_RISK] == pytest.approx(high_risk)

@@ -257,7 +257,7 @@ def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path)
         with database.atomic():
             User.create(name="rita", password_hash="x", role="reviewer")
     SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
-    assert upgrade() == [11, 12, 13] and "reviewer" in ROLE_CHECK
+    assert upgrade() == [11, 12, 13, 14] and "reviewer" in ROLE_CHECK
     rita = create_user("rita", PASSWORD, "reviewer")
 
     label, refused = review.adjudicate(dataset, rita, items[0].id, "genuine")
@@ -269,3 +269,20 @@ def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path)
         rows = {row["id"]: row for row in csv.DictReader(handle)}
     assert (rows["T0"]["label"], rows["T0"]["standing"], rows["T0"]["decided_by"]) == ("genuine", "adjudicated", "rita")
     assert (rows["T1"]["standing"], rows["T1"]["decided_by"], rows["T1"]["answers"]) == ("agreed", "ana;bob", "2")
+
+
+def test_the_pool_copy_on_postgresql(pg_app, tmp_path):
+    from labeler.store.db import PoolCopy
+    from labeler.store.pool import load_pool
+
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(20), encoding="utf-8")
+    dataset = import_file(str(path), "cc", label_column="Class", id_column="tx").dataset
+    folder = str(tmp_path / "models")
+    built = load_pool(dataset, folder)
+    path.write_text(HEADER + _rows(30), encoding="utf-8")
+    assert import_file(str(path), "cc").rows_added == 10
+    grown = load_pool(dataset, folder)
+    ids, features = load_pool(dataset)
+    assert np.array_equal(grown[0], ids) and np.array_equal(grown[1], features)
+    assert np.array_equal(grown[1][:20], built[1]) and PoolCopy.get(PoolCopy.dataset == dataset).rows == 30

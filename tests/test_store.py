@@ -38,7 +38,7 @@ def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
 
 
 def test_fresh_store_is_at_the_latest_schema_version(app):
-    assert current_version() == max(v for v, _ in MIGRATIONS) == 13
+    assert current_version() == max(v for v, _ in MIGRATIONS) == 14
     applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
     tables = set(database.get_tables())
@@ -58,7 +58,7 @@ def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
         database.execute_sql('DROP INDEX "label_source_kind_id"')
         database.drop_tables([FeatureStats])  # a version-4 store: neither the index nor migration 6's table
         SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
-        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13]  # 7 to 11 find their columns and tables already there
+        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]  # 7 to 14 find their columns and tables already there
         assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
 
 
@@ -78,12 +78,12 @@ def test_migration_6_moves_the_feature_statistics_out_of_the_settings(tmp_path):
         bare = Dataset.create(name="bare", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
                               settings={})
         assert current_version() == 5 and not FeatureStats.table_exists()
-        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13]
+        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13, 14]
         assert FeatureStats.table_exists() and FeatureStats.select().count() == 0  # the worker's refill fills it
         assert Dataset.get_by_id(old.id).settings == kept  # only the statistics went
         assert Dataset.get_by_id(plain.id).settings == kept
         assert Dataset.get_by_id(bare.id).settings == {}
-        assert current_version() == 13 and upgrade() == []
+        assert current_version() == 14 and upgrade() == []
 
 
 def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_store(tmp_path):
@@ -99,12 +99,12 @@ def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_st
                              "VALUES ('old', 'hash', 'analyst', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 7).execute()
         assert current_version() == 6 and not LoginFailure.table_exists()
-        assert upgrade() == [7, 8, 9, 10, 11, 12, 13]
+        assert upgrade() == [7, 8, 9, 10, 11, 12, 13, 14]
         assert {"session_version", "disabled"} <= {column.name for column in database.get_columns("user")}
         old = User.get(User.name == "old")
         assert (old.session_version, old.disabled, old.is_active, old.get_id()) == (0, False, True, f"{old.id}:0")
         assert LoginFailure.table_exists() and LoginFailure.select().count() == 0
-        assert current_version() == 13 and upgrade() == []
+        assert current_version() == 14 and upgrade() == []
 
 
 def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends(tmp_path):
@@ -132,7 +132,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
                              "settings, created_at) VALUES ('old', '[\"a\", \"b\"]', '[]', '[\"a\", \"b\"]', "
                              "'[\"genuine\", \"fraud\"]', 'tx', '{}', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 8).execute()
-        assert upgrade() == [8, 9, 10, 11, 12, 13]
+        assert upgrade() == [8, 9, 10, 11, 12, 13, 14]
         assert {"event_time", "entity"} <= {column.name for column in database.get_columns("item")}
         assert "item_dataset_id_entity_event_time" in {index.name for index in database.get_indexes("item")}
         assert "bulk_of_id" in {column.name for column in database.get_columns("label")}
@@ -142,7 +142,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
         assert import_file(str(tmp_path / "more.csv"), "old").rows_added == 2
         assert [item.feature_vector.tolist() for item in old.items().order_by(Item.row_number)] == [[1.5, 2.0],
                                                                                                     [3.0, 4.0]]
-        assert current_version() == 13 and upgrade() == []
+        assert current_version() == 14 and upgrade() == []
 
 
 def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
@@ -153,8 +153,8 @@ def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
         database.drop_tables([SequenceArtifacts])
         SchemaVersion.delete().where(SchemaVersion.version >= 9).execute()
         assert current_version() == 8 and not SequenceArtifacts.table_exists()
-        assert upgrade() == [9, 10, 11, 12, 13]
-        assert SequenceArtifacts.table_exists() and current_version() == 13 and upgrade() == []
+        assert upgrade() == [9, 10, 11, 12, 13, 14]
+        assert SequenceArtifacts.table_exists() and current_version() == 14 and upgrade() == []
 
 
 def test_migration_10_adds_the_generated_samples_table(tmp_path):
@@ -166,8 +166,8 @@ def test_migration_10_adds_the_generated_samples_table(tmp_path):
         database.drop_tables([GeneratedSamples])
         SchemaVersion.delete().where(SchemaVersion.version >= 10).execute()
         assert current_version() == 9 and not GeneratedSamples.table_exists()
-        assert upgrade() == [10, 11, 12, 13]
-        assert GeneratedSamples.table_exists() and current_version() == 13 and upgrade() == []
+        assert upgrade() == [10, 11, 12, 13, 14]
+        assert GeneratedSamples.table_exists() and current_version() == 14 and upgrade() == []
         GeneratedSamples.create(dataset=dataset, grid_path="g", generated_path="s", real_path="r", real_ids_path="i",
                                 pool_rows=1, fit_rows=1, grid_steps=10, latent_dims=[0, 1], device="CPU", seconds=1.0)
         dataset.delete_instance()  # the dataset's row goes with it

@@ -208,3 +208,13 @@ def test_rank_union_takes_the_tops_of_each_score_in_turn():
     combined = strategies.rank_union(first, second)
     assert np.argsort(-combined, kind="stable")[:4].tolist() == [0, 3, 1, 2]
     assert combined[4] == pytest.approx(4 / 6) and np.all((combined > 0) & (combined <= 1))
+
+
+def test_a_cold_start_larger_than_its_cluster_cap_fills_with_the_next_anomalies(monkeypatch):
+    monkeypatch.setattr(strategies, "COLD_START_CLUSTERS", 20)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3000, 5))
+    anomaly = np.abs(z).sum(axis=1)
+    picks = strategies.cold_start(z, anomaly, np.arange(3000), 200, seed=0)
+    assert len(picks) == len(set(picks.tolist())) == 200
+    assert np.median(anomaly[picks]) > np.quantile(anomaly, 0.8)  # still the anomalous end of the pool

@@ -27,6 +27,7 @@ from peewee import PostgresqlDatabase, fn
 from labeler.data import transactions
 from labeler.data.errors import ImportFailed, file_line
 from labeler.store.db import Dataset, GroundTruth, Item, database
+from labeler.store.pool import invalidate_pool_copy
 
 DEFAULT_CHUNK_ROWS = 50_000
 BINARY_TRUTH = {"0": "genuine", "1": "fraud"}
@@ -617,6 +618,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
             _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
         if history is not None and history.changed:
             _refresh_history(dataset, history)
+            invalidate_pool_copy(dataset)  # stored rows' features changed: the worker's copy is rebuilt
     notes = _boolean_notes(dataset, file_notes.get("booleans", []))
     described = transactions.describe(dataset.roles or {})
     if described and (created or history is not None):

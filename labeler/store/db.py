@@ -575,6 +575,23 @@ class ApiToken(BaseModel):
     revoked_at = DateTimeField(null=True)
 
 
+class PoolCopy(BaseModel):
+    """The columnar copy of a dataset's pool (labeler.store.pool): item ids (int64) and feature vectors (float32)
+    as memory-mappable ``.npy`` files in the model folder, covering the items whose row number is below
+    ``rows``; ``digests`` the sha256 of each file as written. The database stays the source of truth: the
+    importer bumps ``generation`` and sets ``stale`` when it rewrites stored rows' features, and the worker
+    writes a copy only when the generation it read is still the one stored."""
+
+    dataset = ForeignKeyField(Dataset, unique=True, on_delete="CASCADE")
+    ids_path = CharField(null=True, max_length=500)
+    features_path = CharField(null=True, max_length=500)
+    digests = JSONField(default=dict)
+    rows = IntegerField(default=0)
+    generation = IntegerField(default=0)
+    stale = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+
 class LoginFailure(BaseModel):
     """One failed login: the user name typed and the client's address (labeler.data.users throttles on them).
     Kept in the store so that every server process sharing it sees the same count; old rows are pruned."""
@@ -590,4 +607,4 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken]
+          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken, PoolCopy]

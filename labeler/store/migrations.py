@@ -8,7 +8,7 @@ from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKe
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (ROLE_CHECK, TABLES, ApiToken, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
-                              GenerativeArtifacts, Item, JSONField, Label, Lease, LoginFailure, ModelVersion,
+                              GenerativeArtifacts, Item, JSONField, Label, Lease, LoginFailure, ModelVersion, PoolCopy,
                               ReviewRequest, SchemaVersion, SequenceArtifacts, User, database)
 
 AMOUNT_BATCH = 5000  # items read and written at a time when migration 13 fills Item.amount
@@ -178,10 +178,16 @@ def _fill_amounts(dataset):
         last = rows[-1][0]
 
 
+def _pool_copy(migrator):
+    """14: the PoolCopy table (the columnar copy of each dataset's pool, labeler.store.pool)."""
+    PoolCopy.create_table(safe=True)
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
-              (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes)]
+              (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
+              (14, _pool_copy)]
 
 
 def current_version():

@@ -124,7 +124,7 @@ def compute(dataset, progress, folder, seed=0, projection=DEFAULT_PROJECTION, ep
         raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
     started = time.perf_counter()
     progress("loading the pool", 2)
-    ids, features = load_pool(dataset)
+    ids, features = load_pool(dataset, folder)
     if len(ids) < 2:
         raise ValueError(f"dataset {dataset.name!r} holds {len(ids)} item(s): the autoencoder needs at least 2")
     progress(f"fitting the autoencoder on {min(len(ids), fit_rows):,} rows", 5)

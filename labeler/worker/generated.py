@@ -68,7 +68,7 @@ def compute(dataset, progress, folder, seed=0, fit_rows=FIT_ROWS, epochs=None, g
     progress = progress or (lambda stage, percent: None)
     started = time.perf_counter()
     progress("loading the pool", 2)
-    ids, features = load_pool(dataset)
+    ids, features = load_pool(dataset, folder)
     if len(ids) < 2:
         raise ValueError(f"dataset {dataset.name!r} holds {len(ids)} item(s): the VAE needs at least 2")
     rng = np.random.default_rng(seed)

@@ -70,7 +70,7 @@ def run_refill(dataset, progress, config):
     """The refill job's handler (labeler.worker.jobs): the feature statistics when the pool changed size, then
     the queue. Returns the job's summary."""
     progress("loading the pool", 10)
-    ids, features = load_pool(dataset)
+    ids, features = load_pool(dataset, config.MODEL_FOLDER)
     stats_rows = update_feature_stats(dataset, features)
     progress("choosing the queue", 50)
     queued = refresh_queue(dataset, pool=(ids, features))

@@ -130,7 +130,7 @@ def _retrain(dataset, progress, folder, seed):
     timings = Stopwatch()
     settings = engine_settings(dataset)
     progress("loading the pool", 5)
-    ids, X = load_pool(dataset)
+    ids, X = load_pool(dataset, folder)
     update_feature_stats(dataset, X)  # the screen's bars, when the pool grew since the last refill
     labeled, values = human_labels(dataset, ids)
     y = class_labels(dataset, values)

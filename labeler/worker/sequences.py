@@ -73,7 +73,7 @@ def compute(dataset, progress, folder, seed=0, steps=STEPS, fit_rows=FIT_ROWS, e
     progress = progress or (lambda stage, percent: None)
     started = time.perf_counter()
     progress("loading the pool", 2)
-    ids, features = load_pool(dataset)
+    ids, features = load_pool(dataset, folder)
     if len(ids) < 2:
         raise ValueError(f"dataset {dataset.name!r} holds {len(ids)} item(s): the sequence model needs at least 2")
     step_matrix, step_names, seconds, cards = transaction_steps(dataset, ids, features)
