@@ -17,11 +17,9 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -32,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from label_latency import PASSWORD, Analyst, free_port, percentile, wait_for_port  # noqa: E402
+from label_latency import PASSWORD, Analyst, free_port, percentile, temporary_instance, wait_for_port  # noqa: E402
 from labeler.cli.commands import SERVE_THREADS  # noqa: E402
 
 ID_COLUMN = "tx_id"
@@ -55,21 +53,12 @@ def batches_of(frame, rows, batch, seed):
 
 
 def run(args):
-    from labeler.config import Config
     from labeler.store.db import Dataset, Item, Label, User, database, open_database
     from labeler.store.migrations import upgrade
     from labeler.store.settings import update_labeling_settings
     from labeler.worker import jobs
 
-    workdir = tempfile.mkdtemp(prefix="api-push-bench-")
-    store = os.path.join(workdir, "labeler.sqlite3")
-    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
-           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
-           "LABELER_MODELS": os.path.join(workdir, "models")}
-    config = Config.load(environ=env)
-    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    workdir, store, env, config, manage = temporary_instance("api-push-bench-")
     frame = pd.read_csv(args.data, dtype={"Class": str})
     frame.insert(0, ID_COLUMN, [f"base{i}" for i in range(len(frame))])
     base = os.path.join(workdir, "base.csv")

@@ -133,22 +133,28 @@ class Analyst:
         self.item = found[1] if found else None
 
 
-def run(args):
+def temporary_instance(prefix):
+    """A fresh instance folder for a benchmark's server: (folder, its SQLite store, the environment that points
+    ``manage.py`` at it, its Config, the ``manage.py`` command line); prints the machine."""
     from labeler.config import Config
+
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    store = os.path.join(workdir, "labeler.sqlite3")
+    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
+           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
+           "LABELER_MODELS": os.path.join(workdir, "models")}
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    return workdir, store, env, Config.load(environ=env), [sys.executable, os.path.join(ROOT, "manage.py")]
+
+
+def run(args):
     from labeler.store.db import Dataset, Label, User, database, open_database
     from labeler.store.migrations import upgrade
     from labeler.store.settings import update_labeling_settings
     from labeler.worker import jobs
 
-    workdir = tempfile.mkdtemp(prefix="label-bench-")
-    store = os.path.join(workdir, "labeler.sqlite3")
-    env = {**os.environ, "LABELER_DATABASE": store, "LABELER_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
-           "LABELER_INSTANCE": workdir, "LABELER_QUEUE": os.path.join(workdir, "queue.sqlite3"),
-           "LABELER_MODELS": os.path.join(workdir, "models")}
-    config = Config.load(environ=env)
-    manage = [sys.executable, os.path.join(ROOT, "manage.py")]
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    workdir, store, env, config, manage = temporary_instance("label-bench-")
     started = time.perf_counter()
     subprocess.run(manage + ["import", args.data, "--dataset", "cc", "--label-column", "Class", "--exclude", "Time"],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
