@@ -331,6 +331,7 @@ def _serve_a_model(cc, analyst, config):
     assert serving_scores(cc).version is not None
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_pushed_rows_are_scored_and_queued_by_the_jobs_the_push_requests(client, cc, frame, analyst, config):
     """The retrain and the refill the push requests (the autoencoder job a retrain asks for is left waiting: it
     trains Keras, not for this tier)."""

@@ -166,6 +166,7 @@ def test_unknown_names_are_throttled_too(app, hashes):
     assert len(hashes) == 5
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_failures_from_one_address_lock_out_every_name_from_it(app, analyst, hashes):
     for n in range(users.FAILURES_PER_ADDRESS):
         assert login(f"guess{n}", "wrong password", "10.0.0.9", now=T0) is None
@@ -199,6 +200,7 @@ def test_the_login_form_answers_429_with_when_to_retry(client, analyst, clock, h
     assert web_login(client, "ana").status_code == 302
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_login_form_throttles_per_client_address(app, analyst, clock):
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = "192.0.2.7"

@@ -275,6 +275,7 @@ def test_import_as_a_real_subprocess(tmp_path, small_csv):
             == [("fraud", 49), ("genuine", 1992)]
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_serve_refuses_to_start_without_a_secret_key(tmp_path):
     result = _manage(tmp_path, "serve", "--port", str(_free_port()))
     assert result.returncode == 1

@@ -94,6 +94,7 @@ def test_label_rates_leave_each_labeled_row_out():
                                                (0 + k * prior) / (0 + k)], rtol=1e-6)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_learner_finds_positives_that_only_their_group_gives_away():
     """Compromised merchants: every transaction at merchants 0-4 is fraud, and nothing else tells them apart."""
     from sklearn.metrics import average_precision_score

@@ -231,6 +231,7 @@ def test_the_agreement_page_links_disagreements_to_their_items(client, dataset, 
 # ---------------------------------------------------------------------------------------------------------------
 # Filters, sorts and keyset pages
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 @pytest.mark.parametrize("sort, order", [("row", "asc"), ("row", "desc"), ("amount", "asc"), ("amount", "desc")])
 def test_keyset_pages_walk_every_row_once_in_order(client, dataset, analyst, frame, sort, order):
     login(client, "ana")
@@ -241,6 +242,7 @@ def test_keyset_pages_walk_every_row_once_in_order(client, dataset, analyst, fra
     assert seen == expected and pages == -(-len(frame) // 50)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_filters_match_a_pandas_reading(client, dataset, double_labeled, frame):
     login(client, "ana")
     ana, bob = double_labeled["ana"], double_labeled["bob"]

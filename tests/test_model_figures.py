@@ -23,6 +23,7 @@ def _binary(positives, negatives, seed=0):
     return y, rng.normal(1.5 * y, 1.0)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_interval_contains_the_point_estimate_and_narrows_with_more_data():
     widths = []
     for positives, negatives in ((10, 100), (40, 400), (160, 1600)):

@@ -108,6 +108,7 @@ def test_the_gate_compares_k_class_models_by_macro_average_precision_with_its_no
     assert too_few.passed and too_few.bound is None and "not compared" in too_few.reason
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_simulated_loop_over_the_digits_learns_all_ten(digits):
     X, y = digits
     rows = simulate_run(X, y, "default", 60, 20, 0, {**ENGINE, "uncertainty": "margin"}, n_classes=10,
@@ -178,6 +179,7 @@ def test_fraud_typologies_train_a_k_class_model_whose_queue_holds_real_probabili
     assert stored.shape == source.scores.shape
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_screen_lists_the_alternatives_by_probability_with_the_same_key_for_each_label(app, typologies,
                                                                                          analyst, tmp_path):
     _label_from_truth(typologies, analyst, 30)

@@ -320,6 +320,7 @@ def test_the_switch_and_the_queue_rewrite_are_one_transaction(app, quick, analys
     assert [(entry.id, entry.model_version_id) for entry in queue_of(quick)] == queue_before
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_unusable_files_fall_back_to_the_last_good_version_then_the_cold_start(app, quick, analyst, tmp_path):
     label_truth(quick, analyst, frauds=20, genuine=200)
     first = ModelVersion.get_by_id(retrain(quick, str(tmp_path))["model_version"])
