@@ -14,6 +14,16 @@ MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, EXPLORATION)
 DIVERSITY = "diversity"
 WIDER_SEARCH = "wider search"
 ADAPTIVE_ARMS = (HIGH_RISK, UNCERTAIN, EXPLORATION, DIVERSITY)
+WIDEN_AFTER = 20  # the adaptive cold start: labels without a positive before its search widens
+# why a strategy picked an item, as the labeling screen says it
+STRATEGY_WHY = {
+    HIGH_RISK: "the model rates it among the likeliest frauds",
+    UNCERTAIN: "the model is least sure of it, so your answer teaches it most",
+    EXPLORATION: "drawn at random, to find what the model overlooks",
+    COLD_START: "no model yet: it is unusual against the pool",
+    DIVERSITY: "it stands for a part of the pool no label covers yet",
+    WIDER_SEARCH: "no fraud came in the first labels, so the search left the anomaly score and spreads over the pool",
+}
 UNCERTAINTY_MEASURES = ("least_confidence", "margin", "entropy")
 
 LATENT = "latent"

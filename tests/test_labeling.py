@@ -35,6 +35,7 @@ from labeler.store.pool import load_pool
 from labeler.store.settings import DEFAULTS, SettingsError, labeling_settings, update_labeling_settings
 from labeler.web import screen as screen_view
 from labeler.worker import jobs
+from models.names import STRATEGY_WHY, WIDEN_AFTER
 from tests.conftest import PASSWORD, csrf_token_of, login
 
 HX = {"HX-Request": "true"}
@@ -133,6 +134,25 @@ def test_screen_shows_item_features_suggestion_and_keys(ana, dataset):
         assert f'data-key="{key}"' in html
     assert 'data-key="backspace z"' not in html  # nothing to undo yet
     assert "no model yet — cold start" in html and "retrain:" in html and "idle" in html
+
+
+def test_the_screen_says_why_the_strategy_picked_the_item(ana):
+    lease = Lease.get(Lease.item == ana.item)
+    assert f"picked as <b>{lease.strategy}</b>: {STRATEGY_WHY[lease.strategy]}" in ana.html
+
+
+def test_the_status_line_says_when_no_fraud_came_and_whether_the_search_widens(ana, dataset):
+    for _ in range(WIDEN_AFTER - 1):
+        ana.decide("label:genuine")
+    assert screen_view.dataset_status(dataset)["search"] is None
+    ana.decide("label:genuine")
+    line = f"no item labeled fraud among the first {WIDEN_AFTER} labels: turning on the adaptive loop (admin settings)"
+    assert line in ana.client.get("/datasets/cc/label/status").get_data(as_text=True)
+    Dataset.update(settings={**(dataset.settings or {}), "adaptive": True}).where(Dataset.id == dataset.id).execute()
+    widened = screen_view.dataset_status(Dataset.get_by_id(dataset.id))["search"]
+    assert widened.endswith("the search widens beyond the anomaly score (picks marked “wider search”)")
+    ana.decide("label:fraud", reason="card testing")
+    assert screen_view.dataset_status(Dataset.get_by_id(dataset.id))["search"] is None
 
 
 def test_label_page_needs_login_and_a_known_dataset(client, dataset, analyst):

@@ -18,6 +18,7 @@ from labeler.store.db import Item, Job, ModelVersion, dataset_key
 from labeler.store.serving import serving_scores
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
+from models.names import STRATEGY_WHY, WIDEN_AFTER
 
 BAR_LIMIT = 20.0  # |z| that fills half the chart; the scale is logarithmic so that 2 and 20 both read
 MARKED = 3  # how many of the most unusual features are marked
@@ -152,10 +153,24 @@ def dataset_status(dataset):
            .order_by(Job.created_at.desc(), Job.id.desc()).first())
     newest = (ModelVersion.select().where(ModelVersion.dataset == dataset).order_by(ModelVersion.id.desc()).first())
     lost = newest is not None and not newest.serving and (newest.gate or {}).get("passed") is False
-    return {"labeled": sum(counts.values()), "frauds": sum(counts.get(label, 0) for label in dataset.positive_labels),
-            "model": model, "holdout": holdout_figure(model, dataset) if model is not None else None, "job": job,
+    labeled = sum(counts.values())
+    frauds = sum(counts.get(label, 0) for label in dataset.positive_labels)
+    return {"labeled": labeled, "frauds": frauds, "search": search_notice(dataset, labeled, frauds), "model": model,
+            "holdout": holdout_figure(model, dataset) if model is not None else None, "job": job,
             "gate": newest.gate.get("line") if lost else None,  # why the newest model does not serve
             "notice": serving_scores(dataset).notice}  # an unusable scores file and what serves instead
+
+
+def search_notice(dataset, labeled, positives):
+    """What the status line says once WIDEN_AFTER labels came without a positive (None before, after the first
+    positive, or for a label set with no positive class): that the search widens (the ``adaptive`` setting), or
+    where to turn it on."""
+    if not dataset.positive_labels or positives or labeled < WIDEN_AFTER:
+        return None
+    found = f"no item labeled {dataset.positive_name} among the first {labeled:,} labels"
+    if (dataset.settings or {}).get("adaptive") and len(dataset.labels) == 2:
+        return f"{found}: the search widens beyond the anomaly score (picks marked “wider search”)"
+    return f"{found}: turning on the adaptive loop (admin settings) widens the search"
 
 
 def pool_statistics(dataset, now=None):
@@ -222,6 +237,7 @@ def screen(dataset, lease, settings=None):
         "suggested": lease.suggested if shown else None,
         "probability": lease.probability if shown else None,
         "strategy": lease.strategy if shown else None,
+        "why": STRATEGY_WHY.get(lease.strategy) if shown else None,
         "alternatives": [(label, probabilities.get(label)) for label in alternatives],
         "label_keys": label_keys(dataset.labels),
         "rejected": [label for label in dataset.labels if label in rejected],
