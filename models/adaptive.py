@@ -235,9 +235,35 @@ class AdaptivePolicy:
             if kept is None:
                 continue
             arm, p = kept
-            rewards.setdefault(arm, []).append(abs(float(label) - p) + self.hit_bonus * float(label))
+            rewards.setdefault(arm, []).append(self.reward(label, p))
         self.bandit.update(rewards)
         return rewards
+
+    def reward(self, label, p_positive):
+        """The reward of one labeled pick: how much its label (0 or 1) surprised the model that picked it (its
+        P(positive) then), plus ``hit_bonus`` for a positive."""
+        return abs(float(label) - float(p_positive)) + self.hit_bonus * float(label)
+
+    def replay(self, batches, positives):
+        """Rebuild the bandit from the label log, as ``observe`` built it batch by batch (the worker builds a
+        fresh learner for every job): ``batches`` in the order the queues were picked, each (arms, P(positive)
+        at the pick, labels) of one queue's labeled picks; ``positives`` how many positives are labeled in all.
+        Returns the number of rewards folded in."""
+        folded = 0
+        for arms, p_positive, labels in batches:
+            rewards = {}
+            for arm, p, label in zip(arms, p_positive, labels):
+                if arm in self.bandit.arms:
+                    rewards.setdefault(arm, []).append(self.reward(label, p))
+            self.bandit.update(rewards)
+            folded += sum(len(values) for values in rewards.values())
+        self.positives = int(positives)
+        return folded
+
+    def state(self):
+        """The shares the next batch takes ({arm: share}) and each arm's labeled picks so far ({arm: count}), for
+        the models page."""
+        return {"shares": self.bandit.shares(self.prior(), self.kept()), "pulls": dict(self.bandit.pulls)}
 
     def prior(self):
         """The bandit's prior shares: the dataset's mix, with the diversity share (larger while the model is

@@ -1,13 +1,21 @@
 """The adaptive loop (models.adaptive, the ``adaptive`` setting): the bandit's arithmetic, the cold start's
-handover and wider search, diversity picks, reproducibility and the strategy names recorded. Fast tier."""
+handover and wider search, diversity picks, reproducibility and the strategy names recorded, and the worker
+rebuilding the bandit from the label log on a real store."""
 import math
 
 import numpy as np
 import pytest
 
-from labeler.store.settings import DEFAULTS
+from labeler.labeling import decisions, leases
+from labeler.store.db import Label, ModelVersion
+from labeler.store.pool import load_pool
+from labeler.store.settings import DEFAULTS, engine_settings
+from labeler.worker.refill import learner_for, replay_picks
+from labeler.worker.retrain import retrain
 from models import adaptive
 from models.learner import ActiveLearner
+from tests.conftest import login
+from tests.test_retraining import label_truth, truth_of
 from models.names import (ADAPTIVE_ARMS, COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN,
                           WIDER_SEARCH)
 
@@ -168,3 +176,42 @@ def test_a_grown_model_retires_diversity_and_keeps_the_high_risk_share():
     assert DIVERSITY not in names
     assert names.count(HIGH_RISK) >= int(round(high_risk * 20))
     assert policy.history[-1][1][HIGH_RISK] == pytest.approx(high_risk)
+
+
+@pytest.mark.slow  # seconds of work: the full tier runs it
+def test_the_worker_rebuilds_the_bandit_from_the_label_log(client, dataset, analyst, admin, tmp_path):
+    dataset.settings = {**dataset.settings, "cv_repeats": 1, "adaptive": True}
+    dataset.save()
+    label_truth(dataset, analyst, frauds=10, genuine=100)
+    first = ModelVersion.get_by_id(retrain(dataset, str(tmp_path))["model_version"])
+    assert first.serving and first.metrics["adaptive"]["pulls"] == {arm: 0 for arm in ADAPTIVE_ARMS}
+    assert sum(first.metrics["adaptive"]["shares"].values()) == pytest.approx(1.0)
+    login(client, "root")
+    page = client.get("/admin/datasets/cc/models").get_data(as_text=True)
+    shares = first.metrics["adaptive"]["shares"]
+    assert "Adaptive loop: its queue took " + ", ".join(
+        f"{arm} {100 * share:.0f}% (0 labeled picks before)" for arm, share in shares.items()) + "." in page
+
+    truth = truth_of(dataset)
+    lease = leases.next_item(dataset, analyst)
+    for _ in range(40):
+        value = truth[lease.item_id]
+        outcome, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{value}",
+                                          reason="card testing" if value == dataset.positive_label else None)
+        assert outcome.kind == "recorded", outcome.message
+    decisions.undo(dataset, analyst)  # the last answer is retracted: its pick is no longer counted
+    answers = list(Label.select().where((Label.model_version == first.id) & (Label.source == "human")
+                                        & (Label.kind == "label")).order_by(Label.id))[:-1]
+    assert len(answers) == 39 and {label.strategy for label in answers} <= set(ADAPTIVE_ARMS)
+
+    ids, X = load_pool(dataset)
+    learner = learner_for(dataset, ids, X, engine_settings(dataset))
+    assert replay_picks(dataset, learner, positives=10 + sum(label.value == "fraud" for label in answers)) == 39
+    bandit = learner.adaptive.bandit
+    for arm in ADAPTIVE_ARMS:  # one queue's picks: each arm's value is the mean of its picks' rewards
+        mine = [label for label in answers if label.strategy == arm]
+        assert bandit.pulls[arm] == len(mine)
+        rewards = [abs((label.value == "fraud") - (label.suggested_probability if label.suggested == "fraud"
+                                                   else 1 - label.suggested_probability))
+                   + adaptive.HIT_BONUS * (label.value == "fraud") for label in mine]
+        assert bandit.value[arm] == (pytest.approx(np.mean(rewards)) if mine else None)

@@ -52,8 +52,9 @@ def model_versions(dataset):
     ``passed``, ``bound``, ``reason`` (the gate's sentence), ``line`` (why a loser does not serve), ``serving``,
     ``served_at``, ``served_until`` (when the next version began serving, None), ``below_baseline`` (the
     sentence saying why a version serves though its measure is below its baseline's, else None),
-    ``cross_validated`` and ``pseudo_labels`` (the pseudo-labels standing after its retrain, None when not
-    recorded)."""
+    ``cross_validated``, ``pseudo_labels`` (the pseudo-labels standing after its retrain, None when not
+    recorded) and ``adaptive`` (the adaptive loop's shares of its queue and each strategy's labeled picks
+    before it, None when the loop was off)."""
     versions = list(ModelVersion.select().where(ModelVersion.dataset == dataset)
                     .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
     starts = sorted((version.served_at, version.id) for version in versions if version.served_at is not None)
@@ -72,7 +73,8 @@ def model_versions(dataset):
             "reason": record.get("reason"), "line": record.get("line"), "serving": version.serving,
             "served_at": version.served_at, "served_until": replaced,
             "below_baseline": below_baseline(record, measure_name(dataset)),
-            "cross_validated": _number(metrics.get("auprc")), "pseudo_labels": metrics.get("pseudo_standing")})
+            "cross_validated": _number(metrics.get("auprc")), "pseudo_labels": metrics.get("pseudo_standing"),
+            "adaptive": metrics.get("adaptive")})
     return rows
 
 

@@ -6,16 +6,21 @@ pool scores that the retrain stored (labeler.store.serving): no model is loaded.
 scores file is missing or corrupt, the newest earlier version whose file is intact serves instead, else the
 cold start: unsupervised anomalies spread over k-means clusters, with a share of random exploration.
 """
+import itertools
+
 import numpy as np
+from peewee import SQL, fn
 from threadpoolctl import threadpool_limits
 
 from labeler.store.artifacts import stored_anomaly, stored_sequence_error
-from labeler.store.db import FeatureStats, QueueEntry, database, utcnow, write_transaction
+from labeler.store.db import (FeatureStats, Item, Label, QueueEntry, advisory_lock, database, utcnow,
+                              write_transaction)
 from labeler.store.pool import human_labels, load_pool
 from labeler.store.serving import serving_scores, serving_version
 from labeler.store.settings import engine_settings
 from models.features import one_hot_blocks
 from models.learner import ActiveLearner, cold_start_probability
+from models.names import ADAPTIVE_ARMS
 from models.strategies import rank_union
 
 # BLAS/OpenMP threads of a retrain and of a queue refill: the weak models train on a few thousand labels plus
@@ -132,6 +137,7 @@ def _refresh(dataset, size, seed, pool):
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     learner = learner_for(dataset, ids, features, settings, seed)
+    replay_picks(dataset, learner, int(np.sum(class_labels(dataset, values) == 1)))
     negative = negative_label(dataset, values)
     if source.version is None:
         learner.anomaly = cold_start_anomaly(dataset, ids, learner)
@@ -145,9 +151,37 @@ def _refresh(dataset, size, seed, pool):
     return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
 
 
+def replay_picks(dataset, learner, positives):
+    """Fold what the adaptive loop's earlier picks brought into ``learner``'s bandit (models.adaptive; nothing when
+    the ``adaptive`` setting is off), since every job builds a fresh learner: each standing human answer to an
+    item one of its arms picked, grouped by the queue (model version) that picked it, with P(positive) as the
+    analyst's screen carried it. ``positives``: how many positives are labeled. Returns the rewards folded in."""
+    if learner.adaptive is None:
+        return 0
+    positive = binary_positive(dataset)
+    undo = Label.alias("undo")
+    rows = (Label.select(Label.model_version, Label.strategy, Label.value, Label.suggested,
+                         Label.suggested_probability)
+            .join(Item)
+            .where((Item.dataset == dataset) & (Label.source == "human") & (Label.kind == "label")
+                   & Label.bulk_of.is_null() & Label.strategy.in_(ADAPTIVE_ARMS) & Label.model_version.is_null(False)
+                   & Label.suggested_probability.is_null(False)
+                   & ~fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == Label.id)))
+            .order_by(Label.model_version, Label.id)
+            .tuples())
+    batches = []
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        group = list(group)
+        batches.append(([strategy for _, strategy, _, _, _ in group],
+                        [p if suggested == positive else 1.0 - p for _, _, _, suggested, p in group],
+                        [int(value == positive) for _, _, value, _, _ in group]))
+    return learner.adaptive.replay(batches, positives)
+
+
 def _write_unless_switched(dataset, source, ids, picks, p_positive, negative, version=None):
     """write_queue in a write transaction, unless the serving version changed since ``source`` was chosen."""
     with write_transaction():
+        advisory_lock("queue", dataset.id)  # the check and the write are one step against a retrain's switch
         now = serving_version(dataset)
         if (now.id if now is not None else None) != source.serving_id:
             return 0

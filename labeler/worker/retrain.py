@@ -11,14 +11,14 @@ from peewee import fn
 from threadpoolctl import threadpool_limits
 
 from labeler.store.artifacts import artifacts_of
-from labeler.store.db import Item, Label, ModelVersion, database, utcnow, write_transaction
+from labeler.store.db import Item, Label, ModelVersion, advisory_lock, database, utcnow, write_transaction
 from labeler.store.files import load_scores, save_scores
 from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
 from labeler.worker.refill import (COMPUTE_THREADS, binary_positive, categorical_blocks, class_count, class_labels,
-                                    cold_start_anomaly, learner_for, negative_label, refresh_queue,
+                                    cold_start_anomaly, learner_for, negative_label, refresh_queue, replay_picks,
                                     update_feature_stats, write_queue)
 from models import gate, generative_candidates, selection
 
@@ -143,6 +143,7 @@ def _retrain(dataset, progress, folder, seed):
     negative = negative_label(dataset, values)
     groups = groups_of(dataset, ids)  # the merchants of raw transactions: their label rates are features
     learner = learner_for(dataset, ids, X, settings, seed, groups, categorical_blocks(dataset))
+    replay_picks(dataset, learner, int(np.sum(y == 1)))
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None
@@ -201,11 +202,14 @@ def _retrain(dataset, progress, folder, seed):
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
     picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
+    if learner.adaptive is not None:
+        metrics["adaptive"] = learner.adaptive.state()  # the shares this queue took, for the models page
     timings.lap("pick queue")
     progress("switching to the new model", 85)
     metrics.update(served.metrics.get(served.kind) or {}, candidates=served.metrics, seconds=timings.total())
     device = training_device_of(learner, served.kind)
     with write_transaction():
+        advisory_lock("queue", dataset.id)  # a refill that scored the old version then writes nothing
         ModelVersion.update(serving=False).where(ModelVersion.dataset == dataset).execute()
         version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"], holdout_path=files.get("holdout"),
                                       digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
