@@ -17,7 +17,7 @@ from models.learner import ActiveLearner
 from tests.conftest import login
 from tests.test_retraining import label_truth, truth_of
 from models.names import (ADAPTIVE_ARMS, COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN,
-                          WIDER_SEARCH)
+                          WIDEN_AFTER, WIDER_SEARCH)
 
 
 def blobs(per=60, centres=((0, 0), (10, 0), (0, 10), (10, 10)), seed=0):
@@ -132,6 +132,19 @@ def test_strategy_names_are_recorded_and_rewarded():
         assert rewards[arm] == pytest.approx(expected[arm])
     assert policy.memory == {}
     assert policy.positives == int(y.sum())
+
+
+def test_the_fixed_loops_cold_start_widens_once_the_labels_hold_no_positive():
+    points, _ = blobs()
+    learner = ActiveLearner(points, np.arange(len(points)), dict(DEFAULTS), seed=1)
+    unlabeled = np.arange(WIDEN_AFTER, len(points))
+    for known in (None, 1):  # unknown, or a positive among the labels: the anomaly-led cold start
+        assert {name for _, name in learner.pick(None, unlabeled, 10, known)} <= {COLD_START, EXPLORATION}
+    fewer = np.arange(WIDEN_AFTER - 1, len(points))  # one label short of WIDEN_AFTER
+    assert {name for _, name in learner.pick(None, fewer, 10, 0)} <= {COLD_START, EXPLORATION}
+    picks = learner.pick(None, unlabeled, 10, 0)  # WIDEN_AFTER labels, none positive
+    assert sorted(name for _, name in picks) == [EXPLORATION] * 5 + [WIDER_SEARCH] * 5
+    assert len({index for index, _ in picks}) == 10 and set(index for index, _ in picks) <= set(unlabeled.tolist())
 
 
 def test_off_by_default_and_for_many_labels():

@@ -163,14 +163,14 @@ def dataset_status(dataset):
 
 def search_notice(dataset, labeled, positives):
     """What the status line says once WIDEN_AFTER labels came without a positive (None before, after the first
-    positive, or for a label set with no positive class): that the search widens (the ``adaptive`` setting), or
-    where to turn it on."""
+    positive, or for a label set with no positive class), and for two labels that the cold start's search
+    widens (models.learner.ActiveLearner.pick)."""
     if not dataset.positive_labels or positives or labeled < WIDEN_AFTER:
         return None
     found = f"no item labeled {dataset.positive_name} among the first {labeled:,} labels"
-    if (dataset.settings or {}).get("adaptive") and len(dataset.labels) == 2:
+    if len(dataset.labels) == 2:
         return f"{found}: the search widens beyond the anomaly score (picks marked “wider search”)"
-    return f"{found}: turning on the adaptive loop (admin settings) widens the search"
+    return found
 
 
 def pool_statistics(dataset, now=None):

@@ -137,11 +137,12 @@ def _refresh(dataset, size, seed, pool):
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     learner = learner_for(dataset, ids, features, settings, seed)
-    replay_picks(dataset, learner, int(np.sum(class_labels(dataset, values) == 1)))
+    found = int(np.isin(class_labels(dataset, values), positive_classes(dataset)).sum())  # positives labeled
+    replay_picks(dataset, learner, found)
     negative = negative_label(dataset, values)
     if source.version is None:
         learner.anomaly = cold_start_anomaly(dataset, ids, learner)
-        picks = learner.pick(None, np.flatnonzero(unlabeled_mask), size)
+        picks = learner.pick(None, np.flatnonzero(unlabeled_mask), size, found)
         cold = cold_start_probability(learner.anomaly) if class_count(dataset) == 2 else None
         return _write_unless_switched(dataset, source, ids, picks, cold, negative)
     p_positive = np.zeros((len(ids), *source.scores.shape[1:]))

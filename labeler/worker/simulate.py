@@ -127,7 +127,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         size = min(batch, budget - len(order))
         unlabeled = np.flatnonzero(~labeled_mask)
         if strategy == DEFAULT:
-            picks = np.array([index for index, _ in learner.pick(p_pool, unlabeled, size)], dtype=np.int64)
+            found = int(positive_class[y_pool[np.asarray(order, dtype=np.int64)]].sum()) if order else 0
+            picks = np.array([index for index, _ in learner.pick(p_pool, unlabeled, size, found)], dtype=np.int64)
         elif strategy == UNCERTAINTY and p_pool is not None:
             picks = strategies.uncertainty_batch(p_pool, unlabeled, size)
         else:
