@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 from labeler.data.importer import import_file  # noqa: E402  (after the path is set)
 from labeler.data.users import create_user  # noqa: E402
 from labeler.store.db import GroundTruth, Item, Label, database  # noqa: E402
+from labeler.store.migrations import fill_standing  # noqa: E402
 from labeler.web import create_app  # noqa: E402
 
 PASSWORD = "benchmark password"
@@ -57,6 +58,7 @@ def label_sample(dataset, count, seed):
     with database.atomic():
         for start in range(0, len(rows), 500):
             Label.insert_many(rows[start:start + 500]).execute()
+        fill_standing(dataset)  # the labels that stand, as the labeling code keeps them with each write
     return len(chosen)
 
 

@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash
 
 from labeler.data import exporter
 from labeler.data.users import authenticate
-from labeler.store.db import Item, Job, Label, User
+from labeler.store.db import Item, Job, Label, Standing, User
 from tests.conftest import PASSWORD, ROOT, csrf_token_of
 
 
@@ -164,6 +164,7 @@ def _set_up_labels(dataset, analyst, admin):
     dropped = Label.create(item=items[5], value="fraud", source="pseudo")
     Label.create(item=items[5], kind="undo", retracts=dropped, source="pseudo")
     Label.create(item=items[6], value="fraud", source="model")
+    Standing.refresh(item.id for item in items)  # what the labeling code does in the transaction of each write
     return items
 
 

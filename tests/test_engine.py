@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labeler.data import exporter
-from labeler.store.db import GroundTruth, Item, Label, ModelVersion, QueueEntry
+from labeler.store.db import GroundTruth, Item, Label, ModelVersion, QueueEntry, Standing
 from labeler.store.files import load_scores
 from labeler.store.pool import load_pool
 from labeler.store.settings import DEFAULTS, SettingsError, engine_settings
@@ -37,6 +37,7 @@ def _label_from_truth(dataset, user, frauds, genuine, skip_frauds=0, skip_genuin
               + [item for item, value in truth if value == "genuine"][skip_genuine:skip_genuine + genuine])
     for item in chosen:
         Label.create(item=item, value=dict(truth)[item], annotator=user, source="human")
+    Standing.refresh(chosen)
     return chosen
 
 
@@ -114,6 +115,7 @@ def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst,
     # a human now labels an item that carried a pseudo-label: the next retrain retracts that pseudo-label
     item = pseudo[0].item_id
     Label.create(item=item, value=dict(_truth(dataset))[item], annotator=analyst, source="human")
+    Standing.refresh([item])
     retrain(dataset, str(tmp_path), seed=0)
     standing = {label.item_id for label in Label.effective(dataset, ("pseudo",))}
     assert item not in standing

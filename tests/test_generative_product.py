@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score
 
 from labeler.data.importer import import_file
 from labeler.store import artifacts
-from labeler.store.db import Dataset, GenerativeArtifacts, GroundTruth, Item, Job, Label
+from labeler.store.db import Dataset, GenerativeArtifacts, GroundTruth, Item, Job, Label, Standing
 from labeler.store.pool import load_pool
 from labeler.web.latent_map import map_view
 from labeler.web.screen import reconstruction_bars
@@ -34,6 +34,7 @@ def label_from_truth(dataset, user, frauds, genuine):
     negatives = [i for i, v in sorted(truth.items()) if v != dataset.positive_label][:genuine]
     for item_id in positives + negatives:
         Label.create(item=item_id, value=truth[item_id], annotator=user, source="human")
+    Standing.refresh(positives + negatives)
     return {item_id: truth[item_id] for item_id in positives + negatives}
 
 

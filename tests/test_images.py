@@ -17,7 +17,7 @@ from labeler.data.importer import ImportFailed, import_file
 from labeler.labeling.image_view import image_view
 from labeler.store import artifacts
 from labeler.store.artifacts import npy_file, store_artifacts
-from labeler.store.db import Dataset, GenerativeArtifacts, GroundTruth, Item, Job, Label, utcnow
+from labeler.store.db import Dataset, GenerativeArtifacts, GroundTruth, Item, Job, Label, Standing, utcnow
 from labeler.store.files import write_atomically
 from labeler.store.pool import load_pool
 from labeler.worker import jobs
@@ -513,6 +513,7 @@ def test_the_screen_shows_the_image_its_reconstruction_and_similar_labeled_image
     labeled = [item for item in items_of(dataset) if item.id != shown][:6]
     for item in labeled:
         Label.create(item=item, value=dataset.labels[item.row_number % 2], annotator=analyst, source="human")
+    Standing.refresh(item.id for item in labeled)
     record = store_reconstruction(dataset, config.MODEL_FOLDER)
     page = client.get("/datasets/bin/label").get_data(as_text=True)
     assert int(page.split('data-item-id="', 1)[1].split('"', 1)[0]) == shown  # still on the analyst's screen

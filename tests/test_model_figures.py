@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labeler.data.model_versions import holdout_figure
-from labeler.store.db import GroundTruth, Item, Label, ModelVersion, utcnow
+from labeler.store.db import GroundTruth, Item, Label, ModelVersion, Standing, utcnow
 from labeler.web.screen import dataset_status
 from labeler.worker.retrain import retrain
 from models import gate
@@ -177,6 +177,7 @@ def test_a_real_retrain_records_the_interval_and_the_header_shows_it(client, dat
     genuine = [item for item, value in truth.items() if value != "fraud"][:300]
     for item in frauds + genuine:
         Label.create(item=item, value=truth[item], annotator=analyst, source="human")
+    Standing.refresh(frauds + genuine)
     summary = retrain(dataset, str(tmp_path))
     version = ModelVersion.get_by_id(summary["model_version"])
     record = version.gate

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from labeler.data.importer import default_positive_labels, import_file
 from labeler.labeling import decisions, leases
-from labeler.store.db import GroundTruth, Item, Label, Lease, QueueEntry, utcnow
+from labeler.store.db import GroundTruth, Item, Label, Lease, QueueEntry, Standing, utcnow
 from labeler.store.files import load_scores
 from labeler.store.serving import serving_scores
 from labeler.store.settings import update_labeling_settings
@@ -155,6 +155,7 @@ def _label_from_truth(dataset, user, per_label):
         if taken.get(value, 0) < per_label:
             taken[value] = taken.get(value, 0) + 1
             Label.create(item=item, value=value, annotator=user, source="human")
+            Standing.refresh([item])
     return taken
 
 

@@ -6,6 +6,7 @@ throwaway one); every test works in a scratch database of its own, dropped after
 """
 import csv
 import os
+import re
 import uuid
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from labeler.data.importer import ImportFailed, import_file
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
 from labeler.store.artifacts import feature_stats
-from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, database
+from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, Standing, database
 from labeler.web import create_app
 from labeler.worker import jobs
 from tests.conftest import PASSWORD, login
@@ -247,6 +248,7 @@ def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path)
     for item, first, second in ((items[0], "fraud", "genuine"), (items[1], "fraud", "fraud")):
         Label.create(item=item, value=first, annotator=ana)
         Label.create(item=item, value=second, annotator=bob)
+    Standing.refresh([items[0].id, items[1].id])  # what the labeling code does in the transaction of each write
     assert {label.item_id: label.value for label in Label.effective(dataset)} == {items[1].id: "fraud"}
     assert review.waiting(dataset) == [(items[0].id, review.DISPUTED)]
 
@@ -257,7 +259,7 @@ def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path)
         with database.atomic():
             User.create(name="rita", password_hash="x", role="reviewer")
     SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
-    assert upgrade() == [11, 12, 13, 14] and "reviewer" in ROLE_CHECK
+    assert upgrade() == [11, 12, 13, 14, 15] and "reviewer" in ROLE_CHECK
     rita = create_user("rita", PASSWORD, "reviewer")
 
     label, refused = review.adjudicate(dataset, rita, items[0].id, "genuine")
@@ -286,3 +288,57 @@ def test_the_pool_copy_on_postgresql(pg_app, tmp_path):
     ids, features = load_pool(dataset)
     assert np.array_equal(grown[0], ids) and np.array_equal(grown[1], features)
     assert np.array_equal(grown[1][:20], built[1]) and PoolCopy.get(PoolCopy.dataset == dataset).rows == 30
+
+
+# On tables of a few hundred rows PostgreSQL rightly prefers reading them whole (and joining by hash or merge,
+# which read both sides whole); with these off it shows the index plan it would take at scale, if it has one.
+PLANNER_OFF = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+
+
+def _pg_walks(sql, params):
+    """The nodes of PostgreSQL's plan for ``sql`` (under PLANNER_OFF) that read a hot table whole: a Seq Scan,
+    an index scan with no Index Cond, or one whose condition is on few-valued columns only
+    (tests.test_query_plans.LOW_CARDINALITY)."""
+    from tests.test_query_plans import HOT, LOW_CARDINALITY
+    lines = [row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params).fetchall()]
+    walks = []
+    nodes = [index for index, line in enumerate(lines) if index == 0 or "->" in line] + [len(lines)]
+    for start, end in zip(nodes, nodes[1:]):
+        node = lines[start]
+        scan = re.search(r"(Seq Scan|Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?"
+                         r"(?: using (\w+))? on (\w+)", node)
+        if scan is None:
+            continue
+        kind, index, table = scan.groups()
+        table = table if kind != "Bitmap Index Scan" else next((name for name in HOT if table.startswith(name + "_")),
+                                                               table)
+        if table not in HOT:
+            continue
+        condition = " ".join(line for line in lines[start + 1:end] if "Index Cond" in line)
+        columns = set(re.findall(r"(\w+)\)?(?:::\w+(?: \w+)*)?\)? (?:=|<|>|<=|>=) ", condition))
+        if kind == "Seq Scan" or not condition or columns <= LOW_CARDINALITY:
+            walks.append((table, node.strip(), condition.strip()))
+    return walks
+
+
+def test_the_hot_request_paths_plan_index_searches(pg_app):
+    """tests/test_query_plans.py's request paths on PostgreSQL: every statement they send is EXPLAINed (after an
+    ANALYZE, under PLANNER_OFF), and none reads the item, label, queue_entry or standing table whole."""
+    from tests.test_query_plans import busy_store, capture, request_paths
+
+    busy = busy_store()
+    database.execute_sql("ANALYZE")  # as autovacuum would: the planner knows how few rows each source has
+    client = pg_app.test_client()
+    for name, run in request_paths(busy, client):
+        _, statements = capture(run)
+        assert statements, name
+        for setting in PLANNER_OFF:
+            database.execute_sql(f"SET {setting} = off")
+        try:
+            walks = [(walk, sql) for sql, params in statements for walk in _pg_walks(sql, params)]
+        finally:
+            for setting in PLANNER_OFF:
+                database.execute_sql(f"RESET {setting}")
+        assert walks == [], (name, [walk for walk, _ in walks])
+    indexes = {row[0] for row in database.execute_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'standing'")}
+    assert {"standing_dataset_id_state_value", "standing_dataset_id_state_item_id"} <= indexes

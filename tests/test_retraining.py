@@ -11,8 +11,8 @@ from playhouse.migrate import SqliteMigrator, migrate
 
 from labeler.labeling import decisions, leases
 from labeler.store import migrations
-from labeler.store.db import (GroundTruth, Item, Job, Label, ModelVersion, QueueEntry, database, open_database,
-                              write_transaction)
+from labeler.store.db import (GroundTruth, Item, Job, Label, ModelVersion, QueueEntry, Standing, database,
+                              open_database, write_transaction)
 from labeler.store.artifacts import artifacts_of
 from labeler.store.pool import load_pool, pool_size
 from labeler.store.serving import serving_scores, version_problem
@@ -34,6 +34,7 @@ def _label(dataset, user, n, start=0):
     items = list(Item.select().where(Item.dataset == dataset).order_by(Item.id).offset(start).limit(n))
     for item in items:
         Label.create(item=item, value="genuine", annotator=user, source="human")
+    Standing.refresh(item.id for item in items)
 
 
 def handed_to_the_queue(kind=None):
@@ -201,6 +202,7 @@ def label_truth(dataset, user, frauds, genuine):
               + [i for i, v in truth.items() if v != dataset.positive_label][:genuine])
     for item_id in chosen:
         Label.create(item=item_id, value=truth[item_id], annotator=user, source="human")
+    Standing.refresh(chosen)
     return chosen
 
 
@@ -260,6 +262,7 @@ def test_a_worse_model_loses_the_gate_and_the_serving_model_stays(app, config, q
     for item in outside:
         flipped = "genuine" if truth[item] == quick.positive_label else quick.positive_label
         Label.create(item=item, value=flipped, annotator=analyst, source="human")
+    Standing.refresh(outside)
     job, _ = jobs.request(quick, jobs.RETRAIN, "test")
     assert jobs.run(job.id, config) == "done"
 

@@ -4,8 +4,8 @@ import pytest
 from peewee import IntegrityError
 
 from labeler.data.datasets import label_counts
-from labeler.store.db import (TABLES, Dataset, FeatureStats, Item, Label, LoginFailure, SchemaVersion, User, database,
-                              open_database)
+from labeler.store.db import (TABLES, Dataset, FeatureStats, Item, Label, LoginFailure, SchemaVersion, Standing, User,
+                              database, open_database)
 from labeler.store.migrations import MIGRATIONS, current_version, upgrade
 from tests.test_import import store_snapshot
 
@@ -38,7 +38,7 @@ def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
 
 
 def test_fresh_store_is_at_the_latest_schema_version(app):
-    assert current_version() == max(v for v, _ in MIGRATIONS) == 14
+    assert current_version() == max(v for v, _ in MIGRATIONS) == 15
     applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
     tables = set(database.get_tables())
@@ -58,7 +58,7 @@ def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
         database.execute_sql('DROP INDEX "label_source_kind_id"')
         database.drop_tables([FeatureStats])  # a version-4 store: neither the index nor migration 6's table
         SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
-        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]  # 7 to 14 find their columns and tables already there
+        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]  # 7 on find their columns and tables
         assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
 
 
@@ -78,12 +78,12 @@ def test_migration_6_moves_the_feature_statistics_out_of_the_settings(tmp_path):
         bare = Dataset.create(name="bare", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
                               settings={})
         assert current_version() == 5 and not FeatureStats.table_exists()
-        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13, 14]
+        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
         assert FeatureStats.table_exists() and FeatureStats.select().count() == 0  # the worker's refill fills it
         assert Dataset.get_by_id(old.id).settings == kept  # only the statistics went
         assert Dataset.get_by_id(plain.id).settings == kept
         assert Dataset.get_by_id(bare.id).settings == {}
-        assert current_version() == 14 and upgrade() == []
+        assert current_version() == 15 and upgrade() == []
 
 
 def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_store(tmp_path):
@@ -99,12 +99,12 @@ def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_st
                              "VALUES ('old', 'hash', 'analyst', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 7).execute()
         assert current_version() == 6 and not LoginFailure.table_exists()
-        assert upgrade() == [7, 8, 9, 10, 11, 12, 13, 14]
+        assert upgrade() == [7, 8, 9, 10, 11, 12, 13, 14, 15]
         assert {"session_version", "disabled"} <= {column.name for column in database.get_columns("user")}
         old = User.get(User.name == "old")
         assert (old.session_version, old.disabled, old.is_active, old.get_id()) == (0, False, True, f"{old.id}:0")
         assert LoginFailure.table_exists() and LoginFailure.select().count() == 0
-        assert current_version() == 14 and upgrade() == []
+        assert current_version() == 15 and upgrade() == []
 
 
 def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends(tmp_path):
@@ -132,7 +132,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
                              "settings, created_at) VALUES ('old', '[\"a\", \"b\"]', '[]', '[\"a\", \"b\"]', "
                              "'[\"genuine\", \"fraud\"]', 'tx', '{}', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 8).execute()
-        assert upgrade() == [8, 9, 10, 11, 12, 13, 14]
+        assert upgrade() == [8, 9, 10, 11, 12, 13, 14, 15]
         assert {"event_time", "entity"} <= {column.name for column in database.get_columns("item")}
         assert "item_dataset_id_entity_event_time" in {index.name for index in database.get_indexes("item")}
         assert "bulk_of_id" in {column.name for column in database.get_columns("label")}
@@ -142,7 +142,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
         assert import_file(str(tmp_path / "more.csv"), "old").rows_added == 2
         assert [item.feature_vector.tolist() for item in old.items().order_by(Item.row_number)] == [[1.5, 2.0],
                                                                                                     [3.0, 4.0]]
-        assert current_version() == 14 and upgrade() == []
+        assert current_version() == 15 and upgrade() == []
 
 
 def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
@@ -153,8 +153,8 @@ def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
         database.drop_tables([SequenceArtifacts])
         SchemaVersion.delete().where(SchemaVersion.version >= 9).execute()
         assert current_version() == 8 and not SequenceArtifacts.table_exists()
-        assert upgrade() == [9, 10, 11, 12, 13, 14]
-        assert SequenceArtifacts.table_exists() and current_version() == 14 and upgrade() == []
+        assert upgrade() == [9, 10, 11, 12, 13, 14, 15]
+        assert SequenceArtifacts.table_exists() and current_version() == 15 and upgrade() == []
 
 
 def test_migration_10_adds_the_generated_samples_table(tmp_path):
@@ -166,22 +166,24 @@ def test_migration_10_adds_the_generated_samples_table(tmp_path):
         database.drop_tables([GeneratedSamples])
         SchemaVersion.delete().where(SchemaVersion.version >= 10).execute()
         assert current_version() == 9 and not GeneratedSamples.table_exists()
-        assert upgrade() == [10, 11, 12, 13, 14]
-        assert GeneratedSamples.table_exists() and current_version() == 14 and upgrade() == []
+        assert upgrade() == [10, 11, 12, 13, 14, 15]
+        assert GeneratedSamples.table_exists() and current_version() == 15 and upgrade() == []
         GeneratedSamples.create(dataset=dataset, grid_path="g", generated_path="s", real_path="r", real_ids_path="i",
                                 pool_rows=1, fit_rows=1, grid_steps=10, latent_dims=[0, 1], device="CPU", seconds=1.0)
         dataset.delete_instance()  # the dataset's row goes with it
         assert GeneratedSamples.select().count() == 0
 
 
-def test_label_counts_walk_the_labels_not_the_items_of_the_dataset(app, analyst):
+def test_the_rules_query_walks_the_labels_not_the_items_of_the_dataset(app, analyst):
+    """Label.effective (the rule, read by retrains and the export; the requests read Standing: test_query_plans)."""
     dataset = _dataset()
     items = [_item(dataset, f"T{n}", n) for n in range(300)]
     Label.create(item=items[3], value="fraud", annotator=analyst)
     undone = Label.create(item=items[4], value="genuine", annotator=analyst)
     Label.create(item=items[4], kind="undo", retracts=undone, annotator=analyst)
     Label.create(item=items[5], value="genuine", source="pseudo")
-    assert label_counts(dataset) == {"fraud": 1}
+    Standing.refresh(item.id for item in items[3:6])
+    assert label_counts(dataset) == {"fraud": 1} and label_counts(dataset, ("pseudo",)) == {"genuine": 1}
 
     sql, params = Label.effective(dataset).select(Label.value).sql()
     plan = [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]

@@ -274,7 +274,7 @@ def test_the_export_names_labels_of_a_run_bulk(card_queue, analyst, tmp_path):
 @pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates_and_native_categories(
         app, analyst, run_jobs, sample_lines, tmp_path, monkeypatch):
-    from labeler.store.db import GroundTruth, Label, ModelVersion
+    from labeler.store.db import GroundTruth, Label, ModelVersion, Standing
     from labeler.store.pool import groups_of, load_pool
     from labeler.worker import jobs
     from models import learner as learner_module
@@ -284,6 +284,7 @@ def test_a_retrain_on_raw_transactions_uses_the_merchants_label_rates_and_native
     genuine = [item for item, value in truth.items() if value == "genuine"][:90]
     for item in frauds + genuine:
         Label.create(item=item, value=truth[item], annotator=analyst, source="human")
+    Standing.refresh(frauds + genuine)
     ids, _ = load_pool(dataset)
     codes, times = groups_of(dataset, ids)
     assert np.array_equal(times, [Item.get_by_id(i).event_time for i in ids.tolist()])

@@ -11,7 +11,7 @@ import pytest
 
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
-from labeler.store.db import GroundTruth, Item, Job, Label, ModelVersion, QueueEntry, database, open_database
+from labeler.store.db import GroundTruth, Item, Job, Label, ModelVersion, QueueEntry, Standing, database, open_database
 from labeler.store.files import load_scores
 from labeler.store.migrations import upgrade
 from labeler.store.pool import pool_size
@@ -28,6 +28,7 @@ def label_from_truth(dataset, user, frauds, genuine):
     negatives = [i for i, v in truth.items() if v != dataset.positive_label][:genuine]
     for item_id in positives + negatives:
         Label.create(item=item_id, value=truth[item_id], annotator=user, source="human")
+    Standing.refresh(positives + negatives)
     return len(positives) + len(negatives)
 
 

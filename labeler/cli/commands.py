@@ -76,13 +76,29 @@ def _store_hint(config):
             f"{shlex.quote(config.INSTANCE_PATH)} create-user NAME --role analyst; or, in this shell:\n{exports}")
 
 
-def _serve(app, host, port, threads):
-    """Serve ``app`` with waitress until Ctrl-C. Every template is compiled first, so that the first analyst's
-    request does not wait for Jinja to compile the labeling screen (a few hundred ms on a busy machine)."""
+def _compile_templates(app):
+    """Compile every template of ``app``, so that the first analyst's request does not wait for Jinja to compile
+    the labeling screen (a few hundred ms on a busy machine)."""
     for name in app.jinja_env.list_templates():
         app.jinja_env.get_template(name)
-    click.echo(f"Serving labeler on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(app, host=host, port=port, threads=threads, ident="labeler")
+
+
+def _serve(app, host, port, threads, processes=1):
+    """Serve ``app`` until Ctrl-C: with waitress in this process, or with ``processes`` > 1 under gunicorn, each
+    worker process building its own app on ``app``'s configuration. Exits with one line without gunicorn."""
+    where = f"http://{host}:{port}/"
+    if processes == 1:
+        _compile_templates(app)
+        click.echo(f"Serving labeler on {where} (Ctrl-C to stop)")
+        serve(app, host=host, port=port, threads=threads, ident="labeler")
+        return
+    try:
+        from labeler.cli.processes import ProcessServer
+    except ImportError as error:
+        fail(f"--processes needs gunicorn: pip install -e '.[deploy]' ({error})")
+    click.echo(f"Serving labeler on {where} with gunicorn: {processes} processes of {threads} threads (Ctrl-C to stop)")
+    settings = app.extensions["labeler.config"].as_dict()
+    ProcessServer(settings, host, port, processes, threads, _compile_templates).run()
 
 
 @click.command("init-db")
@@ -245,11 +261,15 @@ def enable_user_command(name):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, help="Port to listen on.")
 @click.option("--threads", default=SERVE_THREADS, show_default=True,
-              help="Worker threads of the HTTP server. Python runs one at a time, so more threads make each "
-                   "request slower under load; more help only when some requests wait on I/O.")
+              help="Worker threads of the HTTP server (of each process). Python runs one at a time, so more threads "
+                   "make each request slower under load; more help only when some requests wait on I/O.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes: more than 1 serves with gunicorn (pip install -e '.[deploy]'), each process "
+                   "with --threads threads and store connections of its own; 1 serves with waitress.")
 @with_appcontext
-def serve_command(host, port, threads):
-    """Serve the web app (waitress). Needs LABELER_SECRET_KEY, at least 32 characters."""
+def serve_command(host, port, threads, processes):
+    """Serve the web app (waitress; gunicorn with --processes). Needs LABELER_SECRET_KEY, at least 32
+    characters."""
     secret = configuration().SECRET_KEY
     example = "export LABELER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')"
     if not secret:
@@ -257,7 +277,7 @@ def serve_command(host, port, threads):
     if len(secret) < MIN_SECRET_KEY_LENGTH:
         fail(f"LABELER_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters, too easy to guess; "
              f"set it to a long random string, e.g. {example}")
-    _serve(current_app._get_current_object(), host, port, threads)
+    _serve(current_app._get_current_object(), host, port, threads, processes)
 
 
 @click.command("export")

@@ -2,7 +2,8 @@
 labeler.data.item_table)."""
 from peewee import JOIN, fn
 
-from labeler.store.db import Dataset, GroundTruth, Item, Label, User
+from labeler.store.db import Dataset, GroundTruth, Item, Label, Standing, StandingCount, User, within
+from labeler.store.pool import pool_size
 
 
 class DatasetNotFound(LookupError):
@@ -19,7 +20,15 @@ def get_dataset(name):
 
 
 def label_counts(dataset, sources=("human",)):
-    """{label value: count} of the labels that stand for ``dataset``."""
+    """{label value: count} of the labels that stand for ``dataset``: human ones from StandingCount (a few rows,
+    whatever the number of labels), machine ones from the log."""
+    if tuple(sources) == ("human",):
+        counts = {}
+        for value, items in (StandingCount.select(StandingCount.value, StandingCount.items)
+                             .where((StandingCount.dataset == dataset) & StandingCount.state.in_(Standing.LABELED)
+                                    & (StandingCount.items > 0)).tuples()):
+            counts[value] = counts.get(value, 0) + items
+        return counts
     query = (
         Label.effective(dataset, sources)
         .select(Label.value, fn.COUNT(Label.id).alias("n"))
@@ -28,40 +37,26 @@ def label_counts(dataset, sources=("human",)):
     return {row.value: row.n for row in query}
 
 
-def standing_labels(dataset, include_machine=False, item_ids=None):
-    """{item id: Label} of the labels that stand for ``dataset`` (only ``item_ids`` if given), each with an
-    ``annotator_name`` (None for machine labels). A human label wins; with ``include_machine`` items without
-    one get their latest pseudo or model label."""
-    groups = [("human",), ("pseudo", "model")] if include_machine else [("human",)]
-    standing = {}
-    for sources in groups:
-        query = (
-            Label.effective(dataset, sources)
-            .select(Label, User.name.alias("annotator_name"))
+def standing_labels(item_ids):
+    """{item id: Label} of the human labels that stand for ``item_ids`` (read from Standing), each with an
+    ``annotator_name``; disputed and unlabeled items are left out."""
+    rows = (Label.select(Label, User.name.alias("annotator_name"))
             .join(User, JOIN.LEFT_OUTER, on=(Label.annotator == User.id))
-        )
-        if item_ids is not None:
-            query = query.where(Label.item.in_(item_ids))
-        for label in query.objects():
-            standing.setdefault(label.item_id, label)
-    return standing
+            .where(within(Label.id, Standing.select(Standing.label).where(Standing.item.in_(item_ids))))
+            .objects())
+    return {label.item_id: label for label in rows}
 
 
 def summaries():
-    """One dict per dataset: the dataset, its row count, its human label count."""
-    rows = dict(
-        Item.select(Item.dataset, fn.COUNT(Item.id)).group_by(Item.dataset).tuples()
-    )
-    result = []
-    for dataset in Dataset.select().order_by(Dataset.name):
-        counts = label_counts(dataset)
-        result.append({"dataset": dataset, "rows": rows.get(dataset.id, 0), "labeled": sum(counts.values())})
-    return result
+    """One dict per dataset: the dataset, its row count, its human label count (each read from an index or a few
+    rows: no count of the items)."""
+    return [{"dataset": dataset, "rows": pool_size(dataset), "labeled": sum(label_counts(dataset).values())}
+            for dataset in Dataset.select().order_by(Dataset.name)]
 
 
 def stats(dataset):
     """Counts of a dataset for the CLI and the admin: rows, features, labels by value and source."""
-    rows = dataset.items().count()
+    rows = pool_size(dataset)
     human = label_counts(dataset, ("human",))
     pseudo = label_counts(dataset, ("pseudo",))
     truth = dict(

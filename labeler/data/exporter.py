@@ -18,7 +18,7 @@ import os
 from peewee import JOIN
 
 from labeler.data import audit
-from labeler.store.db import Item, Label, User, database
+from labeler.store.db import Item, Label, Standing, User, database
 
 RULE = ("the label that stands: a reviewer's decision (adjudicated); else the answer every analyst who labeled "
         "the item agrees on (agreed, or single for one answer); else none (disputed)")
@@ -81,17 +81,17 @@ def provenance(labels, retracted, standing_ids):
     return standing, "agreed" if len(analysts) > 1 else "single"
 
 
-def _standing_ids(dataset, include_pseudo=False, item_ids=None):
+def _standing_ids(dataset, include_pseudo=False):
     """Ids of the label rows of ``dataset`` that stand by the rule (with ``include_pseudo``, machine labels'
-    too), of the items ``item_ids`` only when given."""
+    too)."""
     queries = [Label.effective(dataset)] + ([Label.effective(dataset, MACHINE)] if include_pseudo else [])
-    ids = set()
-    for query in queries:
-        query = query.select(Label.id)
-        if item_ids is not None:
-            query = query.where(Label.item.in_(list(item_ids)))
-        ids |= {label_id for (label_id,) in query.tuples()}
-    return ids
+    return {label_id for query in queries for (label_id,) in query.select(Label.id).tuples()}
+
+
+def standing_ids_of(item_ids):
+    """Ids of the human label rows that stand for ``item_ids`` (read from Standing: no walk of the log)."""
+    rows = Standing.select(Standing.label).where(Standing.item.in_(list(item_ids))).tuples()
+    return {label_id for (label_id,) in rows if label_id is not None}  # a disputed item's is None
 
 
 def item_labels(dataset, item_ids, sources=HUMAN):
@@ -101,7 +101,7 @@ def item_labels(dataset, item_ids, sources=HUMAN):
     from ``sources`` oldest first (undo rows left out) as [(Label with annotator_name, retracted)]."""
     item_ids = list(item_ids)
     by_item, retracted = _labels_by_item(dataset, tuple(set(sources) | set(HUMAN)), item_ids)
-    standing_ids = _standing_ids(dataset, item_ids=item_ids)
+    standing_ids = standing_ids_of(item_ids)
     result = {}
     for item_id in item_ids:
         labels = by_item.get(item_id, [])

@@ -3,7 +3,10 @@
 The file is streamed in chunks and validated as it goes; the whole import is one database transaction,
 so any error leaves the store exactly as it was. A label column becomes ground truth, kept apart from the
 items. Re-importing rows whose ids already exist adds nothing; new ids are appended. Where the ids are row
-numbers, a re-imported row must be the very row stored under its number (see import_file).
+numbers, a re-imported row must be the very row stored under its number (see import_file). A thread reads the
+next chunk while one is stored, and memory stays bounded by the chunk size: ids are checked against the store's
+index, not held in a set. A small append (the API's pushes) can be prepared with no lock held and then only
+inserted (prepare_append, write_append).
 """
 import codecs
 import csv
@@ -12,7 +15,9 @@ import gzip
 import io
 import json
 import os
+import queue
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -22,12 +27,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from peewee import PostgresqlDatabase, fn
+from peewee import IntegrityError, PostgresqlDatabase
+from peewee import __exception_wrapper__ as peewee_errors  # the drivers' errors raised as peewee's
 
 from labeler.data import transactions
 from labeler.data.errors import ImportFailed, file_line
 from labeler.store.db import Dataset, GroundTruth, Item, database
-from labeler.store.pool import invalidate_pool_copy
+from labeler.store.pool import invalidate_pool_copy, pool_size
 
 DEFAULT_CHUNK_ROWS = 50_000
 BINARY_TRUTH = {"0": "genuine", "1": "fraud"}
@@ -216,13 +222,66 @@ def _check_short_rows(frame, counter, first_row, name):
                                f"expected {len(frame.columns)}")
 
 
-def _chunks(path, chunk_rows, string_columns, progress, notes=None):
-    """Yield DataFrames of the file, ``string_columns`` read as text. Raises ImportFailed for unreadable files.
+def _chunks(path, chunk_rows, string_columns, progress, notes=None, ahead=False):
+    """Yield DataFrames of the file, ``string_columns`` read as text; ``progress(done, total)`` is called after
+    each. With ``ahead`` a thread reads and parses the next chunk while the caller works on this one (the parser
+    and the decompressor release the GIL; at most two chunks wait, so memory stays bounded by the chunk size).
+    Raises ImportFailed for unreadable files.
 
     ``notes`` (a dict), when given, gets "booleans": the Parquet file's boolean columns.
     """
+    frames = _frames(path, chunk_rows, string_columns, {} if notes is None else notes)
+    for frame, done, total in (_read_ahead(frames) if ahead else frames):
+        yield frame
+        progress(done, total)
+
+
+def _read_ahead(iterator):
+    """Yield ``iterator``'s items, produced one ahead by a thread; its exceptions are raised here. Closing this
+    generator stops the thread (and closes ``iterator`` there)."""
+    handoff, stop = queue.Queue(maxsize=1), threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        handoff.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            outcome = (False, None)
+        except BaseException as error:  # handed to the consumer, which raises it
+            outcome = (False, error)
+        finally:
+            iterator.close()
+        while not stop.is_set():
+            try:
+                handoff.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = handoff.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _frames(path, chunk_rows, string_columns, notes):
+    """(DataFrame, done, total) of each chunk of the file (see _chunks); ``notes`` gets "booleans"."""
     name = os.path.basename(path)
-    notes = {} if notes is None else notes
     size = os.path.getsize(path)
     if size == 0:
         raise ImportFailed(f"{name}: the file is empty")
@@ -245,8 +304,7 @@ def _chunks(path, chunk_rows, string_columns, progress, notes=None):
                 if column in frame:
                     frame[column] = frame[column].astype("string").astype(object).where(frame[column].notna(), None)
             done += len(frame)
-            yield frame
-            progress(done, total)
+            yield frame, done, total
         return
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -272,8 +330,7 @@ def _chunks(path, chunk_rows, string_columns, progress, notes=None):
             if len(frame.columns):
                 _check_short_rows(frame, fields, rows, name)
             rows += len(frame)
-            yield frame
-            progress(counter.position, size)
+            yield frame, counter.position, size
     except pd.errors.EmptyDataError:
         raise ImportFailed(f"{name}: the file is empty") from None
     except pd.errors.ParserError as error:
@@ -421,11 +478,16 @@ def _row_blobs(matrix):
     return matrix.view(np.dtype((np.void, matrix.shape[1] * matrix.itemsize))).ravel().tolist()
 
 
-def _check_unique_ids(ids, seen, name, first_row, id_column):
-    """Add ``ids`` to ``seen`` (the ids of the file's earlier chunks). Raises ImportFailed naming the first id that
-    is already there or repeats within ``ids``."""
-    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
-        seen.update(ids)
+def _check_unique_ids(dataset, ids, stored, start_row, name, first_row, id_column):
+    """Raise ImportFailed naming the first of the chunk's ``ids`` that an earlier chunk of the file holds (stored by
+    this import: row number ``start_row`` or later) or that repeats within ``ids``. ``stored``: the lookup of
+    ``ids`` (_stored_ids), or None when none was made (a new dataset: one is made when ``ids`` repeat)."""
+    if stored is None:
+        if len(set(ids)) == len(ids):
+            return
+        stored = _stored_ids(dataset, ids)
+    seen = {external_id for external_id, row in stored.items() if row >= start_row}
+    if not seen and len(set(ids)) == len(ids):
         return
     for position, external_id in enumerate(ids):
         if external_id in seen:
@@ -480,7 +542,8 @@ def _insert_ground_truth(dataset, truths):
     """GroundTruth rows for ``truths``, (row number, stored value) pairs of ``dataset``'s items."""
     row_numbers = np.array([row for row, _ in truths], dtype=np.int64)
     query = Item.select(Item.row_number, Item.id).where(
-        Item.dataset == dataset, Item.row_number >= int(row_numbers.min())).order_by(Item.row_number)
+        Item.dataset == dataset, Item.row_number.between(int(row_numbers.min()), int(row_numbers.max()))
+    ).order_by(Item.row_number)
     stored = np.array(database.execute(query).fetchall(), dtype=np.int64).reshape(-1, 2)  # the cursor: no models
     item_ids = stored[np.searchsorted(stored[:, 0], row_numbers), 1]
     _bulk_insert(GroundTruth, ["item_id", "value"], list(zip(item_ids.tolist(), [value for _, value in truths])))
@@ -535,23 +598,21 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     with database.atomic(), _no_cycle_collection():
         dataset, created = existing, existing is None
         roles = (existing.roles or {}) if existing is not None else None
-        known_ids = set()
         next_row = 0
         if existing is not None:
-            known_ids = {row[0] for row in Item.select(Item.external_id).where(Item.dataset == existing).tuples()}
-            last_row = Item.select(fn.MAX(Item.row_number)).where(Item.dataset == existing).scalar()
-            next_row = 0 if last_row is None else last_row + 1
+            next_row = pool_size(existing)
             string_columns += [c for c in [roles.get("time"), *roles.get("entities", [])] if c]
         history = None
         if role_options["entity_columns"] or (roles and transactions.has_history(roles)):
-            roles, history = _history_pass(path, name, chunk_rows, string_columns, existing, roles, known_ids,
-                                           id_column, label_column, exclude, role_options, ignore)
-        seen = set()
+            roles, history = _history_pass(path, name, chunk_rows, string_columns, existing, roles, id_column,
+                                           label_column, exclude, role_options, ignore)
+        start_row = next_row
         truth_seen = set()
         pending_truth = []
         rows_read = rows_added = 0
         file_notes = {}
-        for frame in _without(_chunks(path, chunk_rows, string_columns, progress, file_notes), ignore, name):
+        for frame in _without(_chunks(path, chunk_rows, string_columns, progress, file_notes, ahead=True), ignore,
+                              name):
             if frame.empty:
                 continue  # a header-only CSV still yields one empty chunk
             first_row = rows_read
@@ -569,56 +630,34 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                     settings={}, roles=roles,
                 )
             else:
-                missing = [c for c in dataset.columns + string_columns if c not in frame.columns]
-                if missing:
-                    raise ImportFailed(f"{name}: missing column(s) {', '.join(map(repr, missing))} of dataset {dataset_name!r}")
-            matrix, times, entities = _features_of_chunk(frame, dataset, roles, history, name, first_row)
-            if id_column:
-                ids = frame[id_column].tolist()
-                for position, value in enumerate(ids):
-                    if value is None or value != value or str(value).strip() == "":
-                        raise ImportFailed(f"{name}: line {file_line(first_row + position)}, column {id_column!r}: id is missing")
-                ids = [str(v).strip() for v in ids]
-            else:
-                ids = [str(first_row + i) for i in range(len(frame))]
-            truth = _truth_values(frame, label_column)
-            numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
-            amounts = _amounts(frame, dataset)
+                _check_columns(frame, dataset, string_columns, name)
+            rows = _prepare_rows(frame, dataset, roles, history, id_column, label_column, name, first_row)
+            stored = None if created else _stored_ids(dataset, rows.ids)
             if not id_column and not created:
-                _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row)
-            _check_unique_ids(ids, seen, name, first_row, id_column)
-            new = [position for position, external_id in enumerate(ids) if external_id not in known_ids] \
-                if known_ids else range(len(ids))
-            row_numbers = range(next_row, next_row + len(new))
-            blobs = _row_blobs(matrix[np.asarray(new, dtype=np.int64)])
-            new_rows = list(zip(repeat(dataset.id), [ids[p] for p in new], row_numbers, [numbers[p] for p in new],
-                                [texts[p] for p in new], blobs, [amounts[p] for p in new], [times[p] for p in new],
-                                *zip(*[entities[p] for p in new])))
-            if truth is not None:
-                pending_truth += [(row, value) for row, value in zip(row_numbers, [truth[p] for p in new])
-                                  if value is not None]
-            next_row += len(new)
-            if truth is not None:
-                truth_seen.update(v for v in truth if v is not None)
+                _check_same_rows(dataset, rows.ids, stored, rows.numbers, rows.texts, name, first_row)
+            if id_column:  # row numbers never repeat
+                _check_unique_ids(dataset, rows.ids, stored, start_row, name, first_row, id_column)
+            if rows.truth is not None:
+                truth_seen.update(v for v in rows.truth if v is not None)
                 if not created:
-                    allowed = set(dataset.settings.get("truth_map", {}))
-                    _check_truth(truth, allowed, name, first_row, label_column)
-            if new_rows:
-                _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features",
-                                    "amount", "event_time", "entity", "second_entity"], new_rows)
+                    _check_truth(rows.truth, set(dataset.settings.get("truth_map", {})), name, first_row,
+                                 label_column)
+            added = _insert_new_rows(dataset, rows, stored, next_row, pending_truth, start_row, name, first_row,
+                                     id_column)
+            next_row += added
             rows_read += len(frame)
-            rows_added += len(new_rows)
+            rows_added += added
 
         if dataset is None or rows_read == 0:
             raise ImportFailed(f"{name}: the file has a header but no data rows")
         if created:
             settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}", positive_labels)
-        if pending_truth:
-            truth_map = dataset.settings.get("truth_map", {})
-            _insert_ground_truth(dataset, [(row, truth_map[value]) for row, value in pending_truth])
-        if history is not None and history.changed:
-            _refresh_history(dataset, history)
-            invalidate_pool_copy(dataset)  # stored rows' features changed: the worker's copy is rebuilt
+        _write_truth_and_history(dataset, pending_truth, history)
+    return _result(dataset, created, rows_read, rows_added, history, file_notes)
+
+
+def _result(dataset, created, rows_read, rows_added, history, file_notes):
+    """The ImportResult of an import, with its notes."""
     notes = _boolean_notes(dataset, file_notes.get("booleans", []))
     described = transactions.describe(dataset.roles or {})
     if described and (created or history is not None):
@@ -627,6 +666,193 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         notes.append(f"{len(history.changed):,} stored transactions come after appended ones of the same "
                      f"{history.entity}: their history features were computed again.")
     return ImportResult(dataset, created, rows_read, rows_added, rows_read - rows_added, notes)
+
+
+def _check_columns(frame, dataset, string_columns, name):
+    """Raise ImportFailed when the chunk lacks a column of ``dataset`` or of ``string_columns``."""
+    missing = [c for c in dataset.columns + string_columns if c not in frame.columns]
+    if missing:
+        raise ImportFailed(f"{name}: missing column(s) {', '.join(map(repr, missing))} of dataset {dataset.name!r}")
+
+
+@dataclass
+class _Rows:
+    """A chunk's rows validated, with their display values and features: all an insert needs but row numbers."""
+    ids: list
+    numbers: list  # float64 blobs
+    texts: list  # JSON or None
+    matrix: np.ndarray  # the feature vectors, float32
+    amounts: list
+    times: list
+    entities: list  # (first entity, second entity) per row
+    truth: list  # stripped label values (None where empty), or None without a label column
+
+
+def _prepare_rows(frame, dataset, roles, history, id_column, label_column, name, first_row):
+    """The chunk's _Rows; no database access. Raises ImportFailed naming the line and column of a bad value."""
+    matrix, times, entities = _features_of_chunk(frame, dataset, roles, history, name, first_row)
+    if id_column:
+        ids = frame[id_column].tolist()
+        for position, value in enumerate(ids):
+            if value is None or value != value or str(value).strip() == "":
+                raise ImportFailed(f"{name}: line {file_line(first_row + position)}, column {id_column!r}: id is missing")
+        ids = [str(v).strip() for v in ids]
+    else:
+        ids = [str(first_row + i) for i in range(len(frame))]
+    truth = _truth_values(frame, label_column)
+    numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
+    return _Rows(ids, numbers, texts, matrix, _amounts(frame, dataset), times, entities, truth)
+
+
+ITEM_FIELDS = ["dataset_id", "external_id", "row_number", "numbers", "texts", "features", "amount", "event_time",
+               "entity", "second_entity"]
+
+
+def _insert_new_rows(dataset, rows, stored, next_row, pending_truth, start_row, name, first_row, id_column):
+    """_insert_rows of a chunk of import_file. Into a new dataset (``stored`` None: no lookup was made) the
+    (dataset, external_id) index finds an id of an earlier chunk of the file: then ImportFailed names it, as
+    _check_unique_ids does, instead of a file-long set of ids held in memory."""
+    if stored is not None or not id_column:
+        return _insert_rows(dataset, rows, stored, next_row, pending_truth)
+    try:
+        # a savepoint (PostgreSQL refuses every statement after a failed one); the driver's error as peewee's
+        with database.atomic(), peewee_errors:
+            return _insert_rows(dataset, rows, stored, next_row, pending_truth)
+    except IntegrityError:
+        _check_unique_ids(dataset, rows.ids, _stored_ids(dataset, rows.ids), start_row, name, first_row, id_column)
+        raise
+
+
+def _insert_rows(dataset, rows, stored, next_row, pending_truth):
+    """Insert the _Rows ``rows`` whose ids are not in ``stored`` (None or empty: all), numbered from ``next_row``;
+    append (first row number, label codes: -1 where empty, the codes' label values) to ``pending_truth``: a byte
+    or two per row, so memory stays bounded by the chunk size. Returns how many were inserted."""
+    keep = [position for position, external_id in enumerate(rows.ids) if external_id not in stored] \
+        if stored else None
+
+    def pick(values):
+        return list(values) if keep is None else [values[position] for position in keep]
+
+    matrix = rows.matrix if keep is None else rows.matrix[np.asarray(keep, dtype=np.int64)]
+    ids = pick(rows.ids)
+    if not ids:
+        return 0
+    row_numbers = range(next_row, next_row + len(ids))
+    entities = pick(rows.entities)
+    _bulk_insert(Item, ITEM_FIELDS, list(zip(
+        repeat(dataset.id), ids, row_numbers, pick(rows.numbers), pick(rows.texts), _row_blobs(matrix),
+        pick(rows.amounts), pick(rows.times), [first for first, _ in entities], [second for _, second in entities])))
+    if rows.truth is not None:
+        values = pd.Categorical(pick(rows.truth))
+        pending_truth.append((next_row, values.codes, list(values.categories)))
+    return len(ids)
+
+
+def _write_truth_and_history(dataset, pending_truth, history):
+    """After the items: their ground truth, and the history features of stored rows that appended rows changed
+    (the pool copy is then rebuilt)."""
+    truth_map = dataset.settings.get("truth_map", {})
+    for start, codes, values in pending_truth:
+        present = np.flatnonzero(codes >= 0)
+        if len(present):
+            names = np.array([truth_map[value] for value in values], dtype=object)
+            _insert_ground_truth(dataset, list(zip((present + start).tolist(), names[codes[present]].tolist())))
+    if history is not None and history.changed:
+        _refresh_history(dataset, history)
+        invalidate_pool_copy(dataset)  # stored rows' features changed: the worker's copy is rebuilt
+
+
+def _stored_ids(dataset, ids):
+    """{external id: row number} of those of ``ids`` that ``dataset`` holds already, looked up on the (dataset,
+    external_id) index COMPARE_BATCH at a time: the work follows the ids asked about, not the pool."""
+    found = {}
+    table = Item._meta.table_name
+    for start in range(0, len(ids), COMPARE_BATCH):
+        batch = ids[start:start + COMPARE_BATCH]
+        marks = ", ".join([database.param] * len(batch))  # the SQL text by hand: peewee's costs more than the query
+        cursor = database.execute_sql(f'SELECT "external_id", "row_number" FROM "{table}" WHERE "dataset_id" = '
+                                      f'{database.param} AND "external_id" IN ({marks})', [dataset.id, *batch])
+        found.update(cursor.fetchall())
+    return found
+
+
+@dataclass
+class PreparedAppend:
+    """Rows of a file validated and with their features, ready for write_append; nothing written yet."""
+    dataset: Dataset
+    name: str  # the file's name, for messages
+    chunks: list  # _Rows
+    history: object  # _FileHistory or None
+    pool_rows: int  # the dataset's size when the features were computed
+    rows_read: int
+
+    def is_current(self):
+        """False when the features depend on stored rows (history features) and the pool has grown since they
+        were computed: prepare again."""
+        return self.history is None or pool_size(self.dataset) == self.pool_rows
+
+
+def prepare_append(path, dataset, chunk_rows=DEFAULT_CHUNK_ROWS):
+    """Read ``path`` (CSV, CSV.gz or Parquet) for appending to the existing ``dataset`` with its own id, label and
+    role columns, as import_file(path, dataset.name) would: every check and every feature (a raw-transaction
+    dataset's card history, from the stored rows), but no write, so no write lock is held meanwhile. The whole
+    file is held in memory: for small batches (the API's pushes). Returns a PreparedAppend for write_append.
+    Raises ImportFailed as import_file does."""
+    name = os.path.basename(path)
+    if not os.path.exists(path):
+        raise ImportFailed(f"{path}: no such file")
+    if dataset.image_shape:
+        raise ImportFailed(f"{name}: dataset {dataset.name!r} holds images: import an NPZ file or a folder of PNG "
+                           f"files into it")
+    roles = dataset.roles or {}
+    string_columns = [c for c in (dataset.id_column, dataset.label_column, roles.get("time"),
+                                  *roles.get("entities", [])) if c]
+    no_roles = {"time_column": None, "entity_columns": [], "categorical": [], "amount_column": None}
+    with database.atomic(), _no_cycle_collection():  # one snapshot of the stored rows read
+        pool_rows = pool_size(dataset)
+        history = None
+        if transactions.has_history(roles):
+            roles, history = _history_pass(path, name, chunk_rows, string_columns, dataset, roles, dataset.id_column,
+                                           dataset.label_column, [], no_roles, ())
+        chunks, seen, rows_read = [], set(), 0
+        allowed = set(dataset.settings.get("truth_map", {}))
+        for frame in _chunks(path, chunk_rows, string_columns, lambda done, total: None):
+            if frame.empty:
+                continue
+            _check_columns(frame, dataset, string_columns, name)
+            rows = _prepare_rows(frame, dataset, roles, history, dataset.id_column, dataset.label_column, name,
+                                 rows_read)
+            _check_unique_ids(dataset, rows.ids, {external_id: 0 for external_id in seen & set(rows.ids)}, 0,
+                              name, rows_read, dataset.id_column)
+            seen.update(rows.ids)
+            if rows.truth is not None:
+                _check_truth(rows.truth, allowed, name, rows_read, dataset.label_column)
+            chunks.append(rows)
+            rows_read += len(frame)
+    if rows_read == 0:
+        raise ImportFailed(f"{name}: the file has a header but no data rows")
+    return PreparedAppend(dataset, name, chunks, history, pool_rows, rows_read)
+
+
+def write_append(prepared):
+    """Write a PreparedAppend: the rows whose ids are not stored yet (looked up now, so appends stay idempotent
+    by id), their ground truth and the history features of stored rows they changed. Only inserts of rows
+    already built: call it in a write transaction, after checking prepared.is_current(). Returns an
+    ImportResult. Raises ImportFailed for a dataset of row numbers whose stored row differs (as import_file)."""
+    dataset = prepared.dataset
+    with database.atomic(), _no_cycle_collection():
+        next_row = pool_size(dataset)
+        pending_truth, first_row, rows_added = [], 0, 0
+        for rows in prepared.chunks:
+            stored = _stored_ids(dataset, rows.ids)
+            if not dataset.id_column:
+                _check_same_rows(dataset, rows.ids, stored, rows.numbers, rows.texts, prepared.name, first_row)
+            added = _insert_rows(dataset, rows, stored, next_row, pending_truth)
+            next_row += added
+            rows_added += added
+            first_row += len(rows.ids)
+        _write_truth_and_history(dataset, pending_truth, prepared.history)
+    return _result(dataset, False, prepared.rows_read, rows_added, prepared.history, {})
 
 
 @contextmanager
@@ -686,8 +912,8 @@ class _FileHistory:
     entities: list  # every file row's values of the first two entity columns (arrays, in file order)
 
 
-def _history_pass(path, name, chunk_rows, string_columns, existing, roles, known_ids, id_column, label_column,
-                  exclude, role_options, ignore):
+def _history_pass(path, name, chunk_rows, string_columns, existing, roles, id_column, label_column, exclude,
+                  role_options, ignore):
     """Read the file once for its times, entities and amounts, and compute every new row's history features
     over the stored rows and the file's new rows together. Returns (roles, _FileHistory or None for a file
     with no rows). Raises ImportFailed for a bad time or entity, naming its line."""
@@ -717,7 +943,8 @@ def _history_pass(path, name, chunk_rows, string_columns, existing, roles, known
         rows += len(frame)
     if rows == 0:
         return roles, None
-    new = ~pd.Series(ids).duplicated().to_numpy() & np.array([i not in known_ids for i in ids])
+    known_ids = _stored_ids(existing, ids) if existing is not None else set()
+    new = ~pd.Series(ids).duplicated().to_numpy() & np.array([i not in known_ids for i in ids], dtype=bool)
     stored = _stored_history(existing, roles)
     amount_parts = [stored["amount"], *amounts] if roles.get("amount") else None
     all_seconds = np.concatenate([stored["seconds"], np.concatenate(seconds)[new]])
@@ -817,10 +1044,10 @@ def _boolean_notes(dataset, booleans):
     return notes
 
 
-def _check_same_rows(dataset, ids, known_ids, numbers, texts, name, first_row):
-    """Raise ImportFailed when a row whose row-number id is already stored differs from the stored row (its
-    display values: the features follow from them, and history features from other rows too)."""
-    positions = [p for p, external_id in enumerate(ids) if external_id in known_ids]
+def _check_same_rows(dataset, ids, stored, numbers, texts, name, first_row):
+    """Raise ImportFailed when a row whose row-number id is in ``stored`` (already stored) differs from the stored
+    row (its display values: the features follow from them, and history features from other rows too)."""
+    positions = [p for p, external_id in enumerate(ids) if external_id in stored]
     for start in range(0, len(positions), COMPARE_BATCH):
         batch = positions[start:start + COMPARE_BATCH]
         stored = {

@@ -13,10 +13,11 @@ import json
 import math
 from dataclasses import dataclass, fields, replace
 
-from peewee import Tuple
+from peewee import SQL, Tuple, fn
 
 from labeler.data.datasets import standing_labels
-from labeler.store.db import Item, Label, User, within
+from labeler.store.pool import pool_size
+from labeler.store.db import Item, Label, Standing, User, within
 
 HUMAN = ("human", "review")
 
@@ -185,18 +186,19 @@ def _conditions(dataset, query):
     """The SQL conditions of ``query``'s filters on Item (the text filter only as a coarse LIKE that keeps every
     match: _matches_text decides)."""
     where = [Item.dataset == dataset]
+    standing = Standing.select(Standing.item).where(Standing.dataset == dataset)
     if query.label in dataset.labels:
-        where.append(within(Item.id, Label.effective(dataset).select(Label.item).where(Label.value == query.label)))
+        where.append(within(Item.id, standing.where(Standing.state.in_(Standing.LABELED)
+                                                    & (Standing.value == query.label))))
     elif query.label == "disputed":
-        where.append(within(Item.id, Label.disputed(dataset)))
-    elif query.label == "unlabeled":
-        answered = Label.select(Label.item).where(within(Label.id, Label.answers(dataset)))
-        reviewed = Label.select(Label.item).where(within(Label.id, Label.latest(dataset, ("review",))))
-        where += [within(Item.id, answered, negate=True), within(Item.id, reviewed, negate=True)]
+        where.append(within(Item.id, standing.where(Standing.state == "disputed")))
+    elif query.label == "unlabeled":  # no Standing row (a probe of its key per row, not a list of every row)
+        where.append(~fn.EXISTS(Standing.select(SQL("1")).where(Standing.item == Item.id)))
     if query.source == "pseudo":
         where.append(within(Item.id, Label.effective(dataset, MACHINE).select(Label.item)))
-    elif query.source is not None:
-        where.append(within(Item.id, Label.effective(dataset).select(Label.item).where(Label.source == query.source)))
+    elif query.source is not None:  # a standing review is an adjudication, a standing human answer an agreement
+        state = "adjudicated" if query.source == "review" else "agreed"
+        where.append(within(Item.id, standing.where(Standing.state == state)))
     if query.annotator is not None:
         decisions = Label.latest(dataset, HUMAN, by=(Label.annotator,))
         where.append(within(Item.id, Label.select(Label.item).join(User, on=(Label.annotator == User.id))
@@ -286,8 +288,9 @@ def table_page(dataset, query, per_page):
             break
         after = _key(rows[-1], query.sort)
     items = found[:per_page]
-    counted = query.text is None and query.after is None
-    matching = Item.select().where(*where).count() if counted else None
+    matching = None
+    if query.text is None and query.after is None:  # unfiltered: the dataset's size, read from an index
+        matching = Item.select().where(*where).count() if query.filtered else pool_size(dataset)
     return Page(_decorated(dataset, items), _key(items[-1], query.sort) if len(found) > per_page else None,
                 matching)
 
@@ -298,12 +301,13 @@ def _decorated(dataset, items):
     if not items:
         return items
     ids = [item.id for item in items]
-    human = standing_labels(dataset, item_ids=ids)
-    machine = {label.item_id: label for label in Label.effective(dataset, MACHINE).where(Label.item.in_(ids))}
-    answered = {item_id for (item_id,) in Label.select(Label.item)
-                .where(within(Label.id, Label.answers(dataset)) & Label.item.in_(ids)).tuples()}
+    human = standing_labels(ids)
+    machine = {label.item_id: label for label in
+               Label.select().where(within(Label.id, Label.latest(dataset, MACHINE, items=ids)))}
+    disputed = {item_id for item_id, state in Standing.select(Standing.item, Standing.state)
+                .where(Standing.item.in_(ids)).tuples() if state == "disputed"}
     for item in items:
         item.human_label = human.get(item.id)
-        item.disputed = item.human_label is None and item.id in answered
+        item.disputed = item.id in disputed
         item.pseudo_label = machine.get(item.id)
     return items

@@ -1,8 +1,9 @@
 """Transactions pushed through the JSON API (labeler.web.api): a JSON array of objects or NDJSON, appended to a
-dataset by the importer itself (labeler.data.importer.import_file), so the validation, the features and the
-idempotence by id are the import's. The rows are written as a CSV file in a temporary folder and imported in one
-transaction with the audit entry: all or nothing. The importer's one-line errors name a file line; here they
-name the batch's row (1-based) and the field.
+dataset by the importer itself, so the validation, the features and the idempotence by id are the import's. The
+rows are written as a CSV file in a temporary folder, read, checked and given their features with no lock held
+(labeler.data.importer.prepare_append), then inserted in one short write transaction with the audit entry: all
+or nothing, and analysts' label writes wait only for the inserts. The importer's one-line errors name a file
+line; here they name the batch's row (1-based) and the field.
 """
 import csv
 import json
@@ -12,7 +13,7 @@ import tempfile
 
 from labeler.data import audit
 from labeler.data.errors import ImportFailed
-from labeler.data.importer import import_file
+from labeler.data.importer import prepare_append, write_append
 from labeler.store.db import write_transaction
 
 BATCH_FILE = "batch.csv"
@@ -92,8 +93,11 @@ def push_rows(dataset, rows, user):
                                        f"{dataset.name!r}: {', '.join(fields)})")
                 writer.writerow([_cell(row.get(field), number, field) for field in fields])
         try:
+            prepared = prepare_append(path, dataset)
             with write_transaction():
-                result = import_file(path, dataset.name)
+                if not prepared.is_current():  # history features, and the pool grew meanwhile: under the lock now
+                    prepared = prepare_append(path, dataset)
+                result = write_append(prepared)
                 audit.record(user, audit.IMPORTED, result.dataset, via="api", rows_read=result.rows_read,
                              rows_added=result.rows_added)
         except ImportFailed as error:

@@ -13,7 +13,7 @@ from peewee import IntegrityError, fn
 
 from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
-from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, database, utcnow,
+from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database, utcnow,
                               write_transaction)
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
@@ -179,6 +179,7 @@ def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=N
                     {"item": later.id, "kind": "label", "value": value, "annotator": user.id, "source": "human",
                      "reason": reason, "note": note, "bulk_of": outcome.label.id, "created_at": now}
                     for later in run]).execute()
+                Standing.refresh([later.id for later in run])
                 Lease.delete().where(Lease.item.in_([later.id for later in run]) & (Lease.user == user.id)).execute()
                 outcome = Outcome("recorded", f"Labeled transaction {item.external_id} and the {len(run)} later "
                                               f"transaction(s) of its card as {value}.", outcome.label)
@@ -244,6 +245,7 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
         suggestion_shown=lease.show_suggestion if has_suggestion else None, created_at=now,
         strategy=lease.strategy, model_version=lease.model_version_id,
     )
+    Standing.refresh([item.id])
     if value in dataset.positive_labels and random.random() < settings["review_share"]:
         ReviewRequest.insert(dataset=dataset, item=item.id, label=label.id).on_conflict_ignore().execute()
     return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
@@ -296,6 +298,7 @@ def undo(dataset, user, now=None):
             run = list(Label.select().where((Label.bulk_of == target.id) & ~retracted_subquery(Label)))
             Label.insert_many([{"item": label.item_id, "kind": "undo", "retracts": label.id, "annotator": user.id,
                                 "source": "human", "created_at": now} for label in [target, *run]]).execute()
+            Standing.refresh([label.item_id for label in [target, *run]])
             external_id = target.item.external_id
             also = f" and on the {len(run)} later transaction(s) of its card" if run else ""
             if _lease_back(dataset, user, settings, target, now):
@@ -363,6 +366,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
                 reason=reason if value in dataset.positive_labels else None, suggestion_shown=shown,
                 created_at=now, strategy=old.strategy, model_version=old.model_version,
             )
+            Standing.refresh([item.id])
             outcome = Outcome("edited", f"Changed transaction {item.external_id} from {old.value} to {value}.",
                               label)
         following, available = next_lease(dataset, user, settings, now)

@@ -3,7 +3,7 @@ rule, labeler.data.exporter.provenance), every decision on it (human, review and
 why it waits for review if it does, and a raw transaction's card history."""
 from peewee import JOIN
 
-from labeler.data.exporter import HUMAN, MACHINE, provenance
+from labeler.data.exporter import HUMAN, MACHINE, provenance, standing_ids_of
 from labeler.labeling import review
 from labeler.labeling.history import card_history
 from labeler.store.db import Label, Lease, User
@@ -18,10 +18,8 @@ def item_detail(dataset, item):
     view = review.item_review(dataset, item.id)
     decisions = sorted(view["answers"] + _machine_decisions(item.id), key=lambda answer: answer.label.id)
     retracted = {answer.label.id for answer in decisions if answer.retracted}
-    standing_ids = {label_id for (label_id,) in Label.effective(dataset).select(Label.id)
-                    .where(Label.item == item.id).tuples()}
-    standing_ids |= {label_id for (label_id,) in Label.effective(dataset, MACHINE).select(Label.id)
-                     .where(Label.item == item.id).tuples()}
+    standing_ids = standing_ids_of([item.id])
+    standing_ids |= {label_id for (label_id,) in Label.latest(dataset, MACHINE, items=[item.id]).tuples()}
     labels = [answer.label for answer in decisions]
     human = [label for label in labels if label.source in HUMAN]
     if any(label.id not in retracted for label in human):

@@ -11,7 +11,8 @@ import time
 
 from peewee import JOIN, SQL, IntegrityError, PostgresqlDatabase, fn
 
-from labeler.store.db import Item, Label, Lease, QueueEntry, dataset_key, database, utcnow, write_transaction
+from labeler.store.db import (Item, Label, Lease, QueueEntry, Standing, dataset_key, database, utcnow,
+                              write_transaction)
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
 
@@ -57,14 +58,10 @@ def retracted_subquery(label_alias):
     return fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == label_alias.id))
 
 
-def _standing_label_exists(item_column, annotator=None):
-    """SQL: the item in ``item_column`` has a standing human label (by ``annotator`` when given)."""
-    label = Label.alias("standing")
-    condition = ((label.item == item_column) & (label.kind == "label") & (label.source == "human")
-                 & ~retracted_subquery(label))
-    if annotator is not None:
-        condition &= label.annotator == annotator
-    return fn.EXISTS(label.select(SQL("1")).where(condition))
+def _standing_label_exists(item_column):
+    """SQL: the item in ``item_column`` has a standing human label (an analyst's answer that no undo took back):
+    one primary-key probe of Standing (the label log's (source, kind) index would be walked whole)."""
+    return fn.EXISTS(Standing.select(SQL("1")).where((Standing.item == item_column) & Standing.answered))
 
 
 def my_standing_label(item_id, user):
@@ -241,8 +238,15 @@ def _take_entry(dataset, user, settings, now, entry):
     )
     terms["suggested"], terms["probability"] = _suggestion_from(entry, (), dataset.labels)
     try:
-        with database.atomic():
-            return Lease.create(dataset=dataset, item=entry.item_id, rejected=[], **terms)
+        with database.atomic() as savepoint:
+            lease = Lease.create(dataset=dataset, item=entry.item_id, rejected=[], **terms)
+            # The entry was free when the candidates were read; on PostgreSQL another analyst may have leased
+            # and labeled it since (and their label's commit let this insert through). Looked at again now that
+            # the lease row is ours, the answer is seen.
+            if Standing.select().where((Standing.item == entry.item_id) & Standing.answered).exists():
+                savepoint.rollback()
+                return None
+            return lease
     except IntegrityError:
         pass
     old = Lease.get_or_none(Lease.item == entry.item_id)

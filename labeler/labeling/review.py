@@ -11,7 +11,8 @@ from peewee import JOIN
 
 from labeler.data import audit
 from labeler.labeling.leases import retracted_subquery
-from labeler.store.db import Item, Label, QueueEntry, ReviewRequest, User, utcnow, write_transaction
+from labeler.store.db import (Item, Label, QueueEntry, ReviewRequest, Standing, StandingCount, User, utcnow, within,
+                              write_transaction)
 
 DISPUTED = "analysts disagree"
 SAMPLED = "fraud label sampled for review"
@@ -32,30 +33,47 @@ class Answer:
     retracted: bool
 
 
-def _settled_items(dataset):
-    """SQL: ids of the items of ``dataset`` with a standing adjudication."""
-    return Label.select(Label.item).where(Label.id.in_(Label.latest(dataset, ("review",))))
+def _disputed(dataset):
+    """SQL: ids of the disputed items of ``dataset`` (a range of Standing's (dataset, state, item) index)."""
+    return Standing.select(Standing.item).where((Standing.dataset == dataset) & (Standing.state == "disputed"))
+
+
+def _sampled(dataset):
+    """SQL: ids of the items of ``dataset``'s review requests that are neither adjudicated nor disputed (those
+    wait as sampled), in the order they were sampled."""
+    settled_or_disputed = Standing.select(Standing.item).where(
+        (Standing.dataset == dataset) & Standing.state.in_(("adjudicated", "disputed")))
+    return (ReviewRequest.select(ReviewRequest.item)
+            .where((ReviewRequest.dataset == dataset) & within(ReviewRequest.item, settled_or_disputed, negate=True))
+            .order_by(ReviewRequest.id))
 
 
 def waiting(dataset, limit=WAITING_SHOWN):
     """(item id, why) of the items waiting for review, disputed ones first in item order, then the sampled ones
     as they were sampled; at most ``limit`` (all with None)."""
-    disputed = [(item_id, DISPUTED) for item_id in sorted(item_id for (item_id,) in Label.disputed(dataset).tuples())]
-    sampled = (ReviewRequest.select(ReviewRequest.item)
-               .where((ReviewRequest.dataset == dataset) & ReviewRequest.item.not_in(_settled_items(dataset)))
-               .order_by(ReviewRequest.id).tuples())
-    seen = {item_id for item_id, _ in disputed}
-    rows = disputed + [(item_id, SAMPLED) for (item_id,) in sampled if item_id not in seen]
+    disputed, sampled = _disputed(dataset).order_by(Standing.item), _sampled(dataset)
+    if limit is not None:
+        disputed, sampled = disputed.limit(limit), sampled.limit(limit)
+    rows = [(item_id, DISPUTED) for (item_id,) in disputed.tuples()]
+    rows += [(item_id, SAMPLED) for (item_id,) in sampled.tuples()]
     return rows[:limit]
 
 
 def waiting_count(dataset):
-    """How many items wait for review."""
-    disputed = Label.disputed(dataset).count()
-    sampled = (ReviewRequest.select()
-               .where((ReviewRequest.dataset == dataset) & ReviewRequest.item.not_in(_settled_items(dataset))
-                      & ReviewRequest.item.not_in(Label.disputed(dataset))).count())
-    return disputed + sampled
+    """How many items wait for review: the disputed ones (StandingCount, one row) and the dataset's review
+    requests that are neither adjudicated nor disputed."""
+    disputed = (StandingCount.select(StandingCount.items)
+                .where((StandingCount.dataset == dataset) & (StandingCount.state == "disputed")).scalar() or 0)
+    return disputed + _sampled(dataset).order_by().count()
+
+
+def _why(dataset, item_id):
+    """Why ``item_id`` waits for review (DISPUTED or SAMPLED), None when it does not."""
+    state = Standing.select(Standing.state).where(Standing.item == item_id).scalar()
+    if state in ("disputed", "adjudicated"):
+        return DISPUTED if state == "disputed" else None
+    requested = ReviewRequest.select().where((ReviewRequest.dataset == dataset) & (ReviewRequest.item == item_id))
+    return SAMPLED if requested.exists() else None
 
 
 def next_waiting(dataset, after=None):
@@ -91,7 +109,7 @@ def item_review(dataset, item_id):
     every = answers(item.id)
     adjudication = next((answer for answer in reversed(every)
                          if answer.label.source == "review" and not answer.retracted), None)
-    reason = dict(waiting(dataset, limit=None)).get(item.id)
+    reason = _why(dataset, item.id)
     entry = QueueEntry.get_or_none((QueueEntry.dataset == dataset) & (QueueEntry.item == item.id))
     seen = next((answer.label for answer in reversed(every) if answer.label.suggested), None)
     if entry is not None and entry.suggested:
@@ -133,6 +151,7 @@ def adjudicate(dataset, reviewer, item_id, value, note=None):
                              model_version=view["suggestion"][2] if view["suggestion"] else None,
                              accepted=(value == view["suggestion"][0]) if view["suggestion"] else None,
                              suggestion_shown=True if view["suggestion"] else None, strategy="review")
+        Standing.refresh([label.item_id])
         settled_answers = [{"annotator": answer.annotator, "label": answer.label.value}
                            for answer in view["answers"] if not answer.retracted]
         audit.record(reviewer, audit.ADJUDICATED, dataset, item=view["item"].external_id, label=value,
@@ -152,5 +171,6 @@ def undo(dataset, reviewer):
             return None
         Label.create(item=target.item_id, kind="undo", retracts=target, annotator=reviewer, source="review",
                      created_at=utcnow())
+        Standing.refresh([target.item_id])
         audit.record(reviewer, audit.ADJUDICATED, dataset, item=target.item.external_id, undone=target.value)
     return target.item_id

@@ -3,6 +3,7 @@
 SQLite (WAL, foreign keys on) by default; any URL peewee's ``db_url`` understands, e.g.
 ``postgresql://user:pass@host/db``, for teams that outgrow one machine.
 """
+import collections
 import contextlib
 import datetime
 import errno
@@ -16,6 +17,8 @@ from peewee import (
     BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
+    EXCLUDED,
     DatabaseProxy,
     DateTimeField,
     FloatField,
@@ -23,12 +26,13 @@ from peewee import (
     IntegerField,
     Model,
     NodeList,
+    PostgresqlDatabase,
     SqliteDatabase,
     TextField,
     fn,
 )
 from playhouse.db_url import connect as connect_url
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.pool import PooledDatabase, PooledSqliteDatabase
 
 database = DatabaseProxy()
 
@@ -107,6 +111,77 @@ def write_transaction():
     else:
         with database.atomic() as transaction:
             yield transaction
+
+
+def advisory_lock(*names):
+    """Inside a transaction: on PostgreSQL, wait for the transaction-level advisory lock named by ``names``
+    (released at commit or rollback), so that the transactions of every process that take the same lock run one
+    after another (a job's claim, a queue switch). On SQLite, write_transaction already lets one writer at a time."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (":".join(map(str, names)),))
+
+
+def hold_session_lock(name):
+    """On PostgreSQL: take the session-level advisory lock ``name`` on a new connection outside the pool and
+    return that connection: the lock is held until it is closed or the process ends (the server then releases
+    it). None on SQLite. Raises peewee's OperationalError when the server cannot be reached."""
+    if not isinstance(database.obj, PostgresqlDatabase):
+        return None
+    connection = super(PooledDatabase, database.obj)._connect()  # the pool's own way to open a fresh one
+    _outside_pool.append(connection)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+    return connection
+
+
+def session_lock_held(name):
+    """On PostgreSQL: whether a session (hold_session_lock, in any process) holds the advisory lock ``name``.
+    None on SQLite, which has no such locks."""
+    if not isinstance(database.obj, PostgresqlDatabase):
+        return None
+    taken = database.execute_sql("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)).fetchone()[0]
+    if taken:
+        database.execute_sql("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+    return not taken
+
+
+_outside_pool = []  # the connections hold_session_lock opened: a forked process must not use or end them
+_inherited = []  # SQLite connections a forked process inherited in use: kept, never closed there
+
+
+def _close_idle_before_fork():
+    """Close the pool's idle connections, so that a forked process (a gunicorn worker) inherits none."""
+    if isinstance(database.obj, PooledDatabase):
+        database.obj.close_idle()
+
+
+def _forget_connections_in_child():
+    """In a forked process: forget the parent's connections (those its threads were using when it forked, and
+    those outside the pool) and the pool's lock, so that this process opens connections of its own. A server
+    connection's socket is pointed at /dev/null here first: closing it in this process then sends nothing on
+    the parent's session (a close sends the server a goodbye that would end it)."""
+    db = database.obj
+    inherited = [entry.connection for entry in db._in_use.values()] if isinstance(db, PooledDatabase) else []
+    inherited += _outside_pool
+    _outside_pool.clear()
+    for connection in inherited:
+        if hasattr(connection, "fileno"):  # psycopg2's
+            if not connection.closed:
+                nowhere = os.open(os.devnull, os.O_RDWR)
+                os.dup2(nowhere, connection.fileno())
+                os.close(nowhere)
+        else:
+            _inherited.append(connection)
+    if isinstance(db, PooledDatabase):
+        db._in_use, db._connections = {}, []
+        db._pool_lock = threading.RLock()
+        db._pool_available = threading.Condition(db._pool_lock)
+    if db is not None:
+        db._state.reset()
+
+
+os.register_at_fork(before=_close_idle_before_fork, after_in_child=_forget_connections_in_child)
 
 
 def dataset_key(dataset):
@@ -307,11 +382,11 @@ class Label(BaseModel):
 
     SOURCES = ("human", "review", "pseudo", "model")
 
-    item = ForeignKeyField(Item, backref="label_set", on_delete="CASCADE")
+    item = ForeignKeyField(Item, backref="label_set", on_delete="CASCADE", index=False)  # indexes below lead with it
     kind = CharField(max_length=8, default="label")  # 'label' or 'undo'
     value = CharField(null=True, max_length=80)  # None for an undo row
     retracts = ForeignKeyField("self", null=True, backref="retractions")
-    annotator = ForeignKeyField(User, null=True, backref="labels")
+    annotator = ForeignKeyField(User, null=True, backref="labels", index=False)  # as item
     source = CharField(max_length=8, default="human")
     suggested = CharField(null=True, max_length=80)
     suggested_probability = FloatField(null=True)
@@ -330,17 +405,25 @@ class Label(BaseModel):
 
     class Meta:
         # (source, kind, id): counts of a dataset's human labels walk the labels, not the dataset's items
-        indexes = ((("item", "id"), False), (("source", "kind", "id"), False))
+        # (annotator or item, source, kind, id), schema 15: an analyst's or an item's human labels are read from
+        # their own entries; with (source, kind, id) alone SQLite walked every human label for them. The item's
+        # is made last: without statistics SQLite breaks a tie between indexes in favour of the newest, and a
+        # lookup by item and annotator should read the item's few rows, not the analyst's many
+        indexes = ((("item", "id"), False), (("source", "kind", "id"), False),
+                   (("annotator", "source", "kind", "id"), False), (("item", "source", "kind", "id"), False))
 
     @classmethod
-    def latest(cls, dataset, sources, by=()):
+    def latest(cls, dataset, sources, by=(), items=None):
         """SQL: ids of the newest label row per item (and per ``by`` columns) of ``dataset`` from ``sources`` that
-        no undo retracts."""
-        retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
-        return (Label.select(fn.MAX(Label.id)).join(Item)
-                .where((Item.dataset == dataset) & (Label.kind == "label") & Label.source.in_(sources)
-                       & within(Label.id, retracted, negate=True))
-                .group_by(Label.item, *by))
+        no undo retracts; of the item ids ``items`` only, when given (their rows only are read)."""
+        mine = (Item.dataset == dataset) & (Label.kind == "label") & Label.source.in_(sources)
+        if items is None:
+            retracted = Label.select(Label.retracts).where(Label.retracts.is_null(False))
+            mine &= within(Label.id, retracted, negate=True)
+        else:  # each row's undo looked up by its id: reading every undo row would not be bounded by the items
+            undo = Label.alias("undo")
+            mine &= Label.item.in_(items) & ~fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == Label.id))
+        return Label.select(fn.MAX(Label.id)).join(Item).where(mine).group_by(Label.item, *by)
 
     @classmethod
     def answers(cls, dataset):
@@ -376,6 +459,96 @@ class Label(BaseModel):
                 .where(within(answers.id, cls.answers(dataset)) & within(answers.item, reviewed, negate=True))
                 .group_by(answers.item)
                 .having(fn.COUNT(answers.value.distinct()) > 1))
+
+
+class Standing(BaseModel):
+    """The human label that stands for each item by Label.effective's rule, kept row by row (``refresh``) in the
+    transaction of every human or review label write and undo, with StandingCount, so that the header's counts,
+    the review queue and the item table's label filters read a few rows or an index range instead of grouping
+    the whole label log on every request. Items with no standing answer and no standing adjudication have no
+    row. Label.effective stays the definition; the store's migration 15 filled this table from it."""
+
+    STATES = ("adjudicated", "agreed", "disputed")
+    LABELED = ("adjudicated", "agreed")  # the states in which a label stands
+
+    item = ForeignKeyField(Item, primary_key=True, on_delete="CASCADE")
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE", index=False)  # the index below starts with it
+    state = CharField(max_length=12, constraints=[SQL("CHECK (state IN ('adjudicated', 'agreed', 'disputed'))")])
+    value = CharField(null=True, max_length=80)  # None when disputed
+    label = ForeignKeyField(Label, null=True, on_delete="CASCADE")  # the row that stands; None when disputed
+    answered = BooleanField()  # some analyst's own answer stands (the queue never offers the item again)
+
+    class Meta:
+        # counts by label and the item table's label filters read a range of the first; the review queue's
+        # disputed items, in item order, a range of the second
+        indexes = ((("dataset", "state", "value"), False), (("dataset", "state", "item"), False))
+
+    @classmethod
+    def refresh(cls, item_ids):
+        """Recompute the rows of ``item_ids`` from their human and review label rows by Label.effective's rule:
+        the newest standing adjudication ('adjudicated'); else each analyst's newest standing answer, which
+        stands when they all agree (the newest of them, 'agreed') and is 'disputed' when they do not; else no
+        row; ``answered`` says whether any analyst's answer stands. StandingCount follows. Call it inside the
+        transaction that wrote the labels (on PostgreSQL it locks the items' rows, so that two transactions
+        refreshing one item take turns and the second sees the first's labels)."""
+        item_ids = sorted(set(item_ids))
+        if not item_ids:
+            return
+        if isinstance(database.obj, PostgresqlDatabase):
+            database.execute_sql(f'SELECT 1 FROM "item" WHERE "id" IN ({", ".join(["%s"] * len(item_ids))}) '
+                                 f'ORDER BY "id" FOR NO KEY UPDATE', item_ids)
+        retracted = {label_id for (label_id,) in Label.select(Label.retracts).where(
+            within(Label.retracts, Label.select(Label.id).where(Label.item.in_(item_ids)))).tuples()}
+        rows = (Label.select(Label.id, Label.item, Item.dataset, Label.value, Label.annotator, Label.source)
+                .join(Item).where(Label.item.in_(item_ids) & (Label.kind == "label")
+                                  & Label.source.in_(("human", "review")))
+                .order_by(Label.id).tuples())
+        datasets, reviews, answers = {}, {}, {}
+        for label_id, item_id, dataset_id, value, annotator_id, source in rows:
+            if label_id in retracted:
+                continue
+            datasets[item_id] = dataset_id
+            if source == "review":
+                reviews[item_id] = (label_id, value)  # in id order: the newest wins
+            else:
+                answers.setdefault(item_id, {})[annotator_id] = (label_id, value)
+        standing = []
+        for item_id, dataset_id in datasets.items():
+            answered = item_id in answers
+            if item_id in reviews:
+                label_id, value = reviews[item_id]
+                standing.append((item_id, dataset_id, "adjudicated", value, label_id, answered))
+            elif len({value for _, value in answers[item_id].values()}) == 1:
+                label_id, value = max(answers[item_id].values())
+                standing.append((item_id, dataset_id, "agreed", value, label_id, answered))
+            else:
+                standing.append((item_id, dataset_id, "disputed", None, None, answered))
+        change = collections.Counter((dataset_id, state, value or "") for _, dataset_id, state, value, *_ in standing)
+        change.subtract((dataset_id, state, value or "") for dataset_id, state, value in
+                        cls.select(cls.dataset, cls.state, cls.value).where(cls.item.in_(item_ids)).tuples())
+        cls.delete().where(cls.item.in_(item_ids)).execute()
+        if standing:
+            cls.insert_many(standing, fields=[cls.item, cls.dataset, cls.state, cls.value, cls.label,
+                                              cls.answered]).execute()
+        for (dataset_id, state, value), items in sorted(change.items()):  # one order: no deadlock on PostgreSQL
+            if items:
+                (StandingCount.insert(dataset=dataset_id, state=state, value=value, items=items)
+                 .on_conflict(conflict_target=[StandingCount.dataset, StandingCount.state, StandingCount.value],
+                              update={StandingCount.items: StandingCount.items + EXCLUDED.items}).execute())
+
+
+class StandingCount(BaseModel):
+    """How many Standing rows a dataset has in each state and with each value (value "" for 'disputed'), kept
+    by Standing.refresh in the same transaction: the header's counts and the number of disputed items read a
+    few rows whatever the number of labels."""
+
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE", index=False)  # the key starts with it
+    state = CharField(max_length=12)
+    value = CharField(max_length=80)
+    items = IntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("dataset", "state", "value")
 
 
 class ModelVersion(BaseModel):
@@ -606,5 +779,5 @@ class SchemaVersion(BaseModel):
     applied_at = DateTimeField(default=utcnow)
 
 
-TABLES = [User, Dataset, Item, GroundTruth, Label, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
+TABLES = [User, Dataset, Item, GroundTruth, Label, Standing, StandingCount, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
           FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken, PoolCopy]

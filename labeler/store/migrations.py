@@ -4,12 +4,14 @@ Each migration is ``(version, function(migrator))``; append new ones to MIGRATIO
 applied one. Functions use playhouse.migrate so they run on SQLite and PostgreSQL alike.
 """
 import numpy as np
-from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, PostgresqlDatabase
+from peewee import (BooleanField, Case, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField,
+                    PostgresqlDatabase, Value, fn)
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (ROLE_CHECK, TABLES, ApiToken, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
                               GenerativeArtifacts, Item, JSONField, Label, Lease, LoginFailure, ModelVersion, PoolCopy,
-                              ReviewRequest, SchemaVersion, SequenceArtifacts, User, database)
+                              ReviewRequest, SchemaVersion, SequenceArtifacts, Standing, StandingCount, User, database,
+                              within)
 
 AMOUNT_BATCH = 5000  # items read and written at a time when migration 13 fills Item.amount
 
@@ -183,11 +185,48 @@ def _pool_copy(migrator):
     PoolCopy.create_table(safe=True)
 
 
+def _standing_table(migrator):
+    """15: the Standing and StandingCount tables (the human label that stands per item and their counts, kept by
+    Standing.refresh with every human or review label write), filled from the label log by the rule's own
+    queries (Label.effective, Label.disputed), one INSERT ... SELECT per dataset; and Label's indexes on (item or
+    annotator, source, kind, id), which take the place of the plain ones on item and annotator (SQLite read an
+    item's or an analyst's labels through (source, kind, id), every human label). Adds only what is missing."""
+    Standing.create_table(safe=True)
+    StandingCount.create_table(safe=True)
+    present = {index.name for index in database.get_indexes("label")}
+    for column in ("annotator_id", "item_id"):  # the item's last (Label's Meta says why)
+        if f"label_{column}_source_kind_id" not in present:
+            migrate(migrator.add_index("label", (column, "source", "kind", "id"), False))
+        database.execute_sql(f'DROP INDEX IF EXISTS "label_{column}"')
+    for dataset in Dataset.select():
+        fill_standing(dataset)
+
+
+def fill_standing(dataset):
+    """Rewrite ``dataset``'s Standing rows from the label log (Label.effective's rule)."""
+    Standing.delete().where(Standing.dataset == dataset).execute()
+    answered = Label.select(Label.item).where(within(Label.id, Label.answers(dataset)))
+    state = Case(Label.source, [("review", "adjudicated")], "agreed")
+    standing = Label.effective(dataset).select(Label.item, Value(dataset.id), state, Label.value, Label.id,
+                                               within(Label.item, answered))
+    disputed = Item.select(Item.id, Value(dataset.id), Value("disputed"), Value(True)).where(
+        within(Item.id, Label.disputed(dataset)))
+    fields = [Standing.item, Standing.dataset, Standing.state, Standing.value, Standing.label, Standing.answered]
+    Standing.insert_from(standing, fields).execute()
+    Standing.insert_from(disputed, [*fields[:3], Standing.answered]).execute()
+    StandingCount.delete().where(StandingCount.dataset == dataset).execute()
+    value = fn.COALESCE(Standing.value, "")  # a disputed item's is null
+    counts = (Standing.select(Standing.dataset, Standing.state, value, fn.COUNT(Standing.item))
+              .where(Standing.dataset == dataset).group_by(Standing.dataset, Standing.state, Standing.value))
+    StandingCount.insert_from(counts, [StandingCount.dataset, StandingCount.state, StandingCount.value,
+                                       StandingCount.items]).execute()
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
               (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
-              (14, _pool_copy)]
+              (14, _pool_copy), (15, _standing_table)]
 
 
 def current_version():

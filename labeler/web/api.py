@@ -145,10 +145,13 @@ def labels(name):
     dataset = _dataset(name)
     after = _whole("after", request.args.get("after"), 0, 0, 2 ** 63 - 1)
     limit = _whole("limit", request.args.get("limit"), PAGE_LIMIT, 1, PAGE_MAX)
+    # The label log is walked from the cursor in id order up to the page's end: the CROSS JOIN keeps SQLite from
+    # walking every item of the dataset instead, and the source, as an expression, from reading every human
+    # label through the (source, kind, id) index and sorting them
     rows = list(Label.select(Label, Item.external_id, User.name.alias("annotator_name"))
-                .join(Item, on=(Label.item == Item.id))
+                .join(Item, JOIN.CROSS).where(Label.item == Item.id)
                 .join(User, on=(Label.annotator == User.id), join_type=JOIN.LEFT_OUTER)
-                .where((Item.dataset == dataset) & Label.source.in_(exporter.HUMAN) & (Label.id > after))
+                .where((Item.dataset == dataset) & Label.source.concat("").in_(exporter.HUMAN) & (Label.id > after))
                 .order_by(Label.id).limit(limit + 1).objects())
     more = len(rows) > limit
     rows = rows[:limit]

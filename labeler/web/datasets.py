@@ -10,6 +10,7 @@ from labeler.data import item_table
 from labeler.labeling import review
 from labeler.labeling.image_view import NoImage, image_view, item_pixels, reconstruction_pixels, thumbnail_size
 from labeler.labeling.item_detail import item_detail
+from labeler.store.pool import pool_size
 from labeler.web.access import dataset_or_404
 from labeler.web.images import png_of
 from labeler.web.label import ITEM_ID
@@ -61,7 +62,7 @@ def show(name):
     partial = request.headers.get("HX-Request") and not request.headers.get("HX-History-Restore-Request")
     if not partial:
         unfiltered = page.matching is not None and not query.filtered
-        context["total"] = page.matching if unfiltered else dataset.items().count()
+        context["total"] = page.matching if unfiltered else pool_size(dataset)
         if current_user.can_review:
             context["review_waiting"] = review.waiting_count(dataset)
     response = make_response(render_template("_items.html" if partial else "dataset.html", **context), status)

@@ -1,10 +1,14 @@
 """One job lifecycle for everything the worker computes, and the task queue that carries jobs to it.
 
-A job is a Job row: queued -> running -> done or failed, with a stage and a percentage while it runs. Requests
-are single-flight per dataset and kind: asking again while one waits returns the waiting one. The request is
-committed first, then its id goes to the task queue (Huey: SQLite storage beside the store by default, Redis
-when the configuration names one); a worker that starts hands every waiting job to the queue again and marks
-the jobs a dead worker left running as interrupted, queueing a fresh one of each.
+A job is a Job row: queued -> running -> done or failed, with a stage and a percentage while it runs. Jobs are
+single-flight per dataset and kind, across every thread and process sharing the store: asking again while one
+waits returns the waiting one, and one runs at a time (a job whose twin runs stays queued, and the runner hands
+it to the task queue again when it finishes). The request is committed first, then its id goes to the task
+queue (Huey: SQLite storage beside the store by default, Redis when the configuration names one); a worker that
+starts hands every waiting job to the queue again and marks the jobs a dead runner left running as interrupted,
+queueing a fresh one of each. Each job records its runner (``runner_id``), whose liveness other processes can
+check (``runner_alive``): on PostgreSQL a session lock that the server releases when the runner's process dies,
+on SQLite (one machine) the process id.
 
 This module is the worker's one door for the web and the command line: it loads no model code. What each kind
 of job does lives in its own worker module (an upload's import: the data layer's importer), named in HANDLERS and
@@ -14,10 +18,14 @@ TensorFlow.
 import importlib
 import logging
 import os
+import socket
+import threading
+import uuid
 
 from huey import RedisHuey, SqliteHuey
 
-from labeler.store.db import Dataset, Job, database, full_disk_error, utcnow, write_transaction
+from labeler.store.db import (Dataset, Job, advisory_lock, database, full_disk_error, hold_session_lock,
+                              session_lock_held, utcnow, write_transaction)
 
 RETRAIN = "retrain"
 REFILL = "refill"
@@ -36,6 +44,7 @@ HANDLERS = {  # kind -> "module:function" taking (dataset, progress, config, **o
 }
 EVERY_REQUEST = (IMPORT,)  # kinds without single flight: each request carries its own work (an uploaded file)
 FINISHED = ("done", "failed")
+RUNNER_LOCK = "labeler job runner {}"  # the session lock a runner holds on PostgreSQL
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +108,8 @@ def request(dataset, kind, reason, enqueue=True, options=None):
     if waiting is not None:
         return waiting, False
     with write_transaction():
+        if single:  # one request at a time per dataset and kind: two processes must not both add one
+            advisory_lock("job", getattr(dataset, "id", None), kind)
         waiting = Job.get_or_none(is_waiting) if single else None
         if waiting is not None:
             return waiting, False
@@ -150,19 +161,99 @@ def handler_of(kind):
     return getattr(importlib.import_module(module), function)
 
 
+_runner = {"key": None, "id": None, "connection": None}  # the connection holds the runner's lock open
+_runner_lock = threading.Lock()  # the worker's threads take the runner's lock once
+
+
+def runner_id():
+    """This process as a job runner of the open store: "host:pid:token", recorded on the jobs it claims. On
+    PostgreSQL the first call in a process (per store) also takes the runner's session lock
+    (labeler.store.db.hold_session_lock), held until the process ends. Raises peewee's OperationalError when
+    the server cannot be reached."""
+    key = (os.getpid(), id(database.obj))
+    with _runner_lock:
+        if _runner["key"] != key:  # the first call in this process (a forked one included) on this store
+            ident = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            _runner.update(connection=hold_session_lock(RUNNER_LOCK.format(ident)), id=ident, key=key)
+        return _runner["id"]
+
+
+def runner_alive(runner):
+    """Whether the runner ``runner`` (runner_id's value, or None) may still run its jobs: on PostgreSQL while
+    its session lock is held, on SQLite while its process lives on this host (the store is on one machine)."""
+    if runner is None:
+        return False
+    if runner == _runner["id"] and _runner["key"] == (os.getpid(), id(database.obj)):
+        return True
+    held = session_lock_held(RUNNER_LOCK.format(runner))
+    if held is not None:
+        return held
+    host, pid, _ = runner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def run(job_id, config):
     """Run the waiting job ``job_id`` with ``config``; returns its final state.
 
-    A job no longer waiting (another worker thread took it) is left alone and its state returned. Exceptions
-    from the handler mark the job failed with the error (what served before keeps serving) and are logged,
-    not raised.
+    A job no longer waiting (another worker took it) is left alone and its state returned; so is one whose twin
+    (same dataset and kind, single-flight) runs now: it stays queued, and the twin's runner hands it to the task
+    queue again when done (a twin whose runner is dead is marked interrupted, and this job runs). Exceptions
+    from the handler mark the job failed with the error (what served before keeps serving) and are logged, not
+    raised.
     """
+    job = Job.get_by_id(job_id)
+    single = job.kind not in EVERY_REQUEST
+    runner = runner_id()  # before the claim: a running job's runner is always findable alive
     with write_transaction():
-        claimed = (Job.update(state="running", stage="starting", percent=0.0, started_at=utcnow())
-                   .where((Job.id == job_id) & (Job.state == "queued")).execute())
+        twin = None
+        if single:  # the claim and the check that no twin runs are one step for every process
+            advisory_lock("job", job.dataset_id, job.kind)
+            twin = Job.get_or_none((Job.dataset == job.dataset_id) & (Job.kind == job.kind)
+                                   & (Job.state == "running") & (Job.id != job_id))
+            if twin is not None and not runner_alive((twin.payload or {}).get("runner")):
+                _interrupt(twin.id)
+                twin = None
+        claimed = twin is None and (
+            Job.update(state="running", stage="starting", percent=0.0, started_at=utcnow(),
+                       payload={**(job.payload or {}), "runner": runner})
+            .where((Job.id == job_id) & (Job.state == "queued")).execute())
     job = Job.get_by_id(job_id)
     if not claimed:
         return job.state
+    try:
+        return _run_claimed(job, config)
+    finally:
+        if single:
+            _hand_on_waiting(job)
+
+
+def _interrupt(job_id):
+    """Mark the running job ``job_id``, whose runner is dead, failed as interrupted; returns 1, or 0 when it no
+    longer runs."""
+    return (Job.update(state="failed", stage="interrupted", finished_at=utcnow(),
+                       error="the worker stopped during this job; a new one was queued")
+            .where((Job.id == job_id) & (Job.state == "running")).execute())
+
+
+def _hand_on_waiting(job):
+    """After a single-flight ``job`` finished: hand its waiting twin (if one waits) to the task queue again,
+    since a runner that found ``job`` running left it queued."""
+    waiting = Job.get_or_none((Job.dataset == job.dataset_id) & (Job.kind == job.kind) & (Job.state == "queued"))
+    if waiting is not None and task_queue.huey is not None:  # without a queue (a benchmark's own run) the
+        task_queue.enqueue(waiting.id)  # twin waits for run_queued or the next worker's start
+
+
+def _run_claimed(job, config):
+    """Run ``job``, claimed by this runner; returns its final state."""
+    job_id = job.id
     progress = Progress(job)
     try:
         handler = handler_of(job.kind)
@@ -199,15 +290,19 @@ def run_queued(config, dataset=None, limit=100):
 
 
 def recover_interrupted():
-    """At worker start (no worker running): mark jobs left 'running' by a dead worker failed, queue a fresh job
-    of each, and hand every waiting job to the task queue again (a message lost with the worker is harmless
-    twice). The fresh job has the interrupted one's options. Returns {kind: number interrupted}."""
+    """At worker start: mark the jobs left 'running' by a dead runner (runner_alive; the jobs of workers still
+    running elsewhere are theirs) failed, queue a fresh job of each, and hand every waiting job to the task queue
+    again (a message lost with the worker is harmless twice). The fresh job has the interrupted one's options.
+    Returns {kind: number interrupted}."""
     for job in Job.select().where(Job.state == "queued").order_by(Job.id):
         task_queue.enqueue(job.id)
     interrupted = {}
     for job in list(Job.select().where(Job.state == "running")):
-        _update(job.id, state="failed", stage="interrupted", finished_at=utcnow(),
-                error="the worker stopped during this job; a new one was queued")
+        if runner_alive((job.payload or {}).get("runner")):
+            continue
+        with write_transaction():  # a worker starting beside this one may recover it first
+            if not _interrupt(job.id):
+                continue
         if job.kind in HANDLERS:
             dataset = None if job.dataset_id is None else Dataset.get_by_id(job.dataset_id)
             request(dataset, job.kind, f"retry after an interrupted {job.kind} job",

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from labeler.data.datasets import get_dataset
-from labeler.store.db import GroundTruth, Item, Label, User, database, open_database
+from labeler.store.db import GroundTruth, Item, Label, Standing, User, database, open_database
 from labeler.worker import autoencoder
 from tests.browser.conftest import LiveServer, _free_port, log_in, store_config
 
@@ -22,6 +22,7 @@ def server_with_outputs(seeded_store, tmp_path):
         genuine = [row for row in truth if row.value == "genuine"][:150]
         for row in frauds[:30] + genuine:  # labeled before the map: coloured by label on it
             Label.create(item=row.item_id, value=row.value, annotator=ana, source="human")
+        Standing.refresh(row.item_id for row in frauds[:30] + genuine)
         autoencoder.compute(dataset, None, store_config(seeded_store).MODEL_FOLDER, epochs=3)
     log_path = tmp_path / "server.log"
     server = LiveServer(seeded_store, _free_port(), str(log_path))

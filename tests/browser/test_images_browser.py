@@ -7,7 +7,7 @@ import pytest
 
 from labeler.data.images import import_images
 from labeler.data.users import create_user
-from labeler.store.db import GroundTruth, Item, Label, database, open_database
+from labeler.store.db import GroundTruth, Item, Label, Standing, database, open_database
 from labeler.store.migrations import upgrade
 from labeler.worker import autoencoder, jobs
 from tests.browser.conftest import LiveServer, _free_port, log_in, store_config
@@ -32,6 +32,7 @@ def digits_server(tmp_path):
         items = list(dataset.items().order_by(Item.row_number))
         for item in items[:LABELED]:
             Label.create(item=item, value=truth[item.id], annotator=ana, source="human")
+        Standing.refresh(item.id for item in items[:LABELED])
         jobs.request(dataset, jobs.REFILL, "after an import", enqueue=False)
         assert set(jobs.run_queued(store_config(store)).values()) == {"done"}
         autoencoder.compute(dataset, None, store_config(store).MODEL_FOLDER, epochs=3)

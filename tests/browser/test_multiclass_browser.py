@@ -7,7 +7,7 @@ import pytest
 
 from labeler.data.images import import_images
 from labeler.data.users import create_user
-from labeler.store.db import GroundTruth, Item, Label, database, open_database
+from labeler.store.db import GroundTruth, Item, Label, Standing, database, open_database
 from labeler.store.migrations import upgrade
 from labeler.worker import autoencoder
 from labeler.worker.retrain import retrain
@@ -36,6 +36,7 @@ def trained_digits(tmp_path):
             if taken.get(value, 0) < PER_DIGIT:
                 taken[value] = taken.get(value, 0) + 1
                 Label.create(item=item, value=value, annotator=ana, source="human")
+                Standing.refresh([item])
         assert retrain(dataset, store_config(store).MODEL_FOLDER)["serving"]
         autoencoder.compute(dataset, None, store_config(store).MODEL_FOLDER)  # images: at least 2,000 batches
     log_path = tmp_path / "server.log"
