@@ -46,6 +46,7 @@ def _user_changes():
 
 # --- the users page -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_users_page_lists_users_with_their_labels_given(root, queued, analyst):
     label_through_screen(queued, analyst, ["genuine", "fraud", "genuine"])
     create_user("<b>eve</b>", PASSWORD, "reviewer")

@@ -11,6 +11,7 @@ from labeler.store.settings import labeling_settings, update_labeling_settings
 from tests.conftest import csrf_token_of, login
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_kappa_and_disagreements(dataset, double_labeled):
     report = agreement.report(dataset)
     ana, bob = double_labeled["ana"], double_labeled["bob"]
@@ -91,6 +92,7 @@ def test_agreement_page_is_for_admins_only(client, dataset, analyst, admin):
     assert client.get("/admin/datasets/nope/agreement").status_code == 404
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_agreement_page_lists_pairs_and_disagreements(client, dataset, double_labeled):
     login(client, "root")
     html = client.get("/admin/datasets/cc/agreement").get_data(as_text=True)

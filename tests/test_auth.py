@@ -176,6 +176,7 @@ def test_failures_from_one_address_lock_out_every_name_from_it(app, analyst, has
     assert login("ana", PASSWORD, "10.0.0.10", now=T0).id == analyst.id  # other addresses are not affected
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_old_failures_are_forgotten_and_pruned(app, analyst):
     for n in range(4):
         login("ana", "wrong password", "10.0.0.1", now=T0)

@@ -171,6 +171,7 @@ def test_kappa_matches_the_agreement_page(dataset, double_labeled):
         {item for name in ("ana", "bob") for item, value in double_labeled[name].items() if value == "fraud"})
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_few_thousand_random_rows_against_plain_python(dataset, people):
     rng = random.Random(7)
     items = [item_id for (item_id,) in Item.select(Item.id).where(Item.dataset == dataset).limit(600).tuples()]

@@ -97,6 +97,7 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     assert versions[1].labels_used == 150
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_pseudo_labels_are_written_replaced_and_never_exported(dataset, analyst, tmp_path):
     labeled = _label_from_truth(dataset, analyst, 15, 85)
     retrain(dataset, str(tmp_path), seed=0)

@@ -75,6 +75,7 @@ def raw(app, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # The item page
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_item_page_shows_the_standing_label_how_and_every_decision(client, dataset, double_labeled, admin):
     ana, bob = double_labeled["ana"], double_labeled["bob"]
     agreed = next(item for item in ana if ana[item] == bob[item] == "genuine")

@@ -38,6 +38,7 @@ def test_an_import_onto_a_full_disk_is_one_line_and_stores_nothing(store_copy):
 
 
 @needs_tmpfs
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_decision_on_a_full_disk_is_refused_in_one_line_and_stored_after_space_is_freed(store_copy):
     outcome = probe.full_disk_labeling(store_copy)
     assert outcome.code == 507, outcome

@@ -141,6 +141,7 @@ def test_the_screen_says_why_the_strategy_picked_the_item(ana):
     assert f"picked as <b>{lease.strategy}</b>: {STRATEGY_WHY[lease.strategy]}" in ana.html
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_status_line_says_when_no_fraud_came_and_the_search_widens(ana, dataset, run_jobs):
     for _ in range(WIDEN_AFTER - 1):
         ana.decide("label:genuine")
@@ -180,6 +181,7 @@ def test_accept_records_the_suggestion_and_returns_the_next_item_in_one_reply(an
     assert 'data-key="backspace z"' in ana.html  # the side list offers undo now
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_reject_with_two_labels_records_the_other_label(ana, dataset):
     suggested = Lease.get(Lease.item == ana.item).suggested
     first = ana.item
@@ -216,6 +218,7 @@ def test_bad_input_is_refused_with_one_line_and_the_store_unchanged(ana, dataset
     assert ana.decide("accept", item=999999).status_code == 400 and "has no item 999999" in ana.html
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_skip_holds_the_item_back_and_it_comes_back_later(app, ana, dataset, bob_user):
     skipped = ana.item
     response = ana.skip()
@@ -430,6 +433,7 @@ def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, data
 # Several analysts
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_two_analysts_never_hold_the_same_item(app, ana, dataset, bob_user):
     bob = Screen(app, "bob")
     seen_ana, seen_bob = [ana.item], [bob.item]
@@ -475,6 +479,7 @@ def test_a_decision_on_an_item_never_leased_says_it_was_never_assigned(app, ana,
 
 
 @pytest.mark.parametrize("item", [2 ** 63, 2 ** 64, 10 ** 30])
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_item_ids_beyond_64_bits_are_not_found(ana, dataset, item):
     for path in (f"/datasets/cc/label/{item}", f"/datasets/cc/label/{item}/skip", f"/datasets/cc/label/{item}/edit"):
         response = ana.client.post(path, data={"csrf_token": ana.token, "decision": "accept", "value": "fraud"},
@@ -506,6 +511,7 @@ def _label_in_thread(user_name, count, results, errors, start):
         errors.append(repr(error))
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_concurrent_threads_lease_distinct_items(app, queued):
     names = [f"t{n}" for n in range(4)]
     for name in names:
@@ -557,6 +563,7 @@ def test_the_database_refuses_a_second_lease_on_one_item(ana, dataset, bob_user)
             Lease.create(dataset=dataset, item=lease.item_id, user=bob_user, expires_at=utcnow(), strategy="test")
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_overlap_gives_a_labeled_item_to_a_second_analyst_blind(app, queued, analyst, bob_user):
     dataset = queued
     set_settings(dataset, overlap_share=1.0)
@@ -659,6 +666,7 @@ def _refill_jobs(dataset, state=None):
     return list(query.where(Job.state == state) if state else query)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_an_empty_queue_shows_preparing_until_the_worker_has_filled_it(client, dataset, analyst, run_jobs):
     login(client, "ana")
     assert not leases.has_queue(dataset) and _refill_jobs(dataset) == []

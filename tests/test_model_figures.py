@@ -168,6 +168,7 @@ def test_the_models_page_is_for_admins_only(client, dataset, analyst, admin):
 # A real retrain
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_real_retrain_records_the_interval_and_the_header_shows_it(client, dataset, analyst, admin, tmp_path):
     dataset.settings = {**dataset.settings, "cv_repeats": 1}
     dataset.save()

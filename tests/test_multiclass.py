@@ -159,6 +159,7 @@ def _label_from_truth(dataset, user, per_label):
     return taken
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_fraud_typologies_train_a_k_class_model_whose_queue_holds_real_probabilities(typologies, analyst,
                                                                                      tmp_path):
     assert typologies.labels == TYPES and typologies.positive_labels == TYPES[1:]
@@ -280,6 +281,7 @@ def test_the_import_command_names_the_positive_labels_and_refuses_one_outside_th
     assert "counted as fraud: large_amount, card_testing" in stats.output
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_header_names_the_k_label_measure(app, typologies, analyst, tmp_path):
     _label_from_truth(typologies, analyst, 30)
     retrain(typologies, str(tmp_path))

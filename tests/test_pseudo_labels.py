@@ -36,6 +36,7 @@ def test_a_pseudo_share_outside_zero_to_one_is_refused(dataset):
         engine_settings(dataset)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_switched_off_the_standing_pseudo_labels_are_retracted_and_the_header_counts_them(app, dataset, analyst,
                                                                                          tmp_path):
     dataset.settings = {**dataset.settings, "cv_repeats": 1}

@@ -148,6 +148,7 @@ def busy_store():
     return {"dataset": Dataset.get_by_id(dataset.id), "analysts": analysts, "reviewer": reviewer}
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_header_counts_read_a_few_rows_of_standing_count(busy):
     """The polled header reads neither the label log nor Standing: its counts are StandingCount's rows."""
     dataset = busy["dataset"]

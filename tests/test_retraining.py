@@ -251,6 +251,7 @@ def test_first_model_is_gated_against_the_cold_start_and_its_scores_are_stored(a
     assert not set(labeled) & {entry.item_id for entry in entries}
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_worse_model_loses_the_gate_and_the_serving_model_stays(app, config, quick, analyst, tmp_path):
     labeled = label_truth(quick, analyst, frauds=30, genuine=300)
     first = retrain(quick, str(tmp_path))
@@ -282,6 +283,7 @@ def test_a_worse_model_loses_the_gate_and_the_serving_model_stays(app, config, q
     assert line in status_html(app)
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_failing_retrain_job_is_recorded_and_the_previous_model_keeps_serving(app, config, quick, analyst,
                                                                                 tmp_path, monkeypatch):
     label_truth(quick, analyst, frauds=20, genuine=200)

@@ -87,6 +87,7 @@ def test_the_reviewers_decision_stands_is_audited_and_cannot_be_taken_twice(data
     assert disputed[0] not in {row.item_id for row in Label.effective(dataset)}
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_only_reviewers_review_and_bad_decisions_change_nothing(dataset, double_labeled, analyst):
     disputed = disputed_items(double_labeled)
     with pytest.raises(review.ReviewError, match="may not review"):
@@ -135,6 +136,7 @@ def test_export_shows_every_answer_the_standing_label_and_how_it_was_reached(dat
     assert entry.user_id is None and entry.details["items"] == 12
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_review_screen_shows_every_answer_and_records_the_decision(client, dataset, double_labeled, reviewer):
     disputed = disputed_items(double_labeled)
     login(client, "ana")
@@ -158,6 +160,7 @@ def test_the_review_screen_shows_every_answer_and_records_the_decision(client, d
 
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_agreement_page_links_each_disagreement_to_its_review(client, dataset, double_labeled, reviewer, admin):
     disputed = disputed_items(double_labeled)
     review.adjudicate(dataset, reviewer, disputed[0], "genuine")

@@ -92,6 +92,7 @@ def test_valid_changes_are_stored_and_audited_with_old_new_and_user(root, datase
     ("lease_minutes", "0", "lease_minutes"), ("skip_minutes", "later", "skip_minutes"),
     ("refill_below", "-1", "refill_below"),
 ])
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_bad_value_is_refused_in_one_line_and_nothing_is_stored(root, dataset, field, value, named):
     before = _stored(dataset)
     form = {"csrf_token": _token(root), "retrain_every": "7", field: value}  # a good change beside the bad one

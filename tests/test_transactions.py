@@ -135,6 +135,7 @@ def test_an_unseen_category_in_an_append_goes_to_other(app, tmp_path):
     assert Item.get(Item.external_id == "T99").feature_vector.tolist() == [5.0, 0.0, 0.0, 1.0]
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_the_screen_shows_the_cards_history_with_readable_times(app, client, analyst, run_jobs, sample_lines,
                                                                 tmp_path):
     import re

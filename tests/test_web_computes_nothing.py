@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from labeler.data import tokens
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
@@ -95,6 +97,7 @@ def test_importing_the_web_loads_no_machine_learning():
     assert _run(IMPORT_ONLY) == []
 
 
+@pytest.mark.slow  # seconds of work: the full tier runs it
 def test_a_whole_labeling_session_loads_no_machine_learning(app, config, queued, small_csv):
     dataset = queued  # its queue and feature statistics written by the refill job, run in this process
     create_user("ana", PASSWORD, "analyst")
