@@ -148,8 +148,87 @@ def temporary_instance(prefix):
     return workdir, store, env, Config.load(environ=env), [sys.executable, os.path.join(ROOT, "manage.py")]
 
 
+def peak_rss_mb(pid):
+    """The peak resident memory in MB of the running process ``pid`` since its exec (VmHWM; Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def create_analysts(manage, env, count):
+    """``count`` analyst logins (analyst0, analyst1, ...) made with ``manage.py create-user``; returns their
+    names."""
+    names = [f"analyst{n}" for n in range(count)]
+    for name in names:
+        subprocess.run(manage + ["create-user", name, "--password-stdin"], input=PASSWORD + "\n", text=True,
+                       env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return names
+
+
+def post_decisions(workdir, env, manage, dataset, names, seconds, threads, warmup, reject_share):
+    """Serve the store of ``env`` with ``manage.py serve`` and let the analysts ``names`` post decisions on
+    ``dataset`` as fast as they can: ``warmup`` untimed each, then ``seconds`` timed. Returns (the Analyst
+    objects, seconds timed, the server's peak RSS in MB at the end). Exits when the server does not start."""
+    port = free_port()
+    log = open(os.path.join(workdir, "server.log"), "w")
+    server = subprocess.Popen(manage + ["serve", "--port", str(port), "--threads", str(threads)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_for_port(port, server, log.name)
+        analysts = [Analyst(name, port, dataset, reject_share, seed) for seed, name in enumerate(names)]
+        for analyst in analysts:
+            analyst.log_in()
+        ready = threading.Barrier(len(analysts) + 1)
+        stop = threading.Event()
+
+        def work(analyst):
+            for _ in range(warmup):
+                analyst.decide(timed=False)
+            ready.wait()
+            while not stop.is_set():
+                analyst.decide(timed=True)
+
+        workers = [threading.Thread(target=work, args=(a,)) for a in analysts]
+        for thread in workers:
+            thread.start()
+        ready.wait()
+        started = time.perf_counter()
+        time.sleep(seconds)
+        stop.set()
+        for thread in workers:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        peak_mb = peak_rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    return analysts, elapsed, peak_mb
+
+
+def check_store(target, analysts):
+    """Compare the analysts' human label rows in the store at ``target`` (path or URL) with what the ``analysts``
+    were told was recorded: {"stored", "items", "acknowledged", "lost", "unacknowledged", "duplicated", "errors"}."""
+    from labeler.store.db import Label, User, database, open_database
+
+    open_database(target)
+    with database.connection_context():
+        rows = list(Label.select(Label.item, Label.annotator).where((Label.kind == "label") & (Label.source == "human"))
+                    .tuples())
+        user_names = dict(User.select(User.id, User.name).tuples())
+    acknowledged = [(item, analyst.name) for analyst in analysts for item in analyst.recorded]
+    theirs = {analyst.name for analyst in analysts}
+    stored = [(item, user_names[user]) for item, user in rows if user_names[user] in theirs]
+    per_item = {}
+    for item, _ in stored:
+        per_item[item] = per_item.get(item, 0) + 1
+    return {"stored": len(stored), "items": len(per_item), "acknowledged": len(acknowledged),
+            "lost": len(set(acknowledged) - set(stored)), "unacknowledged": len(set(stored) - set(acknowledged)),
+            "duplicated": sum(count - 1 for count in per_item.values() if count > 1),
+            "errors": sum(len(a.errors) for a in analysts)}
+
+
 def run(args):
-    from labeler.store.db import Dataset, Label, User, database, open_database
+    from labeler.store.db import Dataset, database, open_database
     from labeler.store.migrations import upgrade
     from labeler.store.settings import update_labeling_settings
     from labeler.worker import jobs
@@ -159,10 +238,7 @@ def run(args):
     subprocess.run(manage + ["import", args.data, "--dataset", "cc", "--label-column", "Class", "--exclude", "Time"],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     print(f"import of {os.path.basename(args.data)}: {time.perf_counter() - started:.1f} s")
-    names = [f"analyst{n}" for n in range(args.analysts)]
-    for name in names:
-        subprocess.run(manage + ["create-user", name, "--password-stdin"], input=PASSWORD + "\n", text=True,
-                       env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    names = create_analysts(manage, env, args.analysts)
 
     open_database(store)
     with database.connection_context():
@@ -180,40 +256,8 @@ def run(args):
               f"in {time.perf_counter() - started:.1f} s; refill_below={args.refill_below}")
     database.close()
 
-    port = free_port()
-    log = open(os.path.join(workdir, "server.log"), "w")
-    server = subprocess.Popen(manage + ["serve", "--port", str(port), "--threads", str(args.threads)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        wait_for_port(port, server, log.name)
-        analysts = [Analyst(name, port, "cc", args.reject_share, seed) for seed, name in enumerate(names)]
-        for analyst in analysts:
-            analyst.log_in()
-        ready = threading.Barrier(len(analysts) + 1)
-        stop = threading.Event()
-
-        def work(analyst):
-            for _ in range(args.warmup):
-                analyst.decide(timed=False)
-            ready.wait()
-            while not stop.is_set():
-                analyst.decide(timed=True)
-
-        threads = [threading.Thread(target=work, args=(a,)) for a in analysts]
-        for thread in threads:
-            thread.start()
-        ready.wait()
-        started = time.perf_counter()
-        time.sleep(args.seconds)
-        stop.set()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-
+    analysts, elapsed, _ = post_decisions(workdir, env, manage, "cc", names, args.seconds, args.threads, args.warmup,
+                                       args.reject_share)
     client = [ms for a in analysts for ms in a.client_ms]
     server_side = [ms for a in analysts for ms in a.server_ms]
     outcomes = {}
@@ -228,28 +272,15 @@ def run(args):
         print(f"{label:40s} p50 {percentile(values, .5):6.1f} ms   p90 {percentile(values, .9):6.1f} ms   "
               f"p99 {percentile(values, .99):6.1f} ms   max {max(values, default=float('nan')):6.1f} ms")
 
-    open_database(store)
-    with database.connection_context():
-        rows = list(Label.select(Label.item, Label.annotator).where((Label.kind == "label") & (Label.source == "human"))
-                    .tuples())
-    acknowledged = [(item, analyst.name) for analyst in analysts for item in analyst.recorded]
-    with database.connection_context():
-        user_names = dict(User.select(User.id, User.name).tuples())
-    stored = [(item, user_names[user]) for item, user in rows]
-    per_item = {}
-    for item, _ in stored:
-        per_item[item] = per_item.get(item, 0) + 1
-    lost = set(acknowledged) - set(stored)
-    unacknowledged = set(stored) - set(acknowledged)
-    duplicated = sum(count - 1 for count in per_item.values() if count > 1)
-    print(f"store: {len(stored):,} label rows for {len(per_item):,} items; acknowledged {len(acknowledged):,}; "
-          f"lost {len(lost)}; stored but not acknowledged {len(unacknowledged)}; duplicated {duplicated}; "
-          f"server errors {sum(len(a.errors) for a in analysts)}")
+    check = check_store(store, analysts)
+    print(f"store: {check['stored']:,} label rows for {check['items']:,} items; acknowledged "
+          f"{check['acknowledged']:,}; lost {check['lost']}; stored but not acknowledged {check['unacknowledged']}; "
+          f"duplicated {check['duplicated']}; server errors {check['errors']}")
     if args.keep:
         print(f"store kept at {store}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if lost or duplicated or unacknowledged else 0
+    return 1 if check["lost"] or check["duplicated"] or check["unacknowledged"] else 0
 
 
 def main():
