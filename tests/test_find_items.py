@@ -12,6 +12,7 @@ import pytest
 
 from labeler.data.images import import_images
 from labeler.data.importer import import_file
+from labeler.data import item_table
 from labeler.data.item_table import BadQuery, TableQuery, parse_query, table_page
 from labeler.labeling import decisions, leases, review
 from labeler.store.db import Item, Label, SchemaVersion, User, database
@@ -439,3 +440,18 @@ def test_the_amount_is_stored_at_import_and_migration_13_fills_an_older_store(da
     assert stored == frame.Amount.tolist()
     indexes = {index.name for index in database.get_indexes("item")}
     assert {"item_dataset_id_amount_id", "item_dataset_id_event_time_id"} <= indexes and upgrade() == []
+
+
+@pytest.mark.slow  # seconds of work: the full tier runs it
+def test_a_filters_count_stops_at_the_limit_and_says_more(client, dataset, frame, analyst, monkeypatch):
+    login(client, "ana")
+    amounts = frame[(frame.Amount >= 10) & (frame.Amount <= 20.5)]
+    assert len(amounts) > 3
+    monkeypatch.setattr(item_table, "COUNT_LIMIT", len(amounts))  # exactly at the limit: the true count
+    page = table_page(dataset, parse_query(dataset, {"amount_min": "10", "amount_max": "20.5"}), 5)
+    assert (page.matching, page.more) == (len(amounts), False)
+    monkeypatch.setattr(item_table, "COUNT_LIMIT", 3)
+    page = table_page(dataset, parse_query(dataset, {"amount_min": "10", "amount_max": "20.5"}), 5)
+    assert (page.matching, page.more, len(page.items)) == (3, True, 5)
+    html = client.get("/datasets/cc?amount_min=10&amount_max=20.5").get_data(as_text=True)
+    assert "more than 3 rows match" in html

@@ -218,3 +218,15 @@ def test_a_cold_start_larger_than_its_cluster_cap_fills_with_the_next_anomalies(
     picks = strategies.cold_start(z, anomaly, np.arange(3000), 200, seed=0)
     assert len(picks) == len(set(picks.tolist())) == 200
     assert np.median(anomaly[picks]) > np.quantile(anomaly, 0.8)  # still the anomalous end of the pool
+
+
+def test_a_large_pool_is_scaled_on_a_draw_and_scored_block_by_block(monkeypatch):
+    X = np.random.default_rng(3).lognormal(size=(20_000, 4)).astype(np.float32)
+    full = strategies.RobustScale(X)
+    assert np.array_equal(full.centre, np.median(X, axis=0))  # under FIT_ROWS rows: every row
+    drawn = strategies.RobustScale(X, fit_rows=5_000)
+    assert np.allclose(drawn.centre, full.centre, rtol=0.05) and np.allclose(drawn.spread, full.spread, rtol=0.1)
+    assert np.array_equal(drawn.centre, strategies.RobustScale(X, fit_rows=5_000).centre)  # seeded
+    whole = strategies.anomaly_scores(X, full)
+    monkeypatch.setattr(strategies, "SCORE_ROWS", 999)
+    assert np.allclose(strategies.anomaly_scores(X, full), whole)
