@@ -2,6 +2,8 @@
 there too: nothing a test writes lands in the repository."""
 import gzip
 import os
+import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -139,3 +141,26 @@ def double_labeled(queued, analyst, admin):
     bob_items = label_through_screen(dataset, bob, bob_values)
     assert bob_items == ana_items  # second looks come first, oldest first
     return {"ana": dict(zip(ana_items, ana_values)), "bob": dict(zip(bob_items, bob_values)), "bob_user": bob}
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a scratch database on the LABELER_TEST_POSTGRES_URL server, dropped afterwards."""
+    url = os.environ.get("LABELER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LABELER_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL server)")
+    import psycopg2
+
+    name = f"labeler_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        if database.obj is not None and not database.is_closed():
+            database.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()

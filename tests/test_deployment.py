@@ -17,8 +17,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import uuid
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -124,29 +122,6 @@ def test_a_forked_process_opens_its_own_store_connection(app):
     os.waitpid(child, 0)
     assert os.read(reader, 10) == b"own"
     assert database.connection() is parent and database.execute_sql("SELECT 1").fetchone() == (1,)
-
-
-@pytest.fixture
-def postgres_url():
-    """The URL of a scratch database on the LABELER_TEST_POSTGRES_URL server, dropped afterwards."""
-    url = os.environ.get("LABELER_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("LABELER_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL server)")
-    import psycopg2
-
-    name = f"labeler_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlsplit(url)._replace(path=f"/{name}").geturl()
-    finally:
-        if database.obj is not None and not database.is_closed():
-            database.close()
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ Runs when LABELER_TEST_POSTGRES_URL names a server whose role may create databas
 throwaway one); every test works in a scratch database of its own, dropped afterwards.
 """
 import csv
-import os
 import re
-import uuid
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -34,30 +31,12 @@ def _rows(n, start=0):
 
 
 @pytest.fixture
-def pg_app(tmp_path):
-    url = os.environ.get("LABELER_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("LABELER_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL server)")
-    import psycopg2
-
-    name = f"labeler_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                          "DATABASE": urlsplit(url)._replace(path=f"/{name}").geturl(),
-                          "TASK_QUEUE": str(tmp_path / "queue.sqlite3"), "MODEL_FOLDER": str(tmp_path / "models")})
-        register_commands(app)
-        database.connect(reuse_if_open=True)
-        yield app
-    finally:
-        if not database.is_closed():
-            database.close()
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+def pg_app(tmp_path, postgres_url):
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "DATABASE": postgres_url,
+                      "TASK_QUEUE": str(tmp_path / "queue.sqlite3"), "MODEL_FOLDER": str(tmp_path / "models")})
+    register_commands(app)
+    database.connect(reuse_if_open=True)
+    yield app
 
 
 def test_the_store_is_postgresql(pg_app):
