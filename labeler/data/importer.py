@@ -15,9 +15,8 @@ import gzip
 import io
 import json
 import os
-import queue
 import re
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -237,46 +236,17 @@ def _chunks(path, chunk_rows, string_columns, progress, notes=None, ahead=False)
 
 
 def _read_ahead(iterator):
-    """Yield ``iterator``'s items, produced one ahead by a thread; its exceptions are raised here. Closing this
-    generator stops the thread (and closes ``iterator`` there)."""
-    handoff, stop = queue.Queue(maxsize=1), threading.Event()
-
-    def produce():
+    """Yield ``iterator``'s items, each next one produced by a thread while the caller works on this one; its
+    exceptions are raised here. Closing this generator waits for the item being read, then closes ``iterator``."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-reader") as reader:
         try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        handoff.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    break
-            outcome = (False, None)
-        except BaseException as error:  # handed to the consumer, which raises it
-            outcome = (False, error)
+            pending = reader.submit(next, iterator, None)
+            while (item := pending.result()) is not None:
+                pending = reader.submit(next, iterator, None)
+                yield item
         finally:
+            reader.shutdown(wait=True)
             iterator.close()
-        while not stop.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            more, item = handoff.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _frames(path, chunk_rows, string_columns, notes):

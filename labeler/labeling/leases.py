@@ -58,10 +58,15 @@ def retracted_subquery(label_alias):
     return fn.EXISTS(undo.select(SQL("1")).where(undo.retracts == label_alias.id))
 
 
+def _answered(item):
+    """SQL: Standing's row of ``item`` (an id or a column) when an analyst's answer to it stands (one that no undo
+    took back): one primary-key probe (the label log's (source, kind) index would be walked whole)."""
+    return Standing.select(SQL("1")).where((Standing.item == item) & Standing.answered)
+
+
 def _standing_label_exists(item_column):
-    """SQL: the item in ``item_column`` has a standing human label (an analyst's answer that no undo took back):
-    one primary-key probe of Standing (the label log's (source, kind) index would be walked whole)."""
-    return fn.EXISTS(Standing.select(SQL("1")).where((Standing.item == item_column) & Standing.answered))
+    """SQL: the item in ``item_column`` has a standing human label (_answered)."""
+    return fn.EXISTS(_answered(item_column))
 
 
 def my_standing_label(item_id, user):
@@ -243,7 +248,7 @@ def _take_entry(dataset, user, settings, now, entry):
             # The entry was free when the candidates were read; on PostgreSQL another analyst may have leased
             # and labeled it since (and their label's commit let this insert through). Looked at again now that
             # the lease row is ours, the answer is seen.
-            if Standing.select().where((Standing.item == entry.item_id) & Standing.answered).exists():
+            if _answered(entry.item_id).exists():
                 savepoint.rollback()
                 return None
             return lease
