@@ -66,8 +66,9 @@ def percentile(values, share):
 class Analyst:
     """One analyst: a keep-alive HTTP connection, a session cookie, the item on screen."""
 
-    def __init__(self, name, port, dataset, reject_share, seed):
+    def __init__(self, name, port, dataset, reject_share, seed, think=0.0):
         self.name, self.dataset = name, dataset
+        self.think = think  # mean seconds between a reply and the next decision (0: none)
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.cookie = ""
         self.rng = random.Random(seed)
@@ -131,6 +132,8 @@ class Analyst:
                 self.server_ms.append(float(server[1]))
         found = ITEM.search(text)
         self.item = found[1] if found else None
+        if self.think:
+            time.sleep(self.rng.uniform(0.5, 1.5) * self.think)
 
 
 def temporary_instance(prefix):
@@ -164,17 +167,19 @@ def create_analysts(manage, env, count):
     return names
 
 
-def post_decisions(workdir, env, manage, dataset, names, seconds, threads, warmup, reject_share):
+def post_decisions(workdir, env, manage, dataset, names, seconds, threads, warmup, reject_share, think=0.0):
     """Serve the store of ``env`` with ``manage.py serve`` and let the analysts ``names`` post decisions on
-    ``dataset`` as fast as they can: ``warmup`` untimed each, then ``seconds`` timed. Returns (the Analyst
-    objects, seconds timed, the server's peak RSS in MB at the end). Exits when the server does not start."""
+    ``dataset``: ``warmup`` untimed each, then ``seconds`` timed; as fast as they can, or with ``think``
+    seconds on average (uniform from half to one and a half times it) between a reply and the next decision.
+    Returns (the Analyst objects, seconds timed, the server's peak RSS in MB at the end). Exits when the server
+    does not start."""
     port = free_port()
     log = open(os.path.join(workdir, "server.log"), "w")
     server = subprocess.Popen(manage + ["serve", "--port", str(port), "--threads", str(threads)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_for_port(port, server, log.name)
-        analysts = [Analyst(name, port, dataset, reject_share, seed) for seed, name in enumerate(names)]
+        analysts = [Analyst(name, port, dataset, reject_share, seed, think) for seed, name in enumerate(names)]
         for analyst in analysts:
             analyst.log_in()
         ready = threading.Barrier(len(analysts) + 1)
@@ -257,14 +262,15 @@ def run(args):
     database.close()
 
     analysts, elapsed, _ = post_decisions(workdir, env, manage, "cc", names, args.seconds, args.threads, args.warmup,
-                                       args.reject_share)
+                                          args.reject_share, args.think)
     client = [ms for a in analysts for ms in a.client_ms]
     server_side = [ms for a in analysts for ms in a.server_ms]
     outcomes = {}
     for analyst in analysts:
         for kind, count in analyst.outcomes.items():
             outcomes[kind] = outcomes.get(kind, 0) + count
-    print(f"{len(analysts)} analysts, {args.threads} server threads, {elapsed:.1f} s timed "
+    pace = f"{args.think:g} s between a reply and the next decision" if args.think else "as fast as they can"
+    print(f"{len(analysts)} analysts ({pace}), {args.threads} server threads, {elapsed:.1f} s timed "
           f"(+{args.warmup} untimed warm-up decisions each); reject share {args.reject_share}")
     print(f"decisions posted in the timed window: {len(client):,} = {len(client) / elapsed:.1f} requests/s; "
           f"outcomes (all): {outcomes}")
@@ -296,6 +302,9 @@ def main():
     parser.add_argument("--refill-below", type=int, default=0,
                         help="the dataset's refill threshold; 0: no refill job requested during the run (no worker "
                              "runs here: the figures are the web process's alone)")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds each analyst waits between a reply and the next decision (uniform from "
+                             "half to one and a half times it); 0: as fast as they can")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     sys.exit(run(parser.parse_args()))
 

@@ -179,6 +179,14 @@ def entity_features(seconds, entities, amounts=None):
     return np.column_stack(columns).astype(np.float32), names
 
 
+def history_sources(names, columns):
+    """The entity column each of entity_features' ``names`` (for entity ``columns``, the card first) is computed
+    from: another entity's counts from that entity's transactions; the card's habits and "first at this
+    merchant" (a pair of the card's) from the card's."""
+    own = {TRANSACTIONS_IN.format(entity=other, window=window): other for other in columns[1:] for window, _ in WINDOWS}
+    return [own.get(name, columns[0]) for name in names]
+
+
 LABEL_SMOOTHING = 5.0  # pseudo-counts at the labels' positive rate: a group seen once says little
 LABEL_WINDOW = 28 * DAY  # with times, only the labels of the group's last four weeks before the row count
 

@@ -1,6 +1,7 @@
 """The command line through click's runner, and as real subprocesses: import, serve and demo."""
 import csv
 import dataclasses
+import gc
 import http.cookiejar
 import json
 import os
@@ -147,6 +148,21 @@ def test_serve_refuses_a_short_secret_key(runner, app, config, monkeypatch):
     assert len(result.stderr.splitlines()) == 1
     monkeypatch.setitem(app.extensions, "labeler.config", dataclasses.replace(config, SECRET_KEY="x" * 32))
     assert runner.invoke(args=["serve"]).exit_code == 0 and len(served) == 1
+
+
+def test_the_server_compiles_its_templates_keeps_blas_to_one_thread_and_freezes_its_start_up_objects(app):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from labeler.cli.commands import _prepare_to_serve
+    app.jinja_env.cache.clear()
+    try:
+        with threadpool_limits(limits=None):  # puts the test process's limits back afterwards
+            _prepare_to_serve(app)
+            assert threadpool_info() and all(pool["num_threads"] == 1 for pool in threadpool_info())
+        assert gc.get_freeze_count() > 10_000
+        assert app.jinja_env.cache and len(app.jinja_env.cache) == len(app.jinja_env.list_templates())
+    finally:
+        gc.unfreeze()
 
 
 def _set_up_labels(dataset, analyst, admin):

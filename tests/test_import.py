@@ -73,6 +73,21 @@ def test_csv_with_quoted_header_and_values(app, quoted_csv):
     assert sorted((n for n, value in truth.items() if value == "fraud"), key=int) == ["40", "41", "42"]
 
 
+def test_ground_truth_is_written_by_runs_of_equal_labels_and_row_by_row_alike(app, tmp_path):
+    """A chunk of long runs of one label gets its ground truth one INSERT ... SELECT per run, one whose labels
+    change often row by row; both, and an append after them, give each item its own label (none where empty)."""
+    labels = ["0"] * 30 + [""] * 10 + ["1"] * 20 + ["", "1", "0"] * 20 + ["1"] * 5 + ["0"] * 55
+    lines = ["tx,a,Class", *(f"t{n},{n},{label}" for n, label in enumerate(labels))]
+    path = write(tmp_path / "runs.csv", "\n".join(lines[:121]) + "\n")  # chunks: runs, row by row
+    dataset = import_file(path, "runs", label_column="Class", id_column="tx", chunk_rows=60).dataset
+    more = write(tmp_path / "more.csv", "\n".join([lines[0], *lines[121:]]) + "\n")  # runs again
+    assert import_file(more, "runs", chunk_rows=60).rows_added == 60
+    truth = dict(GroundTruth.select(Item.external_id, GroundTruth.value).join(Item)
+                 .where(Item.dataset == dataset).tuples())
+    names = {"0": "genuine", "1": "fraud"}
+    assert truth == {f"t{n}": names[label] for n, label in enumerate(labels) if label}
+
+
 def test_gzip_and_parquet_give_the_same_items_as_csv(app, quoted_csv, tmp_path):
     gz_path = str(tmp_path / "quoted.csv.gz")
     with open(quoted_csv, "rb") as source, gzip.open(gz_path, "wb") as target:

@@ -14,7 +14,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
-from labeler.labeling.similar import similar_labeled
+from labeler.labeling.similar import LabeledIndex, similar_labeled
 from labeler.store.artifacts import feature_stats
 from labeler.store.db import (
     Dataset,
@@ -427,6 +427,27 @@ def test_similar_labeled_are_the_nearest_labeled_items_and_follow_undo(ana, data
     assert [f["item_id"] for f in found] == expected(labeled[:-1])
     found = similar_labeled(dataset, labeled[0], Item.get_by_id(labeled[0]).feature_vector, stats)
     assert labeled[0] not in [f["item_id"] for f in found]  # never the item itself
+
+
+def test_the_nearest_labeled_items_match_a_plain_search_with_near_duplicates_and_masked_rows():
+    """The matrix-vector shortcut of LabeledIndex.nearest ranks and measures as subtracting the vector from every
+    row would, near-duplicates of the query (where the shortcut's sum cancels) and undone rows included."""
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3000, 29)).astype(np.float32) * 5
+    query = vectors[17].astype(np.float64)
+    vectors[100:140] = vectors[17] + rng.normal(scale=1e-4, size=(40, 29)).astype(np.float32)
+    index = LabeledIndex(1, 29)
+    index.ids, index.matrix, index.size = np.arange(1, 3001), vectors, 3000
+    index.squares = (vectors.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    index.active = rng.random(3000) > 0.1
+    index.external_ids = [f"T{n}" for n in range(1, 3001)]
+    index.standing = {n: (n, "genuine") for n in range(1, 3001)}
+    found = index.nearest(18, query, np.zeros(29), np.ones(29), 10)  # item 18 (row 17) itself is left out
+    plain = np.sqrt(((vectors - query.astype(np.float32)) ** 2).mean(axis=1))
+    plain[~index.active | (index.ids == 18)] = np.inf
+    best = np.argsort(plain, kind="stable")[:10]
+    assert [row["item_id"] for row in found] == (best + 1).tolist()
+    assert np.allclose([row["distance"] for row in found], plain[best], rtol=1e-6, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------------------------

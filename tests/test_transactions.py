@@ -91,6 +91,33 @@ def test_an_append_sees_the_stored_history_and_a_late_arrival_refreshes_later_ro
     assert all(np.array_equal(after[key], got[key]) for key in got)
 
 
+def test_an_append_reads_only_the_stored_rows_of_the_cards_and_merchants_it_names(app, sample_lines, tmp_path,
+                                                                                   monkeypatch):
+    """Ten late transactions pushed into 1,990 stored ones: the history is read for their cards and merchants
+    only, and every stored vector ends as importing the 2,000 at once gives."""
+    import pandas as pd
+
+    from labeler.data import importer
+    header, rows = sample_lines[0], sample_lines[1:2001]
+    whole = import_file(write(tmp_path, "whole.csv", [header, *rows]), "whole", **ROLES).dataset
+    import_file(write(tmp_path, "first.csv", [header, *rows[:1000], *rows[1010:]]), "parts", **ROLES)
+    read = []
+    original = importer._stored_history
+    monkeypatch.setattr(importer, "_stored_history",
+                        lambda *args: read.append(original(*args)) or read[-1])
+    late = import_file(write(tmp_path, "late.csv", [header, *rows[1000:1010]]), "parts", ignore=["scenario"])
+    assert late.rows_added == 10
+    pushed = pd.read_csv(write(tmp_path, "late.csv", [header, *rows[1000:1010]]), dtype=str)
+    stored = pd.read_csv(write(tmp_path, "first.csv", [header, *rows[:1000], *rows[1010:]]), dtype=str)
+    sharing = stored.card_id.isin(pushed.card_id) | stored.merchant_id.isin(pushed.merchant_id)
+    assert len(read[0]["ids"]) == sharing.sum() < len(stored) // 2
+    history = len(whole.feature_columns) - whole.feature_columns.index("card_id: transactions in 1d")
+    _, expected = vectors(whole)
+    _, got = vectors(Dataset.get(Dataset.name == "parts"))
+    for external_id, vector in expected.items():
+        np.testing.assert_allclose(got[external_id][-history:], vector[-history:], rtol=1e-6, err_msg=external_id)
+
+
 HEADER = "tx,time,card,shop,amount,channel"
 
 

@@ -31,13 +31,14 @@ from peewee import __exception_wrapper__ as peewee_errors  # the drivers' errors
 
 from labeler.data import transactions
 from labeler.data.errors import ImportFailed, file_line
-from labeler.store.db import Dataset, GroundTruth, Item, database
+from labeler.store.db import Dataset, GroundTruth, Item, database, refresh_statistics
 from labeler.store.pool import invalidate_pool_copy, pool_size
 
 DEFAULT_CHUNK_ROWS = 50_000
 BINARY_TRUTH = {"0": "genuine", "1": "fraud"}
 INSERT_BATCH = 5_000
-PG_ROWS_PER_STATEMENT = 1_000
+PG_ROWS_PER_COPY = 10_000  # rows of one COPY on PostgreSQL: the CSV text of 10,000 items is a few MB
+TRUTH_RUN_ROWS = 16  # ground truth is written by runs of equal labels where they average this many rows or more
 HEADER_LIMIT = 1 << 20  # bytes: a CSV header line longer than this is refused (a binary file, not a table)
 LINE_LIMIT = 16 << 20  # bytes: a longer CSV line is refused, so memory stays bounded on any input
 COMPARE_BATCH = 500  # stored rows fetched per query when a re-import is checked against them
@@ -490,22 +491,40 @@ def _is_postgres():
 def _bulk_insert(model, fields, rows):
     """Insert ``rows`` (tuples in ``fields`` order) through the driver's cursor, skipping peewee's per-row work.
 
-    SQLite: executemany, a loop in C. PostgreSQL drivers send executemany row by row, so there each statement
-    carries PG_ROWS_PER_STATEMENT rows in one multi-row VALUES.
+    SQLite: executemany, a loop in C. PostgreSQL: COPY ... FROM STDIN of the rows as CSV (_copy_csv),
+    PG_ROWS_PER_COPY at a time (its drivers send executemany row by row).
     """
     table = model._meta.table_name
     columns = ", ".join(f'"{field}"' for field in fields)
     row_placeholders = "(" + ", ".join([database.param] * len(fields)) + ")"
     cursor = database.cursor()
     if _is_postgres():
-        for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
-            batch = rows[start:start + PG_ROWS_PER_STATEMENT]
-            cursor.execute(f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row_placeholders] * len(batch))}',
-                           [value for row in batch for value in row])
+        for start in range(0, len(rows), PG_ROWS_PER_COPY):
+            cursor.copy_expert(f'COPY "{table}" ({columns}) FROM STDIN WITH (FORMAT csv)',
+                               io.StringIO(_copy_csv(rows[start:start + PG_ROWS_PER_COPY])))
         return
     for start in range(0, len(rows), INSERT_BATCH):
         cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES {row_placeholders}',
                            rows[start:start + INSERT_BATCH])
+
+
+def _copy_field(value):
+    """``value`` as a field of PostgreSQL's COPY CSV: None as NULL (nothing, unquoted), text quoted, bytes as
+    bytea's hex input, a float in its shortest exact form."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    if isinstance(value, (bytes, memoryview)):
+        return "\\x" + value.hex()
+    if isinstance(value, float):
+        return float.__repr__(value)  # numpy's floats too, without their repr's type name
+    return str(value)
+
+
+def _copy_csv(rows):
+    """The CSV text of ``rows`` for COPY ... FROM STDIN WITH (FORMAT csv)."""
+    return "".join(",".join(map(_copy_field, row)) + "\n" for row in rows)
 
 
 def _insert_ground_truth(dataset, truths):
@@ -623,6 +642,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         if created:
             settle_label_set(dataset, truth_seen, labels, f"{name}: column {label_column!r}", positive_labels)
         _write_truth_and_history(dataset, pending_truth, history)
+    if rows_added:
+        refresh_statistics(Item, GroundTruth)  # PostgreSQL's planner learns the new sizes now, not at autovacuum
     return _result(dataset, created, rows_read, rows_added, history, file_notes)
 
 
@@ -651,7 +672,7 @@ class _Rows:
     ids: list
     numbers: list  # float64 blobs
     texts: list  # JSON or None
-    matrix: np.ndarray  # the feature vectors, float32
+    features: list  # the feature vectors as float32 blobs (built here, so that an append's insert only inserts)
     amounts: list
     times: list
     entities: list  # (first entity, second entity) per row
@@ -671,7 +692,7 @@ def _prepare_rows(frame, dataset, roles, history, id_column, label_column, name,
         ids = [str(first_row + i) for i in range(len(frame))]
     truth = _truth_values(frame, label_column)
     numbers, texts = _display_rows(frame, dataset.columns, dataset.text_columns, name, first_row)
-    return _Rows(ids, numbers, texts, matrix, _amounts(frame, dataset), times, entities, truth)
+    return _Rows(ids, numbers, texts, _row_blobs(matrix), _amounts(frame, dataset), times, entities, truth)
 
 
 ITEM_FIELDS = ["dataset_id", "external_id", "row_number", "numbers", "texts", "features", "amount", "event_time",
@@ -703,14 +724,13 @@ def _insert_rows(dataset, rows, stored, next_row, pending_truth):
     def pick(values):
         return list(values) if keep is None else [values[position] for position in keep]
 
-    matrix = rows.matrix if keep is None else rows.matrix[np.asarray(keep, dtype=np.int64)]
     ids = pick(rows.ids)
     if not ids:
         return 0
     row_numbers = range(next_row, next_row + len(ids))
     entities = pick(rows.entities)
     _bulk_insert(Item, ITEM_FIELDS, list(zip(
-        repeat(dataset.id), ids, row_numbers, pick(rows.numbers), pick(rows.texts), _row_blobs(matrix),
+        repeat(dataset.id), ids, row_numbers, pick(rows.numbers), pick(rows.texts), pick(rows.features),
         pick(rows.amounts), pick(rows.times), [first for first, _ in entities], [second for _, second in entities])))
     if rows.truth is not None:
         values = pd.Categorical(pick(rows.truth))
@@ -718,14 +738,34 @@ def _insert_rows(dataset, rows, stored, next_row, pending_truth):
     return len(ids)
 
 
+def _insert_truth_runs(dataset, start, codes, names):
+    """Write the GroundTruth of ``dataset``'s items numbered from ``start`` on, whose ``codes`` (-1 where empty)
+    index ``names`` (the stored values), one INSERT ... SELECT per run of equal codes over its row numbers (the
+    (dataset, row_number) index): no item id goes through Python. Returns False, writing nothing, when the runs are
+    too short for that to pay (more than one in TRUTH_RUN_ROWS rows: _insert_ground_truth then writes them)."""
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    if (len(bounds) + 1) * TRUTH_RUN_ROWS > len(codes):
+        return False
+    firsts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(codes)]])
+    runs = [(names[code], dataset.id, start + first, start + end - 1)
+            for first, end, code in zip(firsts.tolist(), ends.tolist(), codes[firsts].tolist()) if code >= 0]
+    mark = database.param
+    database.cursor().executemany(
+        f'INSERT INTO "{GroundTruth._meta.table_name}" ("item_id", "value") SELECT "id", {mark} FROM '
+        f'"{Item._meta.table_name}" WHERE "dataset_id" = {mark} AND "row_number" BETWEEN {mark} AND {mark}', runs)
+    return True
+
+
 def _write_truth_and_history(dataset, pending_truth, history):
     """After the items: their ground truth, and the history features of stored rows that appended rows changed
     (the pool copy is then rebuilt)."""
     truth_map = dataset.settings.get("truth_map", {})
     for start, codes, values in pending_truth:
+        names = np.array([truth_map[value] for value in values], dtype=object)
+        if _insert_truth_runs(dataset, start, codes, names):
+            continue
         present = np.flatnonzero(codes >= 0)
         if len(present):
-            names = np.array([truth_map[value] for value in values], dtype=object)
             _insert_ground_truth(dataset, list(zip((present + start).tolist(), names[codes[present]].tolist())))
     if history is not None and history.changed:
         _refresh_history(dataset, history)
@@ -915,7 +955,8 @@ def _history_pass(path, name, chunk_rows, string_columns, existing, roles, id_co
         return roles, None
     known_ids = _stored_ids(existing, ids) if existing is not None else set()
     new = ~pd.Series(ids).duplicated().to_numpy() & np.array([i not in known_ids for i in ids], dtype=bool)
-    stored = _stored_history(existing, roles)
+    named = {column: set(np.concatenate(entities[column])[new].tolist()) for column in roles["entities"]}
+    stored = _stored_history(existing, roles, named)
     amount_parts = [stored["amount"], *amounts] if roles.get("amount") else None
     all_seconds = np.concatenate([stored["seconds"], np.concatenate(seconds)[new]])
     all_entities = [(column, np.concatenate([stored[column], np.concatenate(entities[column])[new]]))
@@ -929,26 +970,44 @@ def _history_pass(path, name, chunk_rows, string_columns, existing, roles, id_co
     file_matrix[new] = matrix[held:]
     offset = len(roles.get("numeric", [])) + len(transactions.row_feature_names(roles))
     changed = {}
-    if held:
+    if held:  # a stored row's feature is computed again where the file names the entity it is computed from
         before = stored["vectors"][:, offset:offset + len(names)]
-        differs = np.flatnonzero(np.any(before != matrix[:held], axis=1))
-        changed = {int(stored["ids"][i]): matrix[i] for i in differs}
+        shares = {column: np.isin(stored[column], np.array(sorted(named[column]), dtype=object))
+                  for column in roles["entities"]}
+        after = np.where(np.column_stack([shares[column] for column in
+                                          transactions.history_sources(names, roles["entities"])]),
+                         matrix[:held], before)
+        differs = np.flatnonzero(np.any(before != after, axis=1))
+        changed = {int(stored["ids"][i]): after[i] for i in differs}
     file_entities = [np.concatenate(entities[column]) for column in roles["entities"][:2]]
     return roles, _FileHistory(names, file_matrix, changed, roles["entities"][0], offset, np.concatenate(seconds),
                                file_entities)
 
 
-def _stored_history(dataset, roles):
-    """The stored rows' ids, times, entity values, amounts and feature vectors, in id order (empty for a new
-    dataset)."""
+def _stored_history(dataset, roles, named):
+    """The ids, times, entity values, amounts and feature vectors, in id order, of the stored rows whose
+    history features the file's rows share: those of the cards and merchants ``named`` ({entity column: values
+    of the file's new rows}) names, each read on its entity index (with a third entity column, which has no
+    index, every stored row). Empty for a new dataset. A row read for its merchant has its card's history
+    incomplete: _history_pass keeps its card features as stored."""
     columns = {"ids": np.zeros(0, dtype=np.int64), "seconds": np.zeros(0), "amount": np.zeros(0),
                "vectors": np.zeros((0, 0), dtype=np.float32)}
     for column in roles["entities"]:
         columns[column] = np.zeros(0, dtype=object)
     if dataset is None:
         return columns
-    rows = list(Item.select(Item.id, Item.event_time, Item.numbers, Item.texts, Item.features)
-                .where(Item.dataset == dataset).order_by(Item.id).tuples())
+    fields = (Item.id, Item.event_time, Item.numbers, Item.texts, Item.features)
+    indexed = [Item.entity, Item.second_entity]
+    if len(roles["entities"]) > len(indexed):
+        rows = list(Item.select(*fields).where(Item.dataset == dataset).order_by(Item.id).tuples())
+    else:
+        found = {}
+        for entity_field, column in zip(indexed, roles["entities"]):
+            values = sorted(named[column])
+            for start in range(0, len(values), COMPARE_BATCH):
+                found.update((row[0], row) for row in Item.select(*fields).where(
+                    (Item.dataset == dataset) & entity_field.in_(values[start:start + COMPARE_BATCH])).tuples())
+        rows = [found[item_id] for item_id in sorted(found)]
     if not rows:
         return columns
     text_index = {column: dataset.text_columns.index(column) for column in roles["entities"]}

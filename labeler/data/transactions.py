@@ -141,6 +141,11 @@ def history_features(seconds, entities, amounts):
     return transaction_features.entity_features(seconds, entities, amounts)
 
 
+def history_sources(names, columns):
+    """The entity column (of ``columns``) each history feature of ``names`` is computed from."""
+    return transaction_features.history_sources(names, columns)
+
+
 def describe(roles):
     """One line naming the roles, for the import summary and ``stats``; None when every feature is a numeric
     column of the file."""

@@ -375,6 +375,11 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
     return outcome, following
 
 
+def latest_label_id():
+    """The id of the newest label row (0 when there is none): labels recorded later have higher ids."""
+    return Label.select(fn.MAX(Label.id)).scalar() or 0
+
+
 def recent_decisions(dataset, user, limit=RECENT_COUNT):
     """``user``'s latest standing labels in ``dataset``, newest first, each with its item's id and external id
     joined (the columns the list of recent decisions shows)."""
@@ -387,13 +392,15 @@ def recent_decisions(dataset, user, limit=RECENT_COUNT):
     )
 
 
-def session_stats(dataset, user, since, now=None):
+def session_stats(dataset, user, since, after=0, now=None):
     """Labels and frauds (any positive label) ``user`` gave in ``dataset`` since ``since`` (standing ones), and
-    labels per minute."""
+    labels per minute. ``after``: a label id before the session's first label (latest_label_id when it began),
+    so that only the session's labels are read, not the analyst's whole history."""
     now = now or utcnow()
     mine = (Label.select(Label.value, fn.COUNT(Label.id)).join(Item)
-            .where((Item.dataset == dataset) & (Label.annotator == user) & (Label.kind == "label")
-                   & (Label.source == "human") & (Label.created_at >= since) & ~retracted_subquery(Label))
+            .where((Label.annotator == user) & (Label.source == "human") & (Label.kind == "label")
+                   & (Label.id > after) & (Item.dataset == dataset) & (Label.created_at >= since)
+                   & ~retracted_subquery(Label))
             .group_by(Label.value).tuples())
     counts = dict(mine)
     labels = sum(counts.values())

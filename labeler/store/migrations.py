@@ -222,11 +222,26 @@ def fill_standing(dataset):
                                        StandingCount.items]).execute()
 
 
+def _partial_entity_indexes(migrator):
+    """16: Item's indexes on (dataset_id, entity or second_entity, event_time) become partial, WHERE the entity IS
+    NOT NULL: items without one (every item of a dataset with no entity column) cost an import no index entry,
+    and every query through them asks for one entity. Changes only what is not partial yet. (The plain index on
+    dataset_id stays: SQLite finds a dataset's items by id through it, (dataset_id, rowid).)"""
+    indexes = {index.name: index.sql or "" for index in database.get_indexes("item")}
+    for column in ("entity", "second_entity"):
+        name = f"item_dataset_id_{column}_event_time"
+        if "WHERE" in indexes.get(name, "").upper():
+            continue
+        database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+        database.execute_sql(f'CREATE INDEX "{name}" ON "item" ("dataset_id", "{column}", "event_time") '
+                             f'WHERE ("{column}" IS NOT NULL)')
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
               (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
-              (14, _pool_copy), (15, _standing_table)]
+              (14, _pool_copy), (15, _standing_table), (16, _partial_entity_indexes)]
 
 
 def current_version():

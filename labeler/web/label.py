@@ -19,12 +19,12 @@ ITEM_ID = "int(max=9223372036854775807)"
 
 
 def _session_start():
-    """When this login session started labeling (kept in the session cookie), as naive UTC."""
-    stamp = session.get("labeling_since")
-    if stamp is None:
-        stamp = utcnow().isoformat()
-        session["labeling_since"] = stamp
-    return datetime.datetime.fromisoformat(stamp)
+    """(when this login session started labeling, as naive UTC; the newest label id then), kept in the session
+    cookie: the session's figures read only the labels after that id."""
+    if "labeling_after" not in session:  # a cookie from before the id was kept starts its figures again
+        session["labeling_since"] = utcnow().isoformat()
+        session["labeling_after"] = decisions.latest_label_id()
+    return datetime.datetime.fromisoformat(session["labeling_since"]), session["labeling_after"]
 
 
 def _render(dataset, lease, outcome=None, error=None, status=200):
@@ -40,7 +40,7 @@ def _render(dataset, lease, outcome=None, error=None, status=200):
         "outcome": outcome,
         "error": error,
         "recent": decisions.recent_decisions(dataset, current_user),
-        "session_stats": decisions.session_stats(dataset, current_user, _session_start()),
+        "session_stats": decisions.session_stats(dataset, current_user, *_session_start()),
     }
     if request.headers.get("HX-Request"):
         return render_template("_label_workspace.html", oob=True, **context), status

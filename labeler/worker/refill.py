@@ -13,8 +13,8 @@ from peewee import SQL, fn
 from threadpoolctl import threadpool_limits
 
 from labeler.store.artifacts import stored_anomaly, stored_sequence_error
-from labeler.store.db import (FeatureStats, Item, Label, QueueEntry, advisory_lock, database, utcnow,
-                              write_transaction)
+from labeler.store.db import (FeatureStats, Item, Label, QueueEntry, advisory_lock, database, refresh_statistics,
+                              utcnow, write_transaction)
 from labeler.store.pool import human_labels, load_pool
 from labeler.store.serving import serving_scores, serving_version
 from labeler.store.settings import engine_settings
@@ -237,4 +237,5 @@ def write_queue(dataset, ids, picks, p_positive, negative, model_version=None):
         QueueEntry.delete().where(QueueEntry.dataset == dataset).execute()
         for start in range(0, len(rows), INSERT_BATCH):
             QueueEntry.insert_many(rows[start:start + INSERT_BATCH]).execute()
+    refresh_statistics(QueueEntry)
     return len(rows)

@@ -11,7 +11,8 @@ from peewee import fn
 from threadpoolctl import threadpool_limits
 
 from labeler.store.artifacts import artifacts_of
-from labeler.store.db import Item, Label, ModelVersion, advisory_lock, database, utcnow, write_transaction
+from labeler.store.db import (Item, Label, ModelVersion, advisory_lock, database, refresh_statistics, utcnow,
+                              write_transaction)
 from labeler.store.files import load_scores, save_scores
 from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
@@ -49,6 +50,8 @@ def write_pseudo_labels(dataset, ids, indices, labels, negative):
     with database.atomic():
         for start in range(0, len(rows), INSERT_BATCH):
             Label.insert_many(rows[start:start + INSERT_BATCH]).execute()
+    if rows:
+        refresh_statistics(Label)
     return len(add), len(retract)
 
 
