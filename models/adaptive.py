@@ -49,12 +49,34 @@ def handover(y_labeled):
     return len(np.unique(np.asarray(y_labeled))) >= 2
 
 
-def cold_start_shares(n_labeled, n_positive, widen_after=WIDEN_AFTER):
-    """The cold start's shares ({strategy: share}): anomaly-led with diversity and exploration, or the wider search
-    once ``widen_after`` labels came without a positive."""
+def cold_start_shares(n_labeled, n_positive, widen_after=WIDEN_AFTER, shares=COLD_SHARES):
+    """The cold start's shares ({strategy: share}): ``shares`` (anomaly-led with diversity and exploration), or the
+    wider search once ``widen_after`` labels came without a positive."""
     if n_positive == 0 and n_labeled >= widen_after:
         return dict(WIDER_SHARES)
-    return dict(COLD_SHARES)
+    return dict(shares)
+
+
+def cold_picks(z, anomaly, unlabeled, labeled, size, shares, rng, seed=0):
+    """[(pool index, strategy)] of ``size`` of the pool indices ``unlabeled`` in ``shares`` ({strategy: share}):
+    the anomaly-led cold start (COLD_START, models.strategies.cold_start), typical items of parts of the pool no
+    ``labeled`` item covers (DIVERSITY or WIDER_SEARCH: ``uncovered``), the rest drawn at random (EXPLORATION)."""
+    unlabeled = np.asarray(unlabeled, dtype=np.int64)
+    counts = counts_of(size, shares)
+    picked = {}
+    taken = np.zeros(0, dtype=np.int64)
+    if counts.get(COLD_START):
+        picked[COLD_START] = strategies.cold_start(z, anomaly, unlabeled, counts[COLD_START], seed)
+        taken = picked[COLD_START]
+    for name in (DIVERSITY, WIDER_SEARCH):
+        if counts.get(name):
+            rest = unlabeled[~np.isin(unlabeled, taken)]
+            picked[name] = uncovered(z, rest, np.concatenate([labeled, taken]), counts[name], rng, seed)
+            taken = np.concatenate([taken, picked[name]])
+    if size > len(taken):
+        rest = unlabeled[~np.isin(unlabeled, taken)]
+        picked[EXPLORATION] = rng.choice(rest, size=min(size - len(taken), len(rest)), replace=False)
+    return strategies.interleave(picked)
 
 
 def counts_of(size, shares):
@@ -293,20 +315,7 @@ class AdaptivePolicy:
 
     def _cold(self, unlabeled, labeled, size):
         shares = cold_start_shares(len(labeled), self.positives if len(labeled) else 0, self.widen_after)
-        counts = counts_of(size, shares)
-        picked = {}
-        taken = np.zeros(0, dtype=np.int64)
-        if counts.get(COLD_START):
-            picked[COLD_START] = strategies.cold_start(self.z, self.anomaly, unlabeled, counts[COLD_START], self.seed)
-            taken = picked[COLD_START]
-        for name in (DIVERSITY, WIDER_SEARCH):
-            if counts.get(name):
-                rest = unlabeled[~np.isin(unlabeled, taken)]
-                picked[name] = uncovered(self.z, rest, np.concatenate([labeled, taken]), counts[name], self.rng,
-                                         self.seed)
-                taken = np.concatenate([taken, picked[name]])
-        self._explore(picked, unlabeled, taken, size - len(taken))
-        return strategies.interleave(picked)
+        return cold_picks(self.z, self.anomaly, unlabeled, labeled, size, shares, self.rng, self.seed)
 
     def _explore(self, picked, unlabeled, taken, count):
         if count > 0:

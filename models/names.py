@@ -9,12 +9,12 @@ UNCERTAIN = "uncertain"
 EXPLORATION = "exploration"
 COLD_START = "cold start"
 MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, EXPLORATION)
-# the adaptive loop's (models.adaptive; the ``adaptive`` setting): picks spread over the pool (greedy k-center),
-# and the cold start's picks once no positive came in its first labels
+# picks of typical items of parts of the pool no label covers (models.adaptive.uncovered): in the cold start and
+# the adaptive loop's young model, and the cold start's picks once no positive came in its first labels
 DIVERSITY = "diversity"
 WIDER_SEARCH = "wider search"
 ADAPTIVE_ARMS = (HIGH_RISK, UNCERTAIN, EXPLORATION, DIVERSITY)
-WIDEN_AFTER = 20  # the adaptive cold start: labels without a positive before its search widens
+WIDEN_AFTER = 20  # the cold start: labels without a positive before its search widens
 # why a strategy picked an item, as the labeling screen says it
 STRATEGY_WHY = {
     HIGH_RISK: "the model rates it among the likeliest frauds",

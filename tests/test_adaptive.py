@@ -138,10 +138,11 @@ def test_the_fixed_loops_cold_start_widens_once_the_labels_hold_no_positive():
     points, _ = blobs()
     learner = ActiveLearner(points, np.arange(len(points)), dict(DEFAULTS), seed=1)
     unlabeled = np.arange(WIDEN_AFTER, len(points))
-    for known in (None, 1):  # unknown, or a positive among the labels: the anomaly-led cold start
-        assert {name for _, name in learner.pick(None, unlabeled, 10, known)} <= {COLD_START, EXPLORATION}
+    for known in (None, 1):  # unknown, or a positive among the labels: the cold start's shares
+        assert sorted(name for _, name in learner.pick(None, unlabeled, 10, known)) == \
+            [COLD_START] * 4 + [DIVERSITY] * 3 + [EXPLORATION] * 3
     fewer = np.arange(WIDEN_AFTER - 1, len(points))  # one label short of WIDEN_AFTER
-    assert {name for _, name in learner.pick(None, fewer, 10, 0)} <= {COLD_START, EXPLORATION}
+    assert {name for _, name in learner.pick(None, fewer, 10, 0)} == {COLD_START, DIVERSITY, EXPLORATION}
     picks = learner.pick(None, unlabeled, 10, 0)  # WIDEN_AFTER labels, none positive
     assert sorted(name for _, name in picks) == [EXPLORATION] * 5 + [WIDER_SEARCH] * 5
     assert len({index for index, _ in picks}) == 10 and set(index for index, _ in picks) <= set(unlabeled.tolist())

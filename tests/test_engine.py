@@ -48,7 +48,7 @@ def test_without_both_labels_the_queue_is_the_cold_start(dataset, analyst, tmp_p
     assert ModelVersion.select().count() == 0
     entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
     assert len(entries) == 500
-    assert {entry.strategy for entry in entries} == {"cold start", "exploration"}
+    assert {entry.strategy for entry in entries} == {"cold start", "diversity", "exploration"}
     labeled = {label.item_id for label in Label.select()}
     assert not labeled & {entry.item_id for entry in entries}
     assert all(entry.model_version_id is None for entry in entries)
@@ -139,7 +139,7 @@ def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):
 
 def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, analyst, tmp_path):
     assert refresh_queue(dataset, size=30, seed=0) == 30
-    assert {entry.strategy for entry in QueueEntry.select()} <= {"cold start", "exploration"}
+    assert {entry.strategy for entry in QueueEntry.select()} <= {"cold start", "diversity", "exploration"}
     _label_from_truth(dataset, analyst, 15, 85)
     retrain(dataset, str(tmp_path), seed=0)
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712

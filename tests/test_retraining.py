@@ -347,7 +347,7 @@ def test_unusable_files_fall_back_to_the_last_good_version_then_the_cold_start(a
     refresh_queue(quick)
     entries = queue_of(quick)
     assert entries and {entry.model_version_id for entry in entries} == {None}
-    assert {entry.strategy for entry in entries} <= {"cold start", "exploration"}
+    assert {entry.strategy for entry in entries} <= {"cold start", "diversity", "exploration"}
     assert dataset_status(quick)["notice"] == (
         f"model {second.id}: scores file {os.path.basename(second.scores_path)} is corrupt; "
         f"serving the cold start instead")

@@ -1,0 +1,233 @@
+"""Issue 20, the early loop: variants of the default loop's first labels against the default, paired over seeds.
+
+    nice -n 19 .venv/bin/python bench/early_loop.py --tables caravan,wage_high --seeds 10-19 \
+        --budget 250 --variants nopseudo,young150
+
+Each variant is the default loop (bench/compare_peers.run_default) with settings or a patch of models/ held for
+the run; runs are kept in bench/results/suite_runs/TABLE/early_VARIANT/seedN.json. Printed: per table and variant
+the mean test AUPRC at 50/100/150/250 labels, the paired difference to the kept ``default`` runs (mean, standard
+error across seeds) and to plain ``uncertainty``, and the positives found at 100.
+"""
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCH))
+sys.path.insert(0, BENCH)
+
+import compare_peers  # noqa: E402
+import real_tables  # noqa: E402
+import suite  # noqa: E402
+from models import adaptive, learner as learner_module, strategies, weak  # noqa: E402
+from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
+
+RUNS = os.path.join(BENCH, "results", "suite_runs")
+
+
+@contextlib.contextmanager
+def patched(owner, name, value):
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+
+
+def young_mix(limit, mix):
+    """The mix while fewer than ``limit`` labels are in: ``mix`` in place of the settings' mix."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        if p_positive is not None and len(self.ids) - len(unlabeled) < limit:
+            return strategies.plan_batch(p_positive, self.z, unlabeled, size, mix, self.rng,
+                                         self.settings["uncertainty"], self.positives)
+        return shipped(self, p_positive, unlabeled, size, labeled_positives)
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
+def cold_mix(shares):
+    """The cold start (before the first positive, before the widening) in ``shares`` of anomaly (COLD_START),
+    diversity (uncovered clusters) and random."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        n_labeled = len(self.ids) - len(unlabeled)
+        if p_positive is not None or (labeled_positives == 0 and n_labeled >= adaptive.WIDEN_AFTER):
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        unlabeled = np.asarray(unlabeled, dtype=np.int64)
+        counts = adaptive.counts_of(size, shares)
+        labeled = np.setdiff1d(np.arange(len(self.ids)), unlabeled)
+        picked, taken = {}, np.zeros(0, dtype=np.int64)
+        if counts.get(COLD_START):
+            picked[COLD_START] = strategies.cold_start(self.z, self.anomaly, unlabeled, counts[COLD_START], self.seed)
+            taken = picked[COLD_START]
+        if counts.get(DIVERSITY):
+            rest = unlabeled[~np.isin(unlabeled, taken)]
+            picked[DIVERSITY] = adaptive.uncovered(self.z, rest, np.concatenate([labeled, taken]), counts[DIVERSITY],
+                                                   self.rng, self.seed)
+            taken = np.concatenate([taken, picked[DIVERSITY]])
+        rest = unlabeled[~np.isin(unlabeled, taken)]
+        picked[EXPLORATION] = self.rng.choice(rest, size=size - len(taken), replace=False)
+        return strategies.interleave(picked)
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
+def logistic_only():
+    """Model selection limited to the logistic model."""
+    return patched(weak, "candidate_kinds", lambda y, n_classes=2: [weak.LOGISTIC])
+
+
+def widen10rand():
+    """The search widens after 10 labels without a positive, to random picks only."""
+    return stack(patched(adaptive, "WIDEN_AFTER", 10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
+
+
+def stack(*managers):
+    @contextlib.contextmanager
+    def both():
+        with contextlib.ExitStack() as exits:
+            for manager in managers:
+                exits.enter_context(manager)
+            yield
+    return both()
+
+
+UNC = {UNCERTAIN: 1.0}
+VARIANTS = {
+    # diagnostics
+    "same": lambda: ({}, contextlib.nullcontext()),  # the default as it was (runs kept before the change)
+    "new": lambda: ({}, contextlib.nullcontext()),  # the default as changed (COLD_START_SHARES)
+    # the default before the change: anomaly-led with the mix's 0.1 random, wider search after 20
+    "old": lambda: ({}, cold_mix({COLD_START: 0.9, EXPLORATION: 0.1})),
+    "nopseudo": lambda: ({"pseudo_labels": False}, contextlib.nullcontext()),
+    "mixunc": lambda: ({"mix": UNC}, contextlib.nullcontext()),
+    "logistic": lambda: ({}, logistic_only()),
+    "coldrandom": lambda: ({}, cold_mix({EXPLORATION: 1.0})),
+    "peerlike": lambda: ({"mix": UNC, "pseudo_labels": False},
+                         stack(logistic_only(), cold_mix({EXPLORATION: 1.0}))),
+    "coldrandom_unc": lambda: ({"mix": UNC}, cold_mix({EXPLORATION: 1.0})),
+    "coldrandom_nop": lambda: ({"pseudo_labels": False}, cold_mix({EXPLORATION: 1.0})),
+    "coldrandom_log": lambda: ({}, stack(logistic_only(), cold_mix({EXPLORATION: 1.0}))),
+    "boost20": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 20)),
+    "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
+    # (a) the frontier weighted up while the model is young
+    "young100": lambda: ({}, young_mix(100, UNC)),
+    "young150": lambda: ({}, young_mix(150, UNC)),
+    "young200": lambda: ({}, young_mix(200, UNC)),
+    "young150hr": lambda: ({}, young_mix(150, {HIGH_RISK: 0.1, UNCERTAIN: 0.9})),
+    # (b) widen earlier
+    "widen10": lambda: ({}, patched(adaptive, "WIDEN_AFTER", 10)),
+    "widen10rand": lambda: ({}, widen10rand()),
+    # (c) cold start with diversity from the first batch
+    "colddiv": lambda: ({}, cold_mix({COLD_START: 0.5, DIVERSITY: 0.5})),
+    "colddivexp": lambda: ({}, cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3})),
+    "coldadaptive": lambda: ({}, cold_mix(adaptive.COLD_SHARES)),
+    "halfrand": lambda: ({}, cold_mix({COLD_START: 0.5, EXPLORATION: 0.5})),
+    # (b) + (c)
+    "halfrand_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.5, EXPLORATION: 0.5}), widen10rand())),
+    "colddivexp_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}),
+                                          widen10rand())),
+}
+
+
+def run(table, variant, X, y, budget, seed, fresh=False):
+    """The rows of one run of ``variant`` (or "peer_uncertainty": the plain-uncertainty peer), kept."""
+    folder = os.path.join(RUNS, table, f"early_{variant}")
+    path = os.path.join(folder, f"seed{seed}.json")
+    if not fresh and os.path.exists(path):
+        with open(path, encoding="utf-8") as stream:
+            kept = json.load(stream)
+        if kept["rows"][-1]["labels"] >= budget:
+            return kept["rows"]
+    started = time.perf_counter()
+    if variant == "peer_uncertainty":
+        rows, _, _ = compare_peers.run_peer("uncertainty", X, y, budget, suite.BATCH, seed)
+    else:
+        settings, patch = VARIANTS[variant]()
+        with patch:
+            rows, _, _ = compare_peers.run_default(X, y, budget, suite.BATCH, seed, settings=settings)
+    rows = [{key: row[key] for key in ("labels", "auprc", "positives_found")} for row in rows]
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump({"table": table, "variant": variant, "seed": seed, "rows": rows,
+                   "seconds": round(time.perf_counter() - started, 1),
+                   "date": datetime.datetime.now().isoformat(timespec="seconds")}, stream)
+    return rows
+
+
+def kept(table, method, seed):
+    path = os.path.join(RUNS, table, method, f"seed{seed}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)["rows"]
+
+
+def at(rows, labels, key="auprc"):
+    return next(row[key] for row in rows if row["labels"] == labels)
+
+
+def seeds_of(text):
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(part) for part in text.split(",")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default="caravan,wage_high", help="comma-separated tables of bench/real_tables.py")
+    parser.add_argument("--seeds", default="10-19", help="FIRST-LAST or comma-separated seeds (development: 10-19, "
+                                                         "20-89; never the report seeds 0-9 for choosing)")
+    parser.add_argument("--budget", type=int, default=250, help="labels per run")
+    parser.add_argument("--variants", default="new,old", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--points", default="50,100,150,250", help="label counts printed")
+    parser.add_argument("--fresh", action="store_true", help="rerun runs that are kept")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
+    args = parser.parse_args()
+    threadpool_limits(args.threads)
+    warnings.filterwarnings("ignore")
+    seeds = seeds_of(args.seeds)
+    points = [point for point in map(int, args.points.split(",")) if point <= args.budget]
+    for table in args.tables.split(","):
+        X, y = real_tables.load(table)
+        base = {seed: kept(table, "default", seed) for seed in seeds}
+        peer = {seed: kept(table, "uncertainty", seed) for seed in seeds}
+        for seed in seeds:  # seeds without kept suite runs: run the default and the peer here
+            if base[seed] is None or base[seed][-1]["labels"] < args.budget:
+                base[seed] = run(table, "old", X, y, args.budget, seed)
+            if peer[seed] is None or peer[seed][-1]["labels"] < args.budget:
+                peer[seed] = run(table, "peer_uncertainty", X, y, args.budget, seed)
+        for variant in args.variants.split(","):
+            started = time.perf_counter()
+            rows = {seed: run(table, variant, X, y, args.budget, seed, args.fresh) for seed in seeds}
+            parts = []
+            for point in points:
+                mine = [at(rows[seed], point) for seed in seeds]
+                mean, error, _ = suite.paired(mine, [at(base[seed], point) for seed in seeds])
+                text = f"@{point} {np.mean(mine):.3f} {mean:+.3f} ({error:.3f})"
+                if all(peer[seed] is not None and peer[seed][-1]["labels"] >= point for seed in seeds):
+                    vs, vs_error, _ = suite.paired(mine, [at(peer[seed], point) for seed in seeds])
+                    text += f" unc {vs:+.3f} ({vs_error:.3f})"
+                parts.append(text)
+            found = np.mean([at(rows[seed], min(100, args.budget), "positives_found") for seed in seeds])
+            found_base = np.mean([at(base[seed], min(100, args.budget), "positives_found") for seed in seeds])
+            print(f"{table:<12} {variant:<12} " + " | ".join(parts)
+                  + f" | found@100 {found:.1f} (default {found_base:.1f}) [{time.perf_counter() - started:.0f} s]",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
