@@ -21,6 +21,7 @@ from labeler.web import create_app
 from labeler.worker import jobs
 from tests.conftest import PASSWORD, login
 from tests.test_import import store_snapshot
+from tests.test_prepared import check_prepared_queries_match_peewee
 from tests.test_transactions import card_c0_first
 
 HEADER = '"tx","merchant","V1","V2","Class"\n'
@@ -106,6 +107,13 @@ def test_failed_import_leaves_postgres_unchanged(pg_app, tmp_path):
         import_file(str(path), "cc", chunk_rows=5)
     assert store_snapshot() == before
     assert Dataset.select().count() == 1 and Item.select().count() == 10
+
+
+def test_prepared_queries_return_what_peewee_returns_on_postgresql(pg_app, tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(10), encoding="utf-8")
+    dataset = import_file(str(path), "cc", label_column="Class", id_column="tx").dataset
+    check_prepared_queries_match_peewee(dataset, create_user("ana", PASSWORD))
 
 
 def test_an_id_repeated_in_a_later_chunk_fails_the_copy_and_is_named(pg_app, tmp_path):

@@ -3,6 +3,7 @@ labeler.data.item_table)."""
 from peewee import JOIN, fn
 
 from labeler.store.db import Dataset, GroundTruth, Item, Label, Standing, StandingCount, User, within
+from labeler.store.prepared import Prepared, slot
 from labeler.store.pool import pool_size
 
 
@@ -10,9 +11,12 @@ class DatasetNotFound(LookupError):
     """No dataset has the given name."""
 
 
+_dataset_named = Prepared(Dataset.select().where(Dataset.name == slot("name")).limit(1))  # on every request
+
+
 def get_dataset(name):
     """The dataset called ``name``. Raises DatasetNotFound."""
-    dataset = Dataset.get_or_none(Dataset.name == name)
+    dataset = _dataset_named.first(name=name)
     if dataset is None:
         known = ", ".join(d.name for d in Dataset.select(Dataset.name).order_by(Dataset.name)) or "none"
         raise DatasetNotFound(f"no dataset named {name!r} (known: {known})")

@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from labeler.data import audit
 from labeler.store.db import Label, LoginFailure, User, utcnow, write_transaction
+from labeler.store.prepared import Prepared, slot
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -187,6 +188,9 @@ def end_sessions(user):
     _bump(user)
 
 
+_user_by_id = Prepared(User.select().where(User.id == slot("id")).limit(1))  # on every request
+
+
 def session_user(session_id):
     """The user a session cookie's id ("id:version", User.get_id) stands for, or None when the session was
     revoked (older version), the user is disabled or gone, or the id is malformed (e.g. a cookie from before
@@ -194,7 +198,7 @@ def session_user(session_id):
     user_id, _, version = str(session_id or "").partition(":")
     if not (user_id.isdigit() and version.isdigit()):
         return None
-    user = User.get_or_none(User.id == int(user_id))
+    user = _user_by_id.first(id=int(user_id))
     if user is None or user.disabled or user.session_version != int(version):
         return None
     return user

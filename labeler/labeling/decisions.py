@@ -15,6 +15,7 @@ from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
 from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database, utcnow,
                               write_transaction)
+from labeler.store.prepared import Prepared, slot
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
 
@@ -37,8 +38,12 @@ class Outcome:
 
 
 
+_item_in_dataset = Prepared(Item.select().where((Item.id == slot("id")) & (Item.dataset == slot("dataset"))).limit(1))
+_lease_of_item = Prepared(Lease.select().where(Lease.item == slot("item")).limit(1))
+
+
 def _item_of(dataset, item_id):
-    item = Item.get_or_none((Item.id == item_id) & (Item.dataset == dataset))
+    item = _item_in_dataset.first(id=item_id, dataset=dataset.id)
     if item is None:
         raise LabelingError(f"dataset {dataset.name!r} has no item {item_id}")
     return item
@@ -46,7 +51,7 @@ def _item_of(dataset, item_id):
 
 def _held_by(dataset, user, item):
     """(lease, None) when ``user`` holds ``item`` on screen, else (None, Outcome saying why not)."""
-    lease = Lease.get_or_none(Lease.item == item.id)
+    lease = _lease_of_item.first(item=item.id)
     if lease is not None and lease.user_id == user.id and lease.state == "active":
         return lease, None  # an active lease never coexists with the holder's own standing label
     mine = my_standing_label(item.id, user)
@@ -380,16 +385,26 @@ def latest_label_id():
     return Label.select(fn.MAX(Label.id)).scalar() or 0
 
 
+_recent_decisions = Prepared(
+    Label.select(Label.id, Label.item, Label.value, Label.reason, Label.note, Item.id, Item.external_id)
+    .join(Item)
+    .where((Item.dataset == slot("dataset")) & (Label.annotator == slot("user")) & (Label.kind == "label")
+           & (Label.source == "human") & ~retracted_subquery(Label))
+    .order_by(Label.id.desc()).limit(slot("limit")))
+
+
 def recent_decisions(dataset, user, limit=RECENT_COUNT):
     """``user``'s latest standing labels in ``dataset``, newest first, each with its item's id and external id
     joined (the columns the list of recent decisions shows)."""
-    return list(
-        Label.select(Label.id, Label.item, Label.value, Label.reason, Label.note, Item.id, Item.external_id)
-        .join(Item)
-        .where((Item.dataset == dataset) & (Label.annotator == user) & (Label.kind == "label")
-               & (Label.source == "human") & ~retracted_subquery(Label))
-        .order_by(Label.id.desc()).limit(limit)
-    )
+    return list(_recent_decisions(dataset=dataset.id, user=user.id, limit=limit))
+
+
+_session_counts = Prepared(
+    Label.select(Label.value, fn.COUNT(Label.id)).join(Item)
+    .where((Label.annotator == slot("user")) & (Label.source == "human") & (Label.kind == "label")
+           & (Label.id > slot("after")) & (Item.dataset == slot("dataset")) & (Label.created_at >= slot("since"))
+           & ~retracted_subquery(Label))
+    .group_by(Label.value).tuples())
 
 
 def session_stats(dataset, user, since, after=0, now=None):
@@ -397,12 +412,7 @@ def session_stats(dataset, user, since, after=0, now=None):
     labels per minute. ``after``: a label id before the session's first label (latest_label_id when it began),
     so that only the session's labels are read, not the analyst's whole history."""
     now = now or utcnow()
-    mine = (Label.select(Label.value, fn.COUNT(Label.id)).join(Item)
-            .where((Label.annotator == user) & (Label.source == "human") & (Label.kind == "label")
-                   & (Label.id > after) & (Item.dataset == dataset) & (Label.created_at >= since)
-                   & ~retracted_subquery(Label))
-            .group_by(Label.value).tuples())
-    counts = dict(mine)
+    counts = dict(_session_counts(user=user.id, after=after, dataset=dataset.id, since=since))
     labels = sum(counts.values())
     minutes = max((now - since).total_seconds() / 60.0, 1.0)
     frauds = sum(counts.get(label, 0) for label in dataset.positive_labels)  # every fraud type counts

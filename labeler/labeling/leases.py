@@ -13,6 +13,7 @@ from peewee import JOIN, SQL, IntegrityError, PostgresqlDatabase, fn
 
 from labeler.store.db import (Item, Label, Lease, QueueEntry, Standing, dataset_key, database, utcnow,
                               write_transaction)
+from labeler.store.prepared import Prepared, slot
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
 
@@ -64,16 +65,23 @@ def _answered(item):
     return Standing.select(SQL("1")).where((Standing.item == item) & Standing.answered)
 
 
+_is_answered = Prepared(_answered(slot("item")).limit(1))
+
+
 def _standing_label_exists(item_column):
     """SQL: the item in ``item_column`` has a standing human label (_answered)."""
     return fn.EXISTS(_answered(item_column))
 
 
+_my_standing_label = Prepared(
+    Label.select().where((Label.item == slot("item")) & (Label.annotator == slot("user")) & (Label.kind == "label")
+                         & (Label.source == "human") & ~retracted_subquery(Label))
+    .order_by(Label.id.desc()).limit(1))
+
+
 def my_standing_label(item_id, user):
     """The standing human label ``user`` gave ``item_id``, or None."""
-    return (Label.select().where((Label.item == item_id) & (Label.annotator == user) & (Label.kind == "label")
-                                 & (Label.source == "human") & ~retracted_subquery(Label))
-            .order_by(Label.id.desc()).first())
+    return _my_standing_label.first(item=item_id, user=user.id)
 
 
 def _suggestion_from(entry, rejected, labels):
@@ -90,10 +98,14 @@ def _suggestion_from(entry, rejected, labels):
     return ranked[0][1], float(ranked[0][0])
 
 
+_current_lease = Prepared(
+    Lease.select().where((Lease.dataset == slot("dataset")) & (Lease.user == slot("user")) & (Lease.state == "active"))
+    .order_by(Lease.offered_at.desc(), Lease.id.desc()).limit(1))
+
+
 def current_lease(dataset, user):
     """The item on ``user``'s screen: their most recently offered active lease (an undone item comes first)."""
-    return (Lease.select().where((Lease.dataset == dataset) & (Lease.user == user) & (Lease.state == "active"))
-            .order_by(Lease.offered_at.desc(), Lease.id.desc()).first())
+    return _current_lease.first(dataset=dataset.id, user=user.id)
 
 
 def next_item(dataset, user, now=None):
@@ -116,6 +128,9 @@ def next_lease(dataset, user, settings, now):
     return _acquire(dataset, user, settings, now)
 
 
+_queue_entry = Prepared(QueueEntry.select().where(QueueEntry.id == slot("id")).limit(1))
+
+
 def _acquire(dataset, user, settings, now):
     """Lease the next item for ``user``: a blind second look, else the first free queue entry, else an item
     they skipped earlier. Returns (lease or None, free queue entries counted, or None when not counted)."""
@@ -124,13 +139,13 @@ def _acquire(dataset, user, settings, now):
         return lease, None
     candidates = _free_entries(dataset, now, CANDIDATES)
     for entry_id in candidates:
-        entry = QueueEntry.get_or_none(QueueEntry.id == entry_id)  # None: a refresh replaced the queue meanwhile
+        entry = _queue_entry.first(id=entry_id)  # None: a refresh replaced the queue meanwhile
         lease = _take_entry(dataset, user, settings, now, entry) if entry is not None else None
         if lease is not None:
             return lease, _count_free_now_and_then(dataset, settings, now)
     if candidates and (dataset.roles or {}).get("entities"):  # perhaps every one was of a card another analyst holds
         for entry_id in _entries_of_cards_nobody_else_holds(dataset, user, now, CANDIDATES):
-            entry = QueueEntry.get_or_none(QueueEntry.id == entry_id)
+            entry = _queue_entry.first(id=entry_id)
             lease = _take_entry(dataset, user, settings, now, entry) if entry is not None else None
             if lease is not None:
                 return lease, _count_free_now_and_then(dataset, settings, now)
@@ -150,41 +165,51 @@ def _entries_of_cards_nobody_else_holds(dataset, user, now, limit):
     return [entry_id for (entry_id,) in query.limit(limit).tuples()]
 
 
-def _free_entries(dataset, now, limit):
-    """Ids of up to ``limit`` queue entries, first first, whose item nobody holds and nobody has labeled.
-
-    The labeled head of the queue is not walked again on every call: see _QueueFloors.
-    """
-    head = (QueueEntry.select(QueueEntry.id, QueueEntry.item, QueueEntry.created_at)
-            .where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority, QueueEntry.id).tuples().first())
-    if head is None:
-        return []
-    floor = _floors.floor(dataset, head)
-    free = _unclaimed(QueueEntry.select(QueueEntry.id, QueueEntry.priority), dataset, now)
-    if floor is None:
-        found = scanned = list(free.limit(limit).tuples())
-    else:
-        scanned = list(free.where(QueueEntry.priority >= floor).limit(limit).tuples())
-        returned = list(  # from the few lapsed leases (CROSS JOIN keeps SQLite from walking the queue's head)
-            Lease.select(QueueEntry.id, QueueEntry.priority)
-            .join(QueueEntry, JOIN.CROSS)
-            .where((QueueEntry.item == Lease.item) & (Lease.dataset == dataset) & (Lease.expires_at <= now)
-                   & Lease.state.in_(("active", "deferred")) & (QueueEntry.dataset == dataset)
-                   & (QueueEntry.priority < floor)
-                   & ~_standing_label_exists(QueueEntry.item))
-            .limit(limit).tuples())
-        found = sorted(returned + scanned, key=lambda pair: pair[1])[:limit]
-    if scanned:
-        _floors.advance(dataset, head, scanned[0][1])
-    return [entry_id for entry_id, _ in found]
-
-
 def _unclaimed(query, dataset, now):
     """``query`` over the dataset's queue entries, restricted to items nobody holds and nobody has labeled."""
     live = Lease.select(Lease.item).where((Lease.dataset == dataset) & (Lease.expires_at > now))
     return (query.where((QueueEntry.dataset == dataset) & QueueEntry.item.not_in(live)
                         & ~_standing_label_exists(QueueEntry.item))
             .order_by(QueueEntry.priority, QueueEntry.id))
+
+
+_queue_head = Prepared(
+    QueueEntry.select(QueueEntry.id, QueueEntry.item, QueueEntry.created_at)
+    .where(QueueEntry.dataset == slot("dataset")).order_by(QueueEntry.priority, QueueEntry.id).limit(1).tuples())
+_free_from_start = Prepared(
+    _unclaimed(QueueEntry.select(QueueEntry.id, QueueEntry.priority), slot("dataset"), slot("now"))
+    .limit(slot("limit")).tuples())
+_free_from_floor = Prepared(
+    _unclaimed(QueueEntry.select(QueueEntry.id, QueueEntry.priority), slot("dataset"), slot("now"))
+    .where(QueueEntry.priority >= slot("floor")).limit(slot("limit")).tuples())
+_returned_below_floor = Prepared(  # the few lapsed leases (CROSS JOIN keeps SQLite from walking the queue's head)
+    Lease.select(QueueEntry.id, QueueEntry.priority)
+    .join(QueueEntry, JOIN.CROSS)
+    .where((QueueEntry.item == Lease.item) & (Lease.dataset == slot("dataset")) & (Lease.expires_at <= slot("now"))
+           & Lease.state.in_(("active", "deferred")) & (QueueEntry.dataset == slot("dataset"))
+           & (QueueEntry.priority < slot("floor"))
+           & ~_standing_label_exists(QueueEntry.item))
+    .limit(slot("limit")).tuples())
+
+
+def _free_entries(dataset, now, limit):
+    """Ids of up to ``limit`` queue entries, first first, whose item nobody holds and nobody has labeled.
+
+    The labeled head of the queue is not walked again on every call: see _QueueFloors.
+    """
+    head = _queue_head.first(dataset=dataset.id)
+    if head is None:
+        return []
+    floor = _floors.floor(dataset, head)
+    if floor is None:
+        found = scanned = list(_free_from_start(dataset=dataset.id, now=now, limit=limit))
+    else:
+        scanned = list(_free_from_floor(dataset=dataset.id, now=now, floor=floor, limit=limit))
+        returned = list(_returned_below_floor(dataset=dataset.id, now=now, floor=floor, limit=limit))
+        found = sorted(returned + scanned, key=lambda pair: pair[1])[:limit]
+    if scanned:
+        _floors.advance(dataset, head, scanned[0][1])
+    return [entry_id for entry_id, _ in found]
 
 
 class _QueueFloors:
@@ -248,7 +273,7 @@ def _take_entry(dataset, user, settings, now, entry):
             # The entry was free when the candidates were read; on PostgreSQL another analyst may have leased
             # and labeled it since (and their label's commit let this insert through). Looked at again now that
             # the lease row is ours, the answer is seen.
-            if _answered(entry.item_id).exists():
+            if _is_answered.first(item=entry.item_id) is not None:
                 savepoint.rollback()
                 return None
             return lease
@@ -283,18 +308,19 @@ def _card_held_by_another(dataset, user, now, item_id):
             .exists())
 
 
+_waiting_second_looks = Prepared(
+    Lease.select(Lease.id, Lease.item)
+    .where((Lease.dataset == slot("dataset")) & Lease.second_look
+           & (((Lease.state == "second") & (Lease.user != slot("user")))
+              | ((Lease.state == "active") & (Lease.expires_at <= slot("now")))))
+    .order_by(Lease.id)
+    .limit(CANDIDATES)
+    .tuples())
+
+
 def _take_second_look(dataset, user, settings, now):
     """Lease an item labeled by another analyst that waits for a blind second look, or return None."""
-    waiting = (
-        Lease.select(Lease.id, Lease.item)
-        .where((Lease.dataset == dataset) & Lease.second_look
-               & (((Lease.state == "second") & (Lease.user != user))
-                  | ((Lease.state == "active") & (Lease.expires_at <= now))))
-        .order_by(Lease.id)
-        .limit(CANDIDATES)
-        .tuples()
-    )
-    for lease_id, item_id in list(waiting):
+    for lease_id, item_id in list(_waiting_second_looks(dataset=dataset.id, user=user.id, now=now)):
         if my_standing_label(item_id, user) is not None:
             continue
         terms = dict(_new_terms(settings, now), user=user.id, state="active")

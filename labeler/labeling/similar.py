@@ -8,6 +8,7 @@ import numpy as np
 from peewee import SqliteDatabase
 
 from labeler.store.db import Item, Label, database, dataset_key
+from labeler.store.prepared import Prepared, slot
 
 RESCAN_WINDOW = 200  # label ids re-read on each refresh: PostgreSQL may commit rows out of id order
 SHORTLIST = 32  # candidates beyond k whose distances are computed exactly (LabeledIndex.nearest)
@@ -34,18 +35,11 @@ class LabeledIndex:
 
     def refresh(self, mean, std):
         """Apply label rows written since the last refresh."""
-        rows = list(
-            Label.select(Label.id, Label.item, Label.kind, Label.value)
-            .where((Label.source == "human") & (Label.id > self.last_id - _rescan_window()))
-            .order_by(Label.id)
-            .tuples()
-        )  # by primary key alone: a join on the item's dataset would make SQLite walk the dataset's items
-        items = list({row[1] for row in rows})
-        ours = set()
-        for start in range(0, len(items), 500):
-            chunk = items[start:start + 500]
-            ours.update(i for (i,) in Item.select(Item.id).where(Item.id.in_(chunk)
-                                                                 & (Item.dataset == self.dataset_id)).tuples())
+        rows = list(_labels_after(after=self.last_id - _rescan_window()))
+        ours = {row[1] for row in rows if row[1] in self.row_of}
+        new = list({row[1] for row in rows} - ours)
+        vectors = self._vectors(new)  # those of this dataset (the matrix only holds this dataset's items)
+        ours.update(vectors)
         touched = set()
         for label_id, item_id, kind, value in rows:
             if label_id in self.seen:
@@ -70,27 +64,35 @@ class LabeledIndex:
         for item_id in touched:
             if item_id in self.row_of:
                 self.active[self.row_of[item_id]] = item_id in self.standing
-        self._append([item_id for item_id in self.standing if item_id not in self.row_of], mean, std)
+        # an item that stands and is not in the matrix was first seen in this refresh: its vector was read above
+        self._append({item_id: vectors[item_id] for item_id in self.standing if item_id not in self.row_of}, mean, std)
 
-    def _append(self, item_ids, mean, std):
+    def _vectors(self, item_ids):
+        """{item id: (external id, feature blob)} of those of ``item_ids`` that belong to this dataset."""
+        found = {}
         for start in range(0, len(item_ids), 500):
             rows = (Item.select(Item.id, Item.external_id, Item.features)
-                    .where(Item.id.in_(item_ids[start:start + 500])).tuples())
-            for item_id, external_id, blob in rows:
-                if self.size == len(self.ids):
-                    capacity = max(64, 2 * self.size)
-                    self.ids = np.resize(self.ids, capacity)
-                    self.active = np.resize(self.active, capacity)
-                    self.squares = np.resize(self.squares, capacity)
-                    self.matrix = np.resize(self.matrix, (capacity, self.matrix.shape[1]))
-                vector = np.frombuffer(blob, dtype=np.float32)
-                self.ids[self.size] = item_id
-                self.active[self.size] = True
-                self.matrix[self.size] = (vector - mean) / std
-                self.squares[self.size] = self.matrix[self.size] @ self.matrix[self.size]
-                self.external_ids.append(external_id)
-                self.row_of[item_id] = self.size
-                self.size += 1
+                    .where(Item.id.in_(item_ids[start:start + 500]) & (Item.dataset == self.dataset_id)).tuples())
+            found.update((item_id, (external_id, blob)) for item_id, external_id, blob in rows)
+        return found
+
+    def _append(self, vectors, mean, std):
+        """Add the rows of ``vectors`` ({item id: (external id, feature blob)}) to the matrix."""
+        for item_id, (external_id, blob) in vectors.items():
+            if self.size == len(self.ids):
+                capacity = max(64, 2 * self.size)
+                self.ids = np.resize(self.ids, capacity)
+                self.active = np.resize(self.active, capacity)
+                self.squares = np.resize(self.squares, capacity)
+                self.matrix = np.resize(self.matrix, (capacity, self.matrix.shape[1]))
+            vector = np.frombuffer(blob, dtype=np.float32)
+            self.ids[self.size] = item_id
+            self.active[self.size] = True
+            self.matrix[self.size] = (vector - mean) / std
+            self.squares[self.size] = self.matrix[self.size] @ self.matrix[self.size]
+            self.external_ids.append(external_id)
+            self.row_of[item_id] = self.size
+            self.size += 1
 
     def nearest(self, item_id, vector, mean, std, k):
         """Dicts (item id, external id, label value, distance) of the ``k`` nearest labeled items other than
@@ -115,6 +117,11 @@ class LabeledIndex:
         distances = dict(zip(best.tolist(), distances[order].tolist()))
         return [{"item_id": int(ids[row]), "external_id": self.external_ids[row],
                  "value": self.standing[int(ids[row])][1], "distance": distances[row]} for row in best.tolist()]
+
+
+_labels_after = Prepared(  # by primary key alone: a join on the item's dataset would make SQLite walk its items
+    Label.select(Label.id, Label.item, Label.kind, Label.value)
+    .where((Label.source == "human") & (Label.id > slot("after"))).order_by(Label.id).tuples())
 
 
 def _rescan_window():

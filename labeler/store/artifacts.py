@@ -12,14 +12,18 @@ from peewee import fn
 
 from labeler.store.db import FeatureStats, GenerativeArtifacts, Item, Label, SequenceArtifacts, write_transaction
 from labeler.store.files import remove_files, write_atomically
+from labeler.store.prepared import Prepared, slot
 
 PROJECTION_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
+_artifacts_of = Prepared(GenerativeArtifacts.select().where(GenerativeArtifacts.dataset == slot("dataset")).limit(1))
+
+
 def artifacts_of(dataset):
     """The GenerativeArtifacts row of ``dataset``, or None."""
-    return GenerativeArtifacts.get_or_none(GenerativeArtifacts.dataset == dataset)
+    return _artifacts_of.first(dataset=dataset.id)
 
 
 def store_artifacts(table, dataset, folder, files, fields):

@@ -34,6 +34,8 @@ from peewee import (
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledDatabase, PooledSqliteDatabase
 
+from labeler.store.prepared import Prepared, slot
+
 database = DatabaseProxy()
 
 SQLITE_PRAGMAS = {
@@ -506,51 +508,27 @@ class Standing(BaseModel):
         stands when they all agree (the newest of them, 'agreed') and is 'disputed' when they do not; else no
         row; ``answered`` says whether any analyst's answer stands. StandingCount follows. Call it inside the
         transaction that wrote the labels (on PostgreSQL it locks the items' rows, so that two transactions
-        refreshing one item take turns and the second sees the first's labels)."""
+        refreshing one item take turns and the second sees the first's labels).
+
+        Item by item, with queries prepared once (labeler.store.prepared): three statements and a count per
+        answer. An undo row is read with its item's labels: it carries the item of the label it retracts."""
         item_ids = sorted(set(item_ids))
         if not item_ids:
             return
         if isinstance(database.obj, PostgresqlDatabase):
             database.execute_sql(f'SELECT 1 FROM "item" WHERE "id" IN ({", ".join(["%s"] * len(item_ids))}) '
                                  f'ORDER BY "id" FOR NO KEY UPDATE', item_ids)
-        retracted = {label_id for (label_id,) in Label.select(Label.retracts).where(
-            within(Label.retracts, Label.select(Label.id).where(Label.item.in_(item_ids)))).tuples()}
-        rows = (Label.select(Label.id, Label.item, Item.dataset, Label.value, Label.annotator, Label.source)
-                .join(Item).where(Label.item.in_(item_ids) & (Label.kind == "label")
-                                  & Label.source.in_(("human", "review")))
-                .order_by(Label.id).tuples())
-        datasets, reviews, answers = {}, {}, {}
-        for label_id, item_id, dataset_id, value, annotator_id, source in rows:
-            if label_id in retracted:
-                continue
-            datasets[item_id] = dataset_id
-            if source == "review":
-                reviews[item_id] = (label_id, value)  # in id order: the newest wins
-            else:
-                answers.setdefault(item_id, {})[annotator_id] = (label_id, value)
-        standing = []
-        for item_id, dataset_id in datasets.items():
-            answered = item_id in answers
-            if item_id in reviews:
-                label_id, value = reviews[item_id]
-                standing.append((item_id, dataset_id, "adjudicated", value, label_id, answered))
-            elif len({value for _, value in answers[item_id].values()}) == 1:
-                label_id, value = max(answers[item_id].values())
-                standing.append((item_id, dataset_id, "agreed", value, label_id, answered))
-            else:
-                standing.append((item_id, dataset_id, "disputed", None, None, answered))
-        change = collections.Counter((dataset_id, state, value or "") for _, dataset_id, state, value, *_ in standing)
-        change.subtract((dataset_id, state, value or "") for dataset_id, state, value in
-                        cls.select(cls.dataset, cls.state, cls.value).where(cls.item.in_(item_ids)).tuples())
-        cls.delete().where(cls.item.in_(item_ids)).execute()
-        if standing:
-            cls.insert_many(standing, fields=[cls.item, cls.dataset, cls.state, cls.value, cls.label,
-                                              cls.answered]).execute()
+        change = collections.Counter()
+        for item_id in item_ids:
+            for dataset_id, state, value in _drop_standing(item=item_id):
+                change[(dataset_id, state, value or "")] -= 1
+            row = _standing_by_rule(item_id, list(_labels_for_standing(item=item_id)))
+            if row is not None:
+                _insert_standing(**row)
+                change[(row["dataset"], row["state"], row["value"] or "")] += 1
         for (dataset_id, state, value), items in sorted(change.items()):  # one order: no deadlock on PostgreSQL
             if items:
-                (StandingCount.insert(dataset=dataset_id, state=state, value=value, items=items)
-                 .on_conflict(conflict_target=[StandingCount.dataset, StandingCount.state, StandingCount.value],
-                              update={StandingCount.items: StandingCount.items + EXCLUDED.items}).execute())
+                _count_standing(dataset=dataset_id, state=state, value=value, items=items)
 
 
 class StandingCount(BaseModel):
@@ -565,6 +543,46 @@ class StandingCount(BaseModel):
 
     class Meta:
         primary_key = CompositeKey("dataset", "state", "value")
+
+
+def _standing_by_rule(item_id, rows):
+    """Standing's row (a dict of its fields) of ``item_id`` from its label rows in id order (id, dataset, value,
+    annotator, source, kind, label it retracts), by Label.effective's rule; None when nothing stands or waits."""
+    retracted = {retracts for *_, retracts in rows if retracts is not None}
+    review, answers = None, {}
+    for label_id, _, value, annotator_id, source, kind, _ in rows:
+        if kind != "label" or label_id in retracted:
+            continue
+        if source == "review":
+            review = (label_id, value)  # in id order: the newest wins
+        elif source == "human":
+            answers[annotator_id] = (label_id, value)
+    if review is None and not answers:
+        return None
+    row = {"item": item_id, "dataset": rows[0][1], "answered": bool(answers)}
+    if review is not None:
+        return {**row, "state": "adjudicated", "value": review[1], "label": review[0]}
+    if len({value for _, value in answers.values()}) == 1:
+        label_id, value = max(answers.values())
+        return {**row, "state": "agreed", "value": value, "label": label_id}
+    return {**row, "state": "disputed", "value": None, "label": None}
+
+
+_labels_for_standing = Prepared(  # an item's human and review labels, and the undo rows among its labels
+    Label.select(Label.id, Item.dataset, Label.value, Label.annotator, Label.source, Label.kind, Label.retracts)
+    .join(Item)
+    .where((Label.item == slot("item"))
+           & (((Label.kind == "label") & Label.source.in_(("human", "review"))) | Label.retracts.is_null(False)))
+    .order_by(Label.id).tuples())
+_drop_standing = Prepared(Standing.delete().where(Standing.item == slot("item"))
+                          .returning(Standing.dataset, Standing.state, Standing.value).tuples())
+_insert_standing = Prepared(Standing.insert(
+    item=slot("item"), dataset=slot("dataset"), state=slot("state"), value=slot("value"), label=slot("label"),
+    answered=slot("answered")))
+_count_standing = Prepared(
+    StandingCount.insert(dataset=slot("dataset"), state=slot("state"), value=slot("value"), items=slot("items"))
+    .on_conflict(conflict_target=[StandingCount.dataset, StandingCount.state, StandingCount.value],
+                 update={StandingCount.items: StandingCount.items + EXCLUDED.items}))
 
 
 class ModelVersion(BaseModel):

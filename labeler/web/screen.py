@@ -15,6 +15,7 @@ from labeler.labeling.image_view import image_view
 from labeler.labeling.similar import similar_labeled
 from labeler.store import artifacts
 from labeler.store.db import Item, Job, ModelVersion, dataset_key
+from labeler.store.prepared import Prepared, slot
 from labeler.store.serving import serving_scores
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
@@ -207,11 +208,14 @@ def _readable(dataset, item, column, value):
     return value
 
 
+_item_by_id = Prepared(Item.select().where(Item.id == slot("id")).limit(1))
+
+
 def screen(dataset, lease, settings=None):
     """Everything the item panel shows for ``lease``: item, headline values, feature bars, suggestion,
     alternatives for a reject (most likely first), reason codes and similar labeled items."""
     settings = settings or labeling_settings(dataset)
-    item = Item.get_by_id(lease.item_id)
+    item = _item_by_id.first(id=lease.item_id)
     values = dict(zip(dataset.columns, item.display_values(dataset)))
     vector = item.feature_vector
     shown = lease.suggested is not None and lease.show_suggestion
