@@ -429,7 +429,7 @@ def model_selection(logistic_only):
     """Within the block, labeler's model selection compares the logistic candidate only (when ``logistic_only``)."""
     shipped = weak.candidate_kinds
     if logistic_only:
-        weak.candidate_kinds = lambda y: [weak.LOGISTIC]
+        weak.candidate_kinds = lambda y, n_classes=2: [weak.LOGISTIC]
     try:
         yield
     finally:

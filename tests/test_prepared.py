@@ -2,12 +2,13 @@
 query returns, on the real store (SQLite here; tests/test_postgres.py runs the same checks on PostgreSQL)."""
 import datetime
 
+import peewee
 import pytest
 
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
 from labeler.store.db import Item, Label, Lease, Standing, database
-from labeler.store.prepared import Prepared, slot
+from labeler.store.prepared import Prepared, PreparedCreate, slot
 from tests.conftest import SAMPLE
 
 
@@ -51,6 +52,20 @@ def check_prepared_queries_match_peewee(dataset, user):
     with pytest.raises(TypeError, match="no value for slot 'item'"):
         dropped()
     assert Standing.select().count() == 0  # nothing above refreshed a standing row
+
+    create = PreparedCreate(Lease, "dataset", "item", "user", "state", "expires_at", "strategy", "probabilities",
+                            "rejected")
+    made = create(dataset=dataset, item=item_ids[0], user=user, state="active", expires_at=now, strategy="diversity",
+                  probabilities={"fraud": 0.75}, rejected=["fraud"])  # models for the keys: their ids are stored
+    stored = Lease.get_by_id(made.id)
+    assert (stored.item_id, stored.user_id, stored.expires_at, stored.probabilities, stored.rejected, stored.offered_at
+            is not None) == (item_ids[0], user.id, now, {"fraud": 0.75}, ["fraud"], True)  # a default filled in
+    assert (made.item_id, made.probabilities) == (item_ids[0], {"fraud": 0.75})
+    with pytest.raises(peewee.IntegrityError):  # the item is held: the database's uniqueness holds
+        create(dataset=dataset.id, item=item_ids[0], user=user.id, state="active", expires_at=now,
+               strategy="diversity", probabilities={}, rejected=[])
+    with pytest.raises(TypeError, match="give exactly"):
+        create(dataset=dataset.id, item=item_ids[0])
 
 
 def test_prepared_queries_return_what_peewee_returns(app, tmp_path):

@@ -15,7 +15,7 @@ from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
 from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database, utcnow,
                               write_transaction)
-from labeler.store.prepared import Prepared, slot
+from labeler.store.prepared import Prepared, PreparedCreate, slot
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
 
@@ -235,6 +235,11 @@ def _stale(item):
                             f"your decision was not recorded.")
 
 
+_create_answer = PreparedCreate(Label, "item", "kind", "value", "annotator", "source", "suggested",
+                                "suggested_probability", "accepted", "note", "reason", "seconds_on_screen",
+                                "suggestion_shown", "created_at", "strategy", "model_version")
+
+
 def _record(dataset, user, settings, lease, item, value, accepted, reason, note, now):
     if not lease.second_look and random.random() < settings["overlap_share"]:
         released = Lease.update(state="second", second_look=True, expires_at=now).where(_still_mine(lease, user))
@@ -243,8 +248,8 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
     if not released.execute():
         return _stale(item)
     has_suggestion = lease.suggested is not None
-    label = Label.create(
-        item=item.id, kind="label", value=value, annotator=user, source="human",
+    label = _create_answer(
+        item=item.id, kind="label", value=value, annotator=user.id, source="human",
         suggested=lease.suggested, suggested_probability=lease.probability, accepted=accepted, note=note,
         reason=reason, seconds_on_screen=max(0.0, (now - lease.offered_at).total_seconds()),
         suggestion_shown=lease.show_suggestion if has_suggestion else None, created_at=now,

@@ -13,7 +13,7 @@ from peewee import JOIN, SQL, IntegrityError, PostgresqlDatabase, fn
 
 from labeler.store.db import (Item, Label, Lease, QueueEntry, Standing, dataset_key, database, utcnow,
                               write_transaction)
-from labeler.store.prepared import Prepared, slot
+from labeler.store.prepared import Prepared, PreparedCreate, slot
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
 
@@ -257,6 +257,11 @@ def _new_terms(settings, now):
     }
 
 
+_create_lease = PreparedCreate(Lease, "dataset", "item", "user", "state", "expires_at", "offered_at", "strategy",
+                               "suggested", "probability", "probabilities", "model_version", "show_suggestion",
+                               "second_look", "rejected")
+
+
 def _take_entry(dataset, user, settings, now, entry):
     """Lease ``entry``'s item: insert a lease row, or take over an expired one; None when someone was faster or
     another analyst holds a transaction of the same card (raw transactions: one card, one analyst at a time)."""
@@ -269,7 +274,7 @@ def _take_entry(dataset, user, settings, now, entry):
     terms["suggested"], terms["probability"] = _suggestion_from(entry, (), dataset.labels)
     try:
         with database.atomic() as savepoint:
-            lease = Lease.create(dataset=dataset, item=entry.item_id, rejected=[], **terms)
+            lease = _create_lease(dataset=dataset.id, item=entry.item_id, rejected=[], **terms)
             # The entry was free when the candidates were read; on PostgreSQL another analyst may have leased
             # and labeled it since (and their label's commit let this insert through). Looked at again now that
             # the lease row is ours, the answer is seen.

@@ -64,3 +64,29 @@ class Prepared:
         """The first column of the first row of a select, or None."""
         row = self.database.execute_sql(*self._sql(values)).fetchone()
         return None if row is None else row[0]
+
+
+class PreparedCreate:
+    """``model.create(**values)`` for one fixed set of fields, its INSERT built once. Every call gives each field
+    named at construction; the model's other fields with a default get it, as in ``create``. Each value goes
+    through its field's conversion (JSON, a model for a foreign key); returns the new row as a model instance with
+    its id (the INSERT's RETURNING)."""
+
+    def __init__(self, model, *names):
+        self.model = model
+        self.names = set(names)
+        key = model._meta.primary_key
+        self.defaults = [field for field in model._meta.sorted_fields
+                         if field.default is not None and field.name not in self.names and field is not key]
+        self.fields = [model._meta.fields[name] for name in names] + self.defaults
+        self.insert = Prepared(model.insert({field: slot(field.name) for field in self.fields}).returning(key))
+
+    def __call__(self, **values):
+        """Insert the row; raises TypeError when ``values`` does not name exactly the fields, and what the
+        database raises (peewee.IntegrityError for a broken constraint)."""
+        if set(values) != self.names:
+            raise TypeError(f"{self.model.__name__}: give exactly {', '.join(sorted(self.names))}")
+        values = {**{field.name: field.default() if callable(field.default) else field.default
+                     for field in self.defaults}, **values}
+        new_id = self.insert.scalar(**{field.name: field.db_value(values[field.name]) for field in self.fields})
+        return self.model(**{self.model._meta.primary_key.name: new_id}, **values)
