@@ -89,6 +89,18 @@ def logistic_only():
     return patched(weak, "candidate_kinds", lambda y, n_classes=2: [weak.LOGISTIC])
 
 
+def both_kinds_compared(y, n_classes=2):
+    """Binary: cross-validation chooses between the logistic model and the blend once both classes have
+    MIN_BOOSTED_PER_CLASS labels (as it does for K classes), instead of the blend always."""
+    y = np.asarray(y)
+    if n_classes == 2 and min(int((y == 1).sum()), int((y == 0).sum())) >= weak.MIN_BOOSTED_PER_CLASS:
+        return [weak.LOGISTIC, weak.BLEND]
+    return shipped_candidate_kinds(y, n_classes)
+
+
+shipped_candidate_kinds = weak.candidate_kinds
+
+
 def widen10rand():
     """The search widens after 10 labels without a positive, to random picks only."""
     return stack(patched(adaptive, "WIDEN_AFTER", 10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
@@ -121,6 +133,10 @@ VARIANTS = {
     "coldrandom_nop": lambda: ({"pseudo_labels": False}, cold_mix({EXPLORATION: 1.0})),
     "coldrandom_log": lambda: ({}, stack(logistic_only(), cold_mix({EXPLORATION: 1.0}))),
     "boost20": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 20)),
+    # on the cold start of COLD_START_SHARES (kept runs of "logistic" and "boost20" are of the one before it)
+    "noblend": lambda: ({}, logistic_only()),
+    "blend30": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 30)),
+    "cvchoice": lambda: ({}, patched(weak, "candidate_kinds", both_kinds_compared)),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),

@@ -6,7 +6,8 @@ another one, so that two versions of the loop can be timed side by side on the s
     python bench/step_time.py --code /tmp/before ...     # the same for a git worktree of another commit
 
 Prints the machine, then per seed and in all: the number of steps, the median and the total of the fit, the query
-and their sum per step, and the test AUPRC at the budget (the runs must match when only the timing changed).
+and their sum per step, and the test AUPRC at 100, 250, 500 and 1,000 labels (those within the budget) and at the
+budget, so that two versions' figures can be paired seed by seed.
 """
 import argparse
 import os
@@ -45,13 +46,16 @@ def main():
     X, y = real_tables.load(args.table)
     steps = []
     print(f"{args.table}: budget {args.budget}, batch {args.batch}, {args.threads} thread(s)")
-    print(f"{'seed':>6} {'steps':>6} {'fit p50':>9} {'query p50':>10} {'step p50':>9} {'step total':>11} {'AUPRC':>7}")
+    points = sorted({point for point in (100, 250, 500, 1000) if point < args.budget} | {args.budget})
+    print(f"{'seed':>6} {'steps':>6} {'fit p50':>9} {'query p50':>10} {'step p50':>9} {'step total':>11}  AUPRC at "
+          + " / ".join(str(point) for point in points))
     for seed in [int(seed) for seed in args.seeds.split(",")]:
         rows, fits, queries = compare_peers.run_default(X, y, args.budget, args.batch, seed)
         seeds_steps = [fit + query for fit, query in zip(fits, queries)]
         steps += seeds_steps
         print(f"{seed:>6} {len(seeds_steps):>6} {statistics.median(fits):>8.3f}s {statistics.median(queries):>9.3f}s "
-              f"{statistics.median(seeds_steps):>8.3f}s {sum(seeds_steps):>10.1f}s {rows[-1]['auprc']:>7.3f}")
+              f"{statistics.median(seeds_steps):>8.3f}s {sum(seeds_steps):>10.1f}s  "
+              + " / ".join(f"{row['auprc']:.3f}" for row in rows if row["labels"] in points))
     print(f"{'all':>6} {len(steps):>6} {'':>9} {'':>10} {statistics.median(steps):>8.3f}s {sum(steps):>10.1f}s")
 
 
