@@ -89,6 +89,24 @@ def logistic_only():
     return patched(weak, "candidate_kinds", lambda y, n_classes=2: [weak.LOGISTIC])
 
 
+def young_diversity(limit, share):
+    """While fewer than ``limit`` labels are in and a model scored the pool: ``share`` of each batch typical items
+    of parts of the pool no label covers (models.adaptive.uncovered), the rest picked as shipped."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        unlabeled = np.asarray(unlabeled, dtype=np.int64)
+        if p_positive is None or len(self.ids) - len(unlabeled) >= limit:
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        labeled = np.setdiff1d(np.arange(len(self.ids)), unlabeled)
+        diverse = adaptive.uncovered(self.z, unlabeled, labeled, int(round(size * share)), self.rng, self.seed)
+        rest = unlabeled[~np.isin(unlabeled, diverse)]
+        return ([(int(index), DIVERSITY) for index in diverse]
+                + list(shipped(self, p_positive, rest, size - len(diverse), labeled_positives)))
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
 def both_kinds_compared(y, n_classes=2):
     """Binary: cross-validation chooses between the logistic model and the blend once both classes have
     MIN_BOOSTED_PER_CLASS labels (as it does for K classes), instead of the blend always."""
@@ -137,6 +155,7 @@ VARIANTS = {
     "noblend": lambda: ({}, logistic_only()),
     "blend30": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 30)),
     "cvchoice": lambda: ({}, patched(weak, "candidate_kinds", both_kinds_compared)),
+    "youngdiv150": lambda: ({}, young_diversity(150, 0.3)),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),
