@@ -27,7 +27,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
-from models import adaptive, learner as learner_module, strategies, weak  # noqa: E402
+from models import adaptive, learner as learner_module, selection, strategies, weak  # noqa: E402
 from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
 
 RUNS = os.path.join(BENCH, "results", "suite_runs")
@@ -107,6 +107,38 @@ def young_diversity(limit, share):
     return patched(learner_module.ActiveLearner, "pick", pick)
 
 
+def prequential_choice(min_each=5):
+    """Binary, once the loop trains the blend: serve its logistic part alone while that part ranked the labels that
+    came after each model (predicted before they were given) better than the blend did, by average precision over
+    all of them, once they hold ``min_each`` of each class."""
+    from sklearn.metrics import average_precision_score
+
+    shipped = learner_module.ActiveLearner.train
+
+    def train(self, labeled, y, pseudo=None):
+        labeled, y = np.asarray(labeled, dtype=np.int64), np.asarray(y)
+        state = self.__dict__.setdefault("prequential", {"model": None, "seen": labeled[:0], "logistic": [],
+                                                         "blend": [], "truth": []})
+        if state["model"] is not None:
+            new = ~np.isin(labeled, state["seen"])
+            rows = self.pool_features()[labeled[new]]
+            state["logistic"].extend(weak.positive_probability(state["model"].estimators[0], rows))
+            state["blend"].extend(state["model"].raw(rows))
+            state["truth"].extend(y[new])
+        state["seen"] = labeled
+        selected = shipped(self, labeled, y, pseudo)
+        state["model"] = selected.model if selected.kind == weak.BLEND else None
+        truth = np.asarray(state["truth"])
+        if state["model"] is None or min((truth == 1).sum(), (truth == 0).sum()) < min_each:
+            return selected
+        if average_precision_score(truth, state["logistic"]) > average_precision_score(truth, state["blend"]):
+            return selection.Selected(model=weak.WeakModel(weak.LOGISTIC, [selected.model.estimators[0]]),
+                                      kind=weak.LOGISTIC, metrics=selected.metrics)
+        return selected
+
+    return patched(learner_module.ActiveLearner, "train", train)
+
+
 def both_kinds_compared(y, n_classes=2):
     """Binary: cross-validation chooses between the logistic model and the blend once both classes have
     MIN_BOOSTED_PER_CLASS labels (as it does for K classes), instead of the blend always."""
@@ -156,6 +188,7 @@ VARIANTS = {
     "blend30": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 30)),
     "cvchoice": lambda: ({}, patched(weak, "candidate_kinds", both_kinds_compared)),
     "youngdiv150": lambda: ({}, young_diversity(150, 0.3)),
+    "prequential": lambda: ({}, prequential_choice()),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),
