@@ -23,7 +23,7 @@ _artifacts_of = Prepared(GenerativeArtifacts.select().where(GenerativeArtifacts.
 
 def artifacts_of(dataset):
     """The GenerativeArtifacts row of ``dataset``, or None."""
-    return _artifacts_of.first(dataset=dataset.id)
+    return _artifacts_of.first(dataset=dataset)  # a Dataset or its id, as before
 
 
 def store_artifacts(table, dataset, folder, files, fields):
