@@ -5,8 +5,8 @@ source (human, review, pseudo), an annotator (items with a standing decision of 
 dataset's amount column, Item.amount), a time range (the time role, Item.event_time; whole UTC days) and a text
 column that equals or contains a text (ignoring the case of A-Z). Sorted by row order, amount or time, either
 way. A page starts after the last row of the one before, given as its sort key and id (``after``), so page N
-reads an index range from there and never the N × 50 rows before it; rows without an amount (or time) come last
-whichever the direction.
+reads an index range from there and never the N × 50 rows before it; rows without an amount come last whichever
+the direction.
 """
 import datetime
 import json
@@ -227,10 +227,9 @@ def _conditions(dataset, query, walk_rows=False):
 
 
 def _may_lack_key(query):
-    """Whether rows without a sort key (no amount, no time) can match: they come after the others."""
-    if query.sort == "amount":
-        return query.amount_min is None and query.amount_max is None
-    return query.sort == "time" and query.time_from is None and query.time_to is None
+    """Whether rows without a sort key (no amount) can match: they come after the others. Every item of a dataset
+    with a time column has a time (the import refuses a gap), and the time index holds only those (schema 17)."""
+    return query.sort == "amount" and query.amount_min is None and query.amount_max is None
 
 
 def _rows_after(where, query, after, limit, row_order=Item.row_number):

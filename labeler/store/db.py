@@ -346,10 +346,10 @@ class Item(BaseModel):
     amount = FloatField(null=True)  # the dataset's amount column (Dataset.amount_column), for the item table
 
     class Meta:
-        # (dataset, amount or event_time, id): the item table's pages sorted by amount or time (schema 13); the
-        # entity indexes, partial, follow the class
+        # (dataset, amount, id): the item table's pages sorted by amount (schema 13); the time and entity
+        # indexes, partial, follow the class
         indexes = ((("dataset", "external_id"), True), (("dataset", "row_number"), True),
-                   (("dataset", "amount", "id"), False), (("dataset", "event_time", "id"), False))
+                   (("dataset", "amount", "id"), False))
 
     def typed_values(self, dataset):
         """The original row in ``dataset.columns`` order as JSON takes it: numbers as numbers (whole ones as
@@ -377,6 +377,10 @@ class Item(BaseModel):
         return np.frombuffer(self.features, dtype=np.float32)
 
 
+# the item table's pages sorted by time (schema 13): partial (schema 17), so that a dataset without a time column
+# (its items' event_time all null) costs an import no index entry; every query through it names a time or a time
+# range, which implies the WHERE (a dataset with a time column has one on every item: the import refuses a gap)
+Item.add_index(Item.index(Item.dataset, Item.event_time, Item.id).where(Item.event_time.is_null(False)))
 # a card's and a merchant's history (labeler.labeling.history): partial, so that items without one (every item of
 # a dataset with no entity column) cost no index entry; a query with "entity = ?" implies the WHERE (schema 16)
 Item.add_index(Item.index(Item.dataset, Item.entity, Item.event_time).where(Item.entity.is_null(False)))

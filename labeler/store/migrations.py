@@ -237,11 +237,23 @@ def _partial_entity_indexes(migrator):
                              f'WHERE ("{column}" IS NOT NULL)')
 
 
+def _partial_time_index(migrator):
+    """17: Item's index on (dataset_id, event_time, id) becomes partial, WHERE event_time IS NOT NULL: the items of
+    a dataset without a time column cost an import no index entry. Changes it only when it is not partial yet."""
+    sql = {index.name: index.sql or "" for index in database.get_indexes("item")}.get("item_dataset_id_event_time_id")
+    if sql is not None and "WHERE" in sql.upper():
+        return
+    database.execute_sql('DROP INDEX IF EXISTS "item_dataset_id_event_time_id"')
+    database.execute_sql('CREATE INDEX "item_dataset_id_event_time_id" ON "item" ("dataset_id", "event_time", "id") '
+                         'WHERE ("event_time" IS NOT NULL)')
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
               (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
-              (14, _pool_copy), (15, _standing_table), (16, _partial_entity_indexes)]
+              (14, _pool_copy), (15, _standing_table), (16, _partial_entity_indexes),
+              (17, _partial_time_index)]
 
 
 def current_version():
