@@ -16,7 +16,6 @@ ImportFailed naming the file and what is wrong where, re-importing the same file
 """
 import os
 import zipfile
-from itertools import repeat
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -115,8 +114,8 @@ def import_images(path, dataset_name, labels=None, positive_labels=None, progres
             batch = new[start:start + INSERT_ROWS]
             rows = range(next_row + start, next_row + start + len(batch))
             _bulk_insert(Item, ["dataset_id", "external_id", "row_number", "numbers", "texts", "features"],
-                         list(zip(repeat(dataset.id), [ids[p] for p in batch], rows, repeat(b""), repeat(None),
-                                  [features[p].tobytes() for p in batch])))
+                         [[dataset.id] * len(batch), [ids[p] for p in batch], rows, [b""] * len(batch),
+                          [None] * len(batch), [features[p].tobytes() for p in batch]])
             pending_truth += [(row, truth_map[truth[p]]) for row, p in zip(rows, batch) if truth[p] is not None]
             progress(start + len(batch), len(new))
         if pending_truth:

@@ -19,7 +19,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -488,23 +487,26 @@ def _is_postgres():
     return isinstance(database.obj, PostgresqlDatabase)
 
 
-def _bulk_insert(model, fields, rows):
-    """Insert ``rows`` (tuples in ``fields`` order) through the driver's cursor, skipping peewee's per-row work.
+def _bulk_insert(model, fields, columns):
+    """Insert the rows whose values are ``columns`` (a sequence per field, in ``fields`` order, all as long)
+    through the driver's cursor, skipping peewee's per-row work.
 
     SQLite: executemany, a loop in C. PostgreSQL: COPY ... FROM STDIN of the rows as CSV (_copy_csv),
     PG_ROWS_PER_COPY at a time (its drivers send executemany row by row).
     """
     table = model._meta.table_name
-    columns = ", ".join(f'"{field}"' for field in fields)
-    row_placeholders = "(" + ", ".join([database.param] * len(fields)) + ")"
+    names = ", ".join(f'"{field}"' for field in fields)
+    count = len(columns[0])
     cursor = database.cursor()
     if _is_postgres():
-        for start in range(0, len(rows), PG_ROWS_PER_COPY):
-            cursor.copy_expert(f'COPY "{table}" ({columns}) FROM STDIN WITH (FORMAT csv)',
-                               io.StringIO(_copy_csv(rows[start:start + PG_ROWS_PER_COPY])))
+        for start in range(0, count, PG_ROWS_PER_COPY):
+            cursor.copy_expert(f'COPY "{table}" ({names}) FROM STDIN WITH (FORMAT csv)', io.StringIO(
+                _copy_csv([column[start:start + PG_ROWS_PER_COPY] for column in columns])))
         return
-    for start in range(0, len(rows), INSERT_BATCH):
-        cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES {row_placeholders}',
+    row_placeholders = "(" + ", ".join([database.param] * len(fields)) + ")"
+    rows = list(zip(*columns))
+    for start in range(0, count, INSERT_BATCH):
+        cursor.executemany(f'INSERT INTO "{table}" ({names}) VALUES {row_placeholders}',
                            rows[start:start + INSERT_BATCH])
 
 
@@ -514,17 +516,43 @@ def _copy_field(value):
     if value is None:
         return ""
     if isinstance(value, str):
-        return '"' + value.replace('"', '""') + '"'
+        return _quoted(value)
     if isinstance(value, (bytes, memoryview)):
-        return "\\x" + value.hex()
+        return _bytea(value)
     if isinstance(value, float):
         return float.__repr__(value)  # numpy's floats too, without their repr's type name
     return str(value)
 
 
-def _copy_csv(rows):
-    """The CSV text of ``rows`` for COPY ... FROM STDIN WITH (FORMAT csv)."""
-    return "".join(",".join(map(_copy_field, row)) + "\n" for row in rows)
+def _quoted(text):
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _bytea(blob):
+    return "\\x" + blob.hex()
+
+
+_COPY_WRITERS = {str: _quoted, bytes: _bytea, float: float.__repr__, int: int.__repr__}
+
+
+def _copy_column(values):
+    """The COPY CSV fields of one column's ``values``, as _copy_field writes them: a column of one type (and
+    None) is written by that type's own method, without _copy_field's per-value type tests."""
+    kinds = set(map(type, values)) - {type(None)}
+    if len(kinds) != 1:
+        return list(map(_copy_field, values))
+    write = _COPY_WRITERS.get(kinds.pop())
+    if write is None:
+        return list(map(_copy_field, values))
+    if None in values:
+        return ["" if value is None else write(value) for value in values]
+    return list(map(write, values))
+
+
+def _copy_csv(columns):
+    """The CSV text for COPY ... FROM STDIN WITH (FORMAT csv) of the rows whose values are ``columns``."""
+    fields = [_copy_column(values) for values in columns]
+    return "\n".join(map(",".join, zip(*fields))) + "\n"
 
 
 def _insert_ground_truth(dataset, truths):
@@ -535,7 +563,7 @@ def _insert_ground_truth(dataset, truths):
     ).order_by(Item.row_number)
     stored = np.array(database.execute(query).fetchall(), dtype=np.int64).reshape(-1, 2)  # the cursor: no models
     item_ids = stored[np.searchsorted(stored[:, 0], row_numbers), 1]
-    _bulk_insert(GroundTruth, ["item_id", "value"], list(zip(item_ids.tolist(), [value for _, value in truths])))
+    _bulk_insert(GroundTruth, ["item_id", "value"], [item_ids.tolist(), [value for _, value in truths]])
 
 
 def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(), labels=None,
@@ -729,9 +757,9 @@ def _insert_rows(dataset, rows, stored, next_row, pending_truth):
         return 0
     row_numbers = range(next_row, next_row + len(ids))
     entities = pick(rows.entities)
-    _bulk_insert(Item, ITEM_FIELDS, list(zip(
-        repeat(dataset.id), ids, row_numbers, pick(rows.numbers), pick(rows.texts), pick(rows.features),
-        pick(rows.amounts), pick(rows.times), [first for first, _ in entities], [second for _, second in entities])))
+    _bulk_insert(Item, ITEM_FIELDS, [
+        [dataset.id] * len(ids), ids, row_numbers, pick(rows.numbers), pick(rows.texts), pick(rows.features),
+        pick(rows.amounts), pick(rows.times), [first for first, _ in entities], [second for _, second in entities]])
     if rows.truth is not None:
         values = pd.Categorical(pick(rows.truth))
         pending_truth.append((next_row, values.codes, list(values.categories)))
