@@ -18,6 +18,9 @@ import time
 import warnings
 
 import numpy as np
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -87,6 +90,65 @@ def cold_mix(shares):
 def logistic_only():
     """Model selection limited to the logistic model."""
     return patched(weak, "candidate_kinds", lambda y, n_classes=2: [weak.LOGISTIC])
+
+
+def logistic_c_by_cv(Cs=(0.01, 0.1, 1.0)):
+    """The binary logistic model's C chosen by 3-fold cross-validated log loss on the labels, among ``Cs``
+    (C=0.01 while a class has fewer than 3 labels)."""
+    shipped = weak._make
+
+    def make(kind, seed, categorical=(), n_classes=2):
+        if kind != weak.LOGISTIC or n_classes != 2:
+            return shipped(kind, seed, categorical, n_classes)
+        return CrossValidatedC(list(Cs))
+
+    return patched(weak, "_make", make)
+
+
+class CrossValidatedC:
+    """The logistic pipeline whose C is chosen among ``Cs`` by LogisticRegressionCV (its folds see the training
+    set as given: repeated human rows and pseudo-labels included)."""
+
+    def __init__(self, Cs):
+        self.Cs = Cs
+
+    def fit(self, X, y):
+        if np.bincount(np.asarray(y, dtype=np.int64), minlength=2).min() < 3:
+            self.model = make_pipeline(StandardScaler(), weak.LogisticRegression(C=weak.LOGISTIC_C, max_iter=2000))
+        else:
+            self.model = make_pipeline(StandardScaler(), LogisticRegressionCV(
+                Cs=self.Cs, cv=3, scoring="neg_log_loss", max_iter=2000))
+        self.model.fit(X, y)
+        self.classes_ = self.model.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X)
+
+
+class _PerFeatureC(Pipeline):
+    """The binary logistic pipeline with C = total / (number of features), set at fit time."""
+
+    total = 0.85
+
+    def fit(self, X, y, **params):
+        self.set_params(logisticregression__C=self.total / X.shape[1])
+        return super().fit(X, y, **params)
+
+
+def logistic_c_per_feature(total):
+    """The binary logistic model's C is ``total`` / (number of features): the same prior variance of the
+    linear score on every table (C=0.01 on Caravan's 85 features at total 0.85, as shipped)."""
+    shipped = weak._make
+
+    def make(kind, seed, categorical=(), n_classes=2):
+        if kind != weak.LOGISTIC or n_classes != 2:
+            return shipped(kind, seed, categorical, n_classes)
+        model = _PerFeatureC(shipped(kind, seed, categorical, n_classes).steps)
+        model.total = total
+        return model
+
+    return patched(weak, "_make", make)
 
 
 def young_diversity(limit, share):
@@ -189,6 +251,12 @@ VARIANTS = {
     "cvchoice": lambda: ({}, patched(weak, "candidate_kinds", both_kinds_compared)),
     "youngdiv150": lambda: ({}, young_diversity(150, 0.3)),
     "prequential": lambda: ({}, prequential_choice()),
+    # the logistic model's L2 penalty (weak.LOGISTIC_C, 0.01 as shipped) for two labels
+    "c01": lambda: ({}, patched(weak, "LOGISTIC_C", 0.1)),
+    "c1": lambda: ({}, patched(weak, "LOGISTIC_C", 1.0)),
+    "c1_noblend": lambda: ({}, stack(patched(weak, "LOGISTIC_C", 1.0), logistic_only())),
+    "ccv": lambda: ({}, logistic_c_by_cv()),
+    "cperd": lambda: ({}, logistic_c_per_feature(0.85)),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),
@@ -211,7 +279,8 @@ VARIANTS = {
 
 
 def run(table, variant, X, y, budget, seed, fresh=False):
-    """The rows of one run of ``variant`` (or "peer_uncertainty": the plain-uncertainty peer), kept."""
+    """The rows of one run of ``variant`` (or "peer_NAME", a peer of bench/compare_peers.py, e.g.
+    "peer_uncertainty"; "peer_NAME+VARIANT": that peer under VARIANT's patch of models/), kept."""
     folder = os.path.join(RUNS, table, f"early_{variant}")
     path = os.path.join(folder, f"seed{seed}.json")
     if not fresh and os.path.exists(path):
@@ -220,8 +289,10 @@ def run(table, variant, X, y, budget, seed, fresh=False):
         if kept["rows"][-1]["labels"] >= budget:
             return kept["rows"]
     started = time.perf_counter()
-    if variant == "peer_uncertainty":
-        rows, _, _ = compare_peers.run_peer("uncertainty", X, y, budget, suite.BATCH, seed)
+    if variant.startswith("peer_"):  # peer_NAME, or peer_NAME+VARIANT: the peer under that variant's patch
+        peer, _, under = variant[len("peer_"):].partition("+")
+        with VARIANTS[under]()[1] if under else contextlib.nullcontext():
+            rows, _, _ = compare_peers.run_peer(peer, X, y, budget, suite.BATCH, seed)
     else:
         settings, patch = VARIANTS[variant]()
         with patch:
@@ -260,7 +331,8 @@ def main():
     parser.add_argument("--seeds", default="10-19", help="FIRST-LAST or comma-separated seeds (development: 10-19, "
                                                          "20-89; never the report seeds 0-9 for choosing)")
     parser.add_argument("--budget", type=int, default=250, help="labels per run")
-    parser.add_argument("--variants", default="new,old", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="new,old", help=f"comma-separated, of: {', '.join(VARIANTS)}; or "
+                                                              "peer_NAME[+VARIANT] (a peer, under a variant's patch)")
     parser.add_argument("--points", default="50,100,150,250", help="label counts printed")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that are kept")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
