@@ -257,6 +257,7 @@ VARIANTS = {
     "c1_noblend": lambda: ({}, stack(patched(weak, "LOGISTIC_C", 1.0), logistic_only())),
     "ccv": lambda: ({}, logistic_c_by_cv()),
     "cperd": lambda: ({}, logistic_c_per_feature(0.85)),
+    "prequential_cperd": lambda: ({}, stack(logistic_c_per_feature(0.85), prequential_choice())),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),
