@@ -335,6 +335,8 @@ def main():
     parser.add_argument("--variants", default="new,old", help=f"comma-separated, of: {', '.join(VARIANTS)}; or "
                                                               "peer_NAME[+VARIANT] (a peer, under a variant's patch)")
     parser.add_argument("--points", default="50,100,150,250", help="label counts printed")
+    parser.add_argument("--against", default="", help="comma-separated variants (or peer_NAME[+VARIANT]) each "
+                                                       "variant is also paired against, e.g. new")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that are kept")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
     args = parser.parse_args()
@@ -368,6 +370,13 @@ def main():
             print(f"{table:<12} {variant:<12} " + " | ".join(parts)
                   + f" | found@100 {found:.1f} (default {found_base:.1f}) [{time.perf_counter() - started:.0f} s]",
                   flush=True)
+            for other in filter(None, args.against.split(",")):
+                theirs = {seed: run(table, other, X, y, args.budget, seed) for seed in seeds}
+                differences = [suite.paired([at(rows[seed], point) for seed in seeds],
+                                            [at(theirs[seed], point) for seed in seeds]) for point in points]
+                print(f"{'':<12} {variant:<12} against {other}: " + "   ".join(
+                    f"@{point} {mean:+.3f} ({error:.3f})" for point, (mean, error, _) in zip(points, differences)),
+                    flush=True)
 
 
 if __name__ == "__main__":
