@@ -92,17 +92,21 @@ def logistic_only():
     return patched(weak, "candidate_kinds", lambda y, n_classes=2: [weak.LOGISTIC])
 
 
-def logistic_c_by_cv(Cs=(0.01, 0.1, 1.0)):
-    """The binary logistic model's C chosen by 3-fold cross-validated log loss on the labels, among ``Cs``
-    (C=0.01 while a class has fewer than 3 labels)."""
+def binary_logistic(build):
+    """models.weak makes the binary logistic model as ``build(the pipeline it would have made)``."""
     shipped = weak._make
 
     def make(kind, seed, categorical=(), n_classes=2):
-        if kind != weak.LOGISTIC or n_classes != 2:
-            return shipped(kind, seed, categorical, n_classes)
-        return CrossValidatedC(list(Cs))
+        model = shipped(kind, seed, categorical, n_classes)
+        return build(model) if kind == weak.LOGISTIC and n_classes == 2 else model
 
     return patched(weak, "_make", make)
+
+
+def logistic_c_by_cv(Cs=(0.01, 0.1, 1.0)):
+    """The binary logistic model's C chosen by 3-fold cross-validated log loss on the labels, among ``Cs``
+    (C=0.01 while a class has fewer than 3 labels)."""
+    return binary_logistic(lambda shipped: CrossValidatedC(list(Cs)))
 
 
 class CrossValidatedC:
@@ -127,9 +131,9 @@ class CrossValidatedC:
 
 
 class _PerFeatureC(Pipeline):
-    """The binary logistic pipeline with C = total / (number of features), set at fit time."""
+    """The binary logistic pipeline with C = ``total`` / (number of features), set at fit time."""
 
-    total = 0.85
+    total = None  # set on each instance by logistic_c_per_feature
 
     def fit(self, X, y, **params):
         self.set_params(logisticregression__C=self.total / X.shape[1])
@@ -139,16 +143,12 @@ class _PerFeatureC(Pipeline):
 def logistic_c_per_feature(total):
     """The binary logistic model's C is ``total`` / (number of features): the same prior variance of the
     linear score on every table (C=0.01 on Caravan's 85 features at total 0.85, as shipped)."""
-    shipped = weak._make
-
-    def make(kind, seed, categorical=(), n_classes=2):
-        if kind != weak.LOGISTIC or n_classes != 2:
-            return shipped(kind, seed, categorical, n_classes)
-        model = _PerFeatureC(shipped(kind, seed, categorical, n_classes).steps)
+    def build(shipped):
+        model = _PerFeatureC(shipped.steps)
         model.total = total
         return model
 
-    return patched(weak, "_make", make)
+    return binary_logistic(build)
 
 
 def young_diversity(limit, share):

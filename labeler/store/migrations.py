@@ -222,6 +222,16 @@ def fill_standing(dataset):
                                        StandingCount.items]).execute()
 
 
+def _make_partial(indexes, name, columns, present):
+    """Rebuild Item's index ``name`` on ``columns`` as partial, WHERE ``present`` IS NOT NULL, unless ``indexes``
+    ({name: SQL} of Item's indexes) shows it partial already."""
+    if "WHERE" in indexes.get(name, "").upper():
+        return
+    database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+    listed = ", ".join(f'"{column}"' for column in columns)
+    database.execute_sql(f'CREATE INDEX "{name}" ON "item" ({listed}) WHERE ("{present}" IS NOT NULL)')
+
+
 def _partial_entity_indexes(migrator):
     """16: Item's indexes on (dataset_id, entity or second_entity, event_time) become partial, WHERE the entity IS
     NOT NULL: items without one (every item of a dataset with no entity column) cost an import no index entry,
@@ -229,23 +239,14 @@ def _partial_entity_indexes(migrator):
     dataset_id stays: SQLite finds a dataset's items by id through it, (dataset_id, rowid).)"""
     indexes = {index.name: index.sql or "" for index in database.get_indexes("item")}
     for column in ("entity", "second_entity"):
-        name = f"item_dataset_id_{column}_event_time"
-        if "WHERE" in indexes.get(name, "").upper():
-            continue
-        database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
-        database.execute_sql(f'CREATE INDEX "{name}" ON "item" ("dataset_id", "{column}", "event_time") '
-                             f'WHERE ("{column}" IS NOT NULL)')
+        _make_partial(indexes, f"item_dataset_id_{column}_event_time", ("dataset_id", column, "event_time"), column)
 
 
 def _partial_time_index(migrator):
     """17: Item's index on (dataset_id, event_time, id) becomes partial, WHERE event_time IS NOT NULL: the items of
     a dataset without a time column cost an import no index entry. Changes it only when it is not partial yet."""
-    sql = {index.name: index.sql or "" for index in database.get_indexes("item")}.get("item_dataset_id_event_time_id")
-    if sql is not None and "WHERE" in sql.upper():
-        return
-    database.execute_sql('DROP INDEX IF EXISTS "item_dataset_id_event_time_id"')
-    database.execute_sql('CREATE INDEX "item_dataset_id_event_time_id" ON "item" ("dataset_id", "event_time", "id") '
-                         'WHERE ("event_time" IS NOT NULL)')
+    indexes = {index.name: index.sql or "" for index in database.get_indexes("item")}
+    _make_partial(indexes, "item_dataset_id_event_time_id", ("dataset_id", "event_time", "id"), "event_time")
 
 
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
