@@ -804,7 +804,7 @@ def main():
                "command": " ".join(["python bench/compare_peers.py"] + sys.argv[1:]),
                "protocol": {"seeds": seeds, "budgets": budgets, "batch": args.batch, "test_share": simulate.TEST_SHARE,
                             "methods": names, "base_classifier": "models.weak LOGISTIC (StandardScaler + "
-                                                                 f"LogisticRegression C={weak.LOGISTIC_C})"},
+                                                                 f"LogisticRegression C={weak.LOGISTIC_C_TOTAL}/features)"},
                "datasets": {}}
     print(f"machine: {results['machine']}, threads {args.threads}; {results['versions']}", flush=True)
     for dataset_name in parse_list(args.datasets, str, "--datasets"):

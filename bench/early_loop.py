@@ -5,8 +5,9 @@
 
 Each variant is the default loop (bench/compare_peers.run_default) with settings or a patch of models/ held for
 the run; runs are kept in bench/results/suite_runs/TABLE/early_VARIANT/seedN.json. Printed: per table and variant
-the mean test AUPRC at 50/100/150/250 labels, the paired difference to the kept ``default`` runs (mean, standard
-error across seeds) and to plain ``uncertainty``, and the positives found at 100.
+the mean test AUPRC at 50/100/150/250 labels, the paired difference to the kept ``default`` runs of bench/suite.py
+(else the default run here, ``new``; mean, standard error across seeds) and to plain ``uncertainty``, and the
+positives found at 100.
 """
 import argparse
 import contextlib
@@ -19,7 +20,7 @@ import warnings
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -30,7 +31,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
-from models import adaptive, learner as learner_module, selection, strategies, weak  # noqa: E402
+from models import adaptive, learner as learner_module, strategies, weak  # noqa: E402
 from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
 
 RUNS = os.path.join(BENCH, "results", "suite_runs")
@@ -96,8 +97,8 @@ def binary_logistic(build):
     """models.weak makes the binary logistic model as ``build(the pipeline it would have made)``."""
     shipped = weak._make
 
-    def make(kind, seed, categorical=(), n_classes=2):
-        model = shipped(kind, seed, categorical, n_classes)
+    def make(kind, seed, categorical=(), n_classes=2, n_features=1):
+        model = shipped(kind, seed, categorical, n_classes, n_features)
         return build(model) if kind == weak.LOGISTIC and n_classes == 2 else model
 
     return patched(weak, "_make", make)
@@ -118,7 +119,7 @@ class CrossValidatedC:
 
     def fit(self, X, y):
         if np.bincount(np.asarray(y, dtype=np.int64), minlength=2).min() < 3:
-            self.model = make_pipeline(StandardScaler(), weak.LogisticRegression(C=weak.LOGISTIC_C, max_iter=2000))
+            self.model = make_pipeline(StandardScaler(), weak.LogisticRegression(C=0.01, max_iter=2000))
         else:
             self.model = make_pipeline(StandardScaler(), LogisticRegressionCV(
                 Cs=self.Cs, cv=3, scoring="neg_log_loss", max_iter=2000))
@@ -130,25 +131,15 @@ class CrossValidatedC:
         return self.model.predict_proba(X)
 
 
-class _PerFeatureC(Pipeline):
-    """The binary logistic pipeline with C = ``total`` / (number of features), set at fit time."""
-
-    total = None  # set on each instance by logistic_c_per_feature
-
-    def fit(self, X, y, **params):
-        self.set_params(logisticregression__C=self.total / X.shape[1])
-        return super().fit(X, y, **params)
+def fixed_c(C):
+    """The binary logistic model's C is ``C`` on every table (0.01 before the per-feature penalty)."""
+    return patched(weak, "logistic_c",
+                   lambda n_features, n_classes=2: C if n_classes == 2 else weak.LOGISTIC_C_CLASSES)
 
 
-def logistic_c_per_feature(total):
-    """The binary logistic model's C is ``total`` / (number of features): the same prior variance of the
-    linear score on every table (C=0.01 on Caravan's 85 features at total 0.85, as shipped)."""
-    def build(shipped):
-        model = _PerFeatureC(shipped.steps)
-        model.total = total
-        return model
-
-    return binary_logistic(build)
+def no_prequential():
+    """The blend serves whatever the prequential record says (the loop before models.prequential)."""
+    return patched(learner_module.ActiveLearner, "prequential_choice", lambda self, selected: selected)
 
 
 def young_diversity(limit, share):
@@ -167,38 +158,6 @@ def young_diversity(limit, share):
                 + list(shipped(self, p_positive, rest, size - len(diverse), labeled_positives)))
 
     return patched(learner_module.ActiveLearner, "pick", pick)
-
-
-def prequential_choice(min_each=5):
-    """Binary, once the loop trains the blend: serve its logistic part alone while that part ranked the labels that
-    came after each model (predicted before they were given) better than the blend did, by average precision over
-    all of them, once they hold ``min_each`` of each class."""
-    from sklearn.metrics import average_precision_score
-
-    shipped = learner_module.ActiveLearner.train
-
-    def train(self, labeled, y, pseudo=None):
-        labeled, y = np.asarray(labeled, dtype=np.int64), np.asarray(y)
-        state = self.__dict__.setdefault("prequential", {"model": None, "seen": labeled[:0], "logistic": [],
-                                                         "blend": [], "truth": []})
-        if state["model"] is not None:
-            new = ~np.isin(labeled, state["seen"])
-            rows = self.pool_features()[labeled[new]]
-            state["logistic"].extend(weak.positive_probability(state["model"].estimators[0], rows))
-            state["blend"].extend(state["model"].raw(rows))
-            state["truth"].extend(y[new])
-        state["seen"] = labeled
-        selected = shipped(self, labeled, y, pseudo)
-        state["model"] = selected.model if selected.kind == weak.BLEND else None
-        truth = np.asarray(state["truth"])
-        if state["model"] is None or min((truth == 1).sum(), (truth == 0).sum()) < min_each:
-            return selected
-        if average_precision_score(truth, state["logistic"]) > average_precision_score(truth, state["blend"]):
-            return selection.Selected(model=weak.WeakModel(weak.LOGISTIC, [selected.model.estimators[0]]),
-                                      kind=weak.LOGISTIC, metrics=selected.metrics)
-        return selected
-
-    return patched(learner_module.ActiveLearner, "train", train)
 
 
 def both_kinds_compared(y, n_classes=2):
@@ -250,14 +209,15 @@ VARIANTS = {
     "blend30": lambda: ({}, patched(weak, "MIN_BOOSTED_PER_CLASS", 30)),
     "cvchoice": lambda: ({}, patched(weak, "candidate_kinds", both_kinds_compared)),
     "youngdiv150": lambda: ({}, young_diversity(150, 0.3)),
-    "prequential": lambda: ({}, prequential_choice()),
-    # the logistic model's L2 penalty (weak.LOGISTIC_C, 0.01 as shipped) for two labels
-    "c01": lambda: ({}, patched(weak, "LOGISTIC_C", 0.1)),
-    "c1": lambda: ({}, patched(weak, "LOGISTIC_C", 1.0)),
-    "c1_noblend": lambda: ({}, stack(patched(weak, "LOGISTIC_C", 1.0), logistic_only())),
+    # the logistic model's L2 penalty (weak.logistic_c: 0.85 / features as shipped) and the prequential choice
+    # between the blend and its logistic part (models.prequential), since 2026-12-03 both in the default
+    "before": lambda: ({}, stack(fixed_c(0.01), no_prequential())),  # the default before them
+    "noprequential": lambda: ({}, no_prequential()),
+    "c001": lambda: ({}, fixed_c(0.01)),
+    "c01": lambda: ({}, fixed_c(0.1)),
+    "c1": lambda: ({}, fixed_c(1.0)),
+    "c1_noblend": lambda: ({}, stack(fixed_c(1.0), logistic_only())),
     "ccv": lambda: ({}, logistic_c_by_cv()),
-    "cperd": lambda: ({}, logistic_c_per_feature(0.85)),
-    "prequential_cperd": lambda: ({}, stack(logistic_c_per_feature(0.85), prequential_choice())),
     "widen10rand_log": lambda: ({}, stack(widen10rand(), logistic_only())),
     # (a) the frontier weighted up while the model is young
     "young100": lambda: ({}, young_mix(100, UNC)),
@@ -350,7 +310,7 @@ def main():
         peer = {seed: kept(table, "uncertainty", seed) for seed in seeds}
         for seed in seeds:  # seeds without kept suite runs: run the default and the peer here
             if base[seed] is None or base[seed][-1]["labels"] < args.budget:
-                base[seed] = run(table, "old", X, y, args.budget, seed)
+                base[seed] = run(table, "new", X, y, args.budget, seed)
             if peer[seed] is None or peer[seed][-1]["labels"] < args.budget:
                 peer[seed] = run(table, "peer_uncertainty", X, y, args.budget, seed)
         for variant in args.variants.split(","):

@@ -8,7 +8,7 @@ import numpy as np
 from models import adaptive as adaptive_policy
 from models import pseudo as pseudo_labels
 from models import features as transaction_features
-from models import generative_candidates, selection, strategies, weak
+from models import generative_candidates, prequential, selection, strategies, weak
 from models.names import COLD_START, DIVERSITY, EXPLORATION
 
 # The fixed loop's binary cold start (ActiveLearner.pick), chosen on development seeds 10-89
@@ -69,6 +69,11 @@ class ActiveLearner:
         self.adaptive = (adaptive_policy.AdaptivePolicy(self.z, self.anomaly, settings["mix"], self.rng, seed,
                                                         settings["uncertainty"])
                          if settings.get("adaptive") and self.n_classes == 2 else None)
+        # binary: labels scored before they were given by the blend and its logistic part (models.prequential).
+        # The worker loads it from the store; a learner that lives across trainings (the simulation) keeps it
+        # itself from the model each training served (``served``: (pool indices labeled then, the model)).
+        self.prequential = prequential.Record()
+        self.served = None
 
     def _generative_options(self):
         """Keyword arguments of GenerativeCandidates beyond the binary tabular defaults: the classes, and the
@@ -87,10 +92,14 @@ class ActiveLearner:
         process) runs on the first call and again once ``select_every`` more labels arrived, a new candidate
         became eligible, or the selected generative kind failed to fit. Returns a selection.Selected.
 
+        A binary blend's logistic part alone serves (kind weak.LOGISTIC_PART, uncalibrated) while
+        ``prequential`` says it ranked the labels given after each model better than the blend.
+
         Raises ValueError when ``y`` holds a single class.
         """
         labeled = np.asarray(labeled, dtype=np.int64)
         y = self.labels_of(y)
+        self.remember_served(labeled, y)
         if self.adaptive is not None:
             self.adaptive.observe(labeled, y)
         features = self.features_with_labels(labeled, y)
@@ -113,13 +122,43 @@ class ActiveLearner:
                 model.calibration = self.selected.model.calibration
                 self.selected = selection.Selected(model=model, kind=self.selected.kind,
                                                    metrics=self.selected.metrics)
-                return self.selected
-        self.selected = selection.select(X, y, pseudo_set, weight, kinds, self.settings["cv_folds"],
-                                         self.settings["cv_repeats"], self.seed, self.generative, self.categorical,
-                                         self.n_classes)
-        self.selected_at = len(labeled)
-        self.selected_kinds = kinds
-        return self.selected
+        if due:
+            self.selected = selection.select(X, y, pseudo_set, weight, kinds, self.settings["cv_folds"],
+                                             self.settings["cv_repeats"], self.seed, self.generative,
+                                             self.categorical, self.n_classes)
+            self.selected_at = len(labeled)
+            self.selected_kinds = kinds
+        served = self.prequential_choice(self.selected)
+        self.served = (labeled, served.model) if served.kind in (weak.BLEND, weak.LOGISTIC_PART) else None
+        return served
+
+    def prequential_choice(self, selected):
+        """``selected``, or for a binary blend whose logistic part ranked the record's labels better, that part
+        alone (kind weak.LOGISTIC_PART, its own probabilities uncalibrated); either way with the record's
+        figures (models.prequential.Record.figures) under "prequential" in the served kind's metrics."""
+        if self.n_classes != 2 or selected.kind != weak.BLEND:
+            return selected
+        figures = self.prequential.figures()
+        if not self.prequential.prefers_logistic():
+            metrics = {**selected.metrics, weak.BLEND: {**selected.metrics.get(weak.BLEND, {}), "prequential": figures}}
+            return selection.Selected(model=selected.model, kind=weak.BLEND, metrics=metrics)
+        return selection.Selected(model=weak.WeakModel(weak.LOGISTIC_PART, selected.model.estimators),
+                                  kind=weak.LOGISTIC_PART,
+                                  metrics={**selected.metrics, weak.LOGISTIC_PART: {"prequential": figures}})
+
+    def remember_served(self, labeled, y):
+        """Add to the prequential record the labels among pool indices ``labeled`` (labels ``y``) that the last
+        training served a blend or its part without, with that model's two scores."""
+        if self.served is None:
+            return
+        before, model = self.served
+        new = ~np.isin(labeled, before)
+        if not new.any():
+            return
+        rows = self.pool_features()[labeled[new]]
+        scores = {model.kind: model.raw(rows), weak.BLEND if model.kind == weak.LOGISTIC_PART else
+                  weak.LOGISTIC_PART: model.counterpart(rows)}
+        self.prequential.add(y[new], scores[weak.BLEND], scores[weak.LOGISTIC_PART])
 
     def features_of(self, X, anomaly=None):
         """The rows ``X`` as the models see them: the anomaly score appended when the settings say so."""

@@ -17,21 +17,31 @@ from sklearn.preprocessing import StandardScaler
 LOGISTIC = "logistic"
 BOOSTED = "boosted"
 BLEND = "blend"  # the mean of the logistic and boosted probabilities
-KINDS = (LOGISTIC, BOOSTED, BLEND)
+KINDS = (LOGISTIC, BOOSTED, BLEND)  # the candidates of model selection
+# binary: the blend fitted, its logistic part alone served (models.prequential chooses it over the blend)
+LOGISTIC_PART = "logistic part"
 BLEND_PARTS = (LOGISTIC, BOOSTED)
 MIN_BOOSTED_PER_CLASS = 10  # boosting joins the logistic model (the blend) once each class has this many
-LOGISTIC_C = 0.01  # a strong L2 penalty on standardized features: a few hundred labels overfit at C=1
+# binary: C = LOGISTIC_C_TOTAL / (number of features), the same prior variance of the linear score on every table
+# (0.01 on Caravan's 85 features, the penalty every table had before; ISLP's Default, 4 features, gained 0.01-0.02
+# AUPRC from 100 to 500 labels with it, development seeds: bench/results/suite_model_choice_dev.txt)
+LOGISTIC_C_TOTAL = 0.85
 # K classes (multinomial): each class has a tenth of the labels or fewer, and C=0.01 underfit the digits (test
 # accuracy 0.64-0.78 at 100 random labels against 0.81-0.90 at C=0.1; development seeds 10-12)
 LOGISTIC_C_CLASSES = 0.1
 
 
-def _make(kind, seed, categorical=(), n_classes=2):
-    """An unfitted classifier of ``kind`` (logistic or boosted); the boosted one treats the one-hot blocks
-    ``categorical`` ((start, stop) column ranges) as native categorical features. Raises ValueError for another
-    kind."""
+def logistic_c(n_features, n_classes=2):
+    """The logistic model's inverse L2 penalty for rows of ``n_features`` standardized features."""
+    return LOGISTIC_C_TOTAL / max(int(n_features), 1) if n_classes == 2 else LOGISTIC_C_CLASSES
+
+
+def _make(kind, seed, categorical=(), n_classes=2, n_features=1):
+    """An unfitted classifier of ``kind`` (logistic or boosted) for rows of ``n_features`` features; the boosted
+    one treats the one-hot blocks ``categorical`` ((start, stop) column ranges) as native categorical features.
+    Raises ValueError for another kind."""
     if kind == LOGISTIC:
-        C = LOGISTIC_C if n_classes == 2 else LOGISTIC_C_CLASSES
+        C = logistic_c(n_features, n_classes)
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     if kind == BOOSTED:
         boosted = HistGradientBoostingClassifier(
@@ -93,7 +103,8 @@ def candidate_kinds(y, n_classes=2):
 class WeakModel:
     """A fitted binary model: ``predict(X)`` gives calibrated P(positive) for each row.
 
-    ``estimators`` holds one fitted scikit-learn classifier, or the parts of a blend (their mean is the model).
+    ``estimators`` holds one fitted scikit-learn classifier, or the parts of a blend (their mean is the model; of
+    kind LOGISTIC_PART, the first part alone).
     """
 
     n_classes = 2
@@ -106,12 +117,22 @@ class WeakModel:
     def raw(self, X):
         """Uncalibrated P(positive) of each row of ``X``."""
         X = np.asarray(X, dtype=np.float32)
+        if self.kind == LOGISTIC_PART:
+            return positive_probability(self.estimators[0], X)
         return np.mean([positive_probability(estimator, X) for estimator in self.estimators], axis=0,
                        dtype=np.float64)
 
     def predict(self, X):
         """Calibrated P(positive) of each row of ``X``."""
         return platt(self.raw(X), *self.calibration)
+
+    def counterpart(self, X):
+        """Uncalibrated P(positive) of each row of ``X`` under the other model of the pair models.prequential
+        compares: the logistic part of a blend, the whole blend of a LOGISTIC_PART model. Raises ValueError for
+        another kind."""
+        if self.kind not in (BLEND, LOGISTIC_PART):
+            raise ValueError(f"a model of kind {self.kind!r} has no counterpart")
+        return WeakModel(LOGISTIC_PART if self.kind == BLEND else BLEND, self.estimators).raw(X)
 
 
 class MultiClassModel(WeakModel):
@@ -193,8 +214,8 @@ def fit(kind, X, y, seed=0, categorical=(), n_classes=2):
     if len(np.unique(y)) < 2:
         raise ValueError("two classes need at least one label each to fit a model")
     X = np.asarray(X, dtype=np.float32)
-    parts = BLEND_PARTS if kind == BLEND else (kind,)
-    estimators = [_make(part, seed, categorical, n_classes).fit(X, y) for part in parts]
+    parts = BLEND_PARTS if kind in (BLEND, LOGISTIC_PART) else (kind,)
+    estimators = [_make(part, seed, categorical, n_classes, X.shape[1]).fit(X, y) for part in parts]
     return WeakModel(kind, estimators) if n_classes == 2 else MultiClassModel(kind, estimators, n_classes)
 
 

@@ -89,6 +89,14 @@ def dataset(app, small_csv):
 
 
 @pytest.fixture
+def quick(dataset):
+    """The sample dataset with a quick model selection (one repeat of the cross-validation)."""
+    dataset.settings = {**dataset.settings, "cv_repeats": 1}
+    dataset.save()
+    return dataset
+
+
+@pytest.fixture
 def queued(dataset, run_jobs):
     """``dataset`` with its queue and feature statistics computed by a refill job, as after an import."""
     jobs.request(dataset, jobs.REFILL, "test")

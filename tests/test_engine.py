@@ -67,7 +67,7 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     assert 0 < version.metrics["auprc"] <= 1
     assert set(version.metrics["candidates"]) == {"blend"}
     # no model file: the version is its stored pool scores (and its twin's held-out scores), beside each other
-    assert version.path is None and set(version.digests) == {"scores", "holdout"}
+    assert version.path is None and set(version.digests) == {"scores", "holdout", "counterpart"}
     assert os.path.dirname(version.scores_path) == os.path.dirname(version.holdout_path) == str(tmp_path)
     ids, _ = load_pool(dataset)
     scores = load_scores(version.scores_path, version.digests["scores"])

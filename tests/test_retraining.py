@@ -182,14 +182,6 @@ def test_an_interrupted_job_is_failed_and_queued_again(dataset, analyst, kind):
 # The real retrain
 
 
-@pytest.fixture
-def quick(dataset):
-    """The sample dataset with a quick model selection (one repeat of the cross-validation)."""
-    dataset.settings = {**dataset.settings, "cv_repeats": 1}
-    dataset.save()
-    return dataset
-
-
 def truth_of(dataset):
     return dict(GroundTruth.select(GroundTruth.item, GroundTruth.value).join(Item).where(Item.dataset == dataset)
                 .order_by(GroundTruth.item).tuples())
@@ -231,7 +223,7 @@ def test_first_model_is_gated_against_the_cold_start_and_its_scores_are_stored(a
     twin = np.load(version.holdout_path)
     assert np.isnan(twin[~in_holdout]).all() and not np.isnan(twin[in_holdout]).any()
     assert version_problem(version) is None
-    assert version.path is None and set(version.digests) == {"scores", "holdout"}  # no model file at all
+    assert version.path is None and set(version.digests) == {"scores", "holdout", "counterpart"}  # no model file at all
 
     # the refill job queues from the stored scores: it neither unpickles nor trains a model
     def refuse(*args, **kwargs):

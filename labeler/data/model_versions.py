@@ -52,8 +52,8 @@ def model_versions(dataset):
     ``passed``, ``bound``, ``reason`` (the gate's sentence), ``line`` (why a loser does not serve), ``serving``,
     ``served_at``, ``served_until`` (when the next version began serving, None), ``below_baseline`` (the
     sentence saying why a version serves though its measure is below its baseline's, else None),
-    ``cross_validated``, ``pseudo_labels`` (the pseudo-labels standing after its retrain, None when not
-    recorded) and ``adaptive`` (the adaptive loop's shares of its queue and each strategy's labeled picks
+    ``cross_validated``, ``prequential`` (prequential_line), ``pseudo_labels`` (the pseudo-labels standing after its
+    retrain, None when not recorded) and ``adaptive`` (the adaptive loop's shares of its queue and each strategy's labeled picks
     before it, None when the loop was off)."""
     versions = list(ModelVersion.select().where(ModelVersion.dataset == dataset)
                     .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
@@ -73,9 +73,26 @@ def model_versions(dataset):
             "reason": record.get("reason"), "line": record.get("line"), "serving": version.serving,
             "served_at": version.served_at, "served_until": replaced,
             "below_baseline": below_baseline(record, measure_name(dataset)),
-            "cross_validated": _number(metrics.get("auprc")), "pseudo_labels": metrics.get("pseudo_standing"),
+            "cross_validated": _number(metrics.get("auprc")), "prequential": prequential_line(version),
+            "pseudo_labels": metrics.get("pseudo_standing"),
             "adaptive": metrics.get("adaptive")})
     return rows
+
+
+def prequential_line(version):
+    """One sentence on why a binary blend or its logistic part alone served (models.prequential), from the figures
+    its retrain recorded; None for other versions and versions recorded before the choice existed."""
+    figures = (version.metrics or {}).get("prequential")
+    if not isinstance(figures, dict) or "labels" not in figures:
+        return None
+    labels = f"{figures['labels']:,} label{'s' if figures['labels'] != 1 else ''}"
+    if figures.get("blend_ap") is None:
+        return (f"Serves the blend: the labels scored before they were given ({labels}) hold too few of each "
+                f"label yet to compare it with its logistic part alone.")
+    part = version.kind != "blend"
+    return (f"Serves {'the logistic part of the blend alone' if part else 'the blend'}: on the {labels} scored "
+            f"before they were given, its logistic part ranked at AP {figures['logistic_ap']:.2f} and the blend at "
+            f"{figures['blend_ap']:.2f}.")
 
 
 def below_baseline(record, measure):

@@ -593,8 +593,10 @@ class ModelVersion(BaseModel):
     """A trained model of a dataset. ``scores_path`` is its P(positive) for every pool item, or for K labels each
     item's K probabilities (float32 .npy in item id order; what serves: the model itself is not kept, and ``path`` is only set on versions trained before it
     was dropped), ``holdout_path`` the P(positive) of its twin trained without the
-    holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``digests`` the sha256 of each file
-    as written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.
+    holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``counterpart_path``, of a binary blend
+    or its logistic part, the pool's P(positive) under the other of the two (models.weak.WeakModel.counterpart;
+    the prequential record, PrequentialScore, takes both from here); ``digests`` the sha256 of each file as
+    written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.
     ``served_at`` is when it began serving (None: never served)."""
 
     dataset = ForeignKeyField(Dataset, backref="model_versions", on_delete="CASCADE")
@@ -610,6 +612,19 @@ class ModelVersion(BaseModel):
     digests = JSONField(null=True)
     gate = JSONField(null=True)
     served_at = DateTimeField(null=True)
+    counterpart_path = CharField(null=True, max_length=500)
+
+
+class PrequentialScore(BaseModel):
+    """An item's two scores before its first human label (models.prequential): from the version whose
+    suggestion that label carried, P(positive) under the blend and under the blend's logistic part. Written by
+    the retrain for the labels given since the last one; the truth is the label that stands now."""
+
+    item = ForeignKeyField(Item, primary_key=True, on_delete="CASCADE")
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE")
+    model_version = IntegerField()  # a plain id, as Label.model_version: the record outlives the version's files
+    blend = FloatField()
+    logistic = FloatField()
 
 
 class QueueEntry(BaseModel):
@@ -818,4 +833,5 @@ class SchemaVersion(BaseModel):
 
 
 TABLES = [User, Dataset, Item, GroundTruth, Label, Standing, StandingCount, ModelVersion, QueueEntry, Job, Lease, GenerativeArtifacts,
-          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken, PoolCopy]
+          FeatureStats, LoginFailure, SequenceArtifacts, GeneratedSamples, ReviewRequest, AuditEntry, ApiToken, PoolCopy,
+          PrequentialScore]

@@ -10,8 +10,8 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from labeler.store.db import (ROLE_CHECK, TABLES, ApiToken, AuditEntry, Dataset, FeatureStats, GeneratedSamples,
                               GenerativeArtifacts, Item, JSONField, Label, Lease, LoginFailure, ModelVersion, PoolCopy,
-                              ReviewRequest, SchemaVersion, SequenceArtifacts, Standing, StandingCount, User, database,
-                              within)
+                              PrequentialScore, ReviewRequest, SchemaVersion, SequenceArtifacts, Standing,
+                              StandingCount, User, database, within)
 
 AMOUNT_BATCH = 5000  # items read and written at a time when migration 13 fills Item.amount
 
@@ -249,12 +249,21 @@ def _partial_time_index(migrator):
     _make_partial(indexes, "item_dataset_id_event_time_id", ("dataset_id", "event_time", "id"), "event_time")
 
 
+def _prequential_record(migrator):
+    """18: ModelVersion.counterpart_path and the PrequentialScore table (models.prequential's record). Adds only
+    what is missing."""
+    PrequentialScore.create_table(safe=True)
+    table = ModelVersion._meta.table_name
+    if "counterpart_path" not in {column.name for column in database.get_columns(table)}:
+        migrate(migrator.add_column(table, "counterpart_path", CharField(null=True, max_length=500)))
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
               (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
               (14, _pool_copy), (15, _standing_table), (16, _partial_entity_indexes),
-              (17, _partial_time_index)]
+              (17, _partial_time_index), (18, _prequential_record)]
 
 
 def current_version():

@@ -18,10 +18,11 @@ from labeler.store.pool import groups_of, human_labels, load_pool, pool_size
 from labeler.store.serving import serving_scores, version_name
 from labeler.store.settings import engine_settings
 from labeler.worker import jobs
+from labeler.worker.prequential import record_labels, record_of
 from labeler.worker.refill import (COMPUTE_THREADS, binary_positive, categorical_blocks, class_count, class_labels,
                                     cold_start_anomaly, learner_for, negative_label, refresh_queue, replay_picks,
                                     update_feature_stats, write_queue)
-from models import gate, generative_candidates, selection
+from models import gate, generative_candidates, selection, weak
 
 INSERT_BATCH = 500
 
@@ -147,6 +148,9 @@ def _retrain(dataset, progress, folder, seed):
     groups = groups_of(dataset, ids)  # the merchants of raw transactions: their label rates are features
     learner = learner_for(dataset, ids, X, settings, seed, groups, categorical_blocks(dataset))
     replay_picks(dataset, learner, int(np.sum(y == 1)))
+    if learner.n_classes == 2:
+        record_labels(dataset, ids)
+        learner.prequential = record_of(dataset, ids, labeled, y)
     unlabeled_mask = np.ones(len(ids), dtype=bool)
     unlabeled_mask[labeled] = False
     pseudo = standing_pseudo_positions(dataset, ids, unlabeled_mask) if settings["pseudo_labels"] else None
@@ -202,6 +206,9 @@ def _retrain(dataset, progress, folder, seed):
     if holdout_scores is not None:
         files["holdout"] = stem + ".holdout.npy"
         digests["holdout"] = save_scores(holdout_scores, files["holdout"])
+    if learner.n_classes == 2 and served.kind in (weak.BLEND, weak.LOGISTIC_PART):  # for the prequential record
+        files["counterpart"] = stem + ".counterpart.npy"
+        digests["counterpart"] = save_scores(served.model.counterpart(learner.pool_features()), files["counterpart"])
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
     picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
@@ -215,7 +222,7 @@ def _retrain(dataset, progress, folder, seed):
         advisory_lock("queue", dataset.id)  # a refill that scored the old version then writes nothing
         ModelVersion.update(serving=False).where(ModelVersion.dataset == dataset).execute()
         version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"], holdout_path=files.get("holdout"),
-                                      digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
+                                      counterpart_path=files.get("counterpart"), digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
                                       serving=True, served_at=utcnow(), gate=summary_gate)
         queued = write_queue(dataset, ids, picks, p_positive, negative, version)
     timings.lap("switch + queue")

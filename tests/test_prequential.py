@@ -1,0 +1,152 @@
+"""The prequential choice between the binary blend and its logistic part (models.prequential): the record, the
+learner's choice, the per-feature penalty, and the product's record kept across retrains (labeler.worker.prequential)
+on the real sample."""
+import numpy as np
+import pytest
+
+from labeler.store.db import Item, Label, ModelVersion, PrequentialScore, Standing
+from labeler.store.files import load_scores
+from labeler.store.pool import load_pool
+from labeler.worker.prequential import record_labels, record_of
+from labeler.worker.retrain import retrain
+from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
+from models import prequential, weak
+from models.learner import ActiveLearner
+from tests.test_retraining import label_truth, truth_of
+
+
+def test_the_record_decides_only_with_enough_of_each_class_and_by_average_precision():
+    record = prequential.Record()
+    record.add([1, 0, 0, 0], [0.9, 0.1, 0.2, 0.3], [0.1, 0.9, 0.8, 0.7])
+    assert record.figures() == {"labels": 4, "blend_ap": None, "logistic_ap": None}
+    assert not record.prefers_logistic()
+    truth = [1] * 5 + [0] * 5
+    record = prequential.Record()
+    record.add(truth, np.linspace(0, 1, 10), np.linspace(1, 0, 10))  # the logistic part ranks every positive first
+    figures = record.figures()
+    assert figures["labels"] == 10 and figures["logistic_ap"] == 1.0 > figures["blend_ap"]
+    assert record.prefers_logistic() and not record.prefers_logistic(min_each=6)
+    with pytest.raises(ValueError, match="as many scores as labels"):
+        record.add([1], [0.5, 0.5], [0.5])
+
+
+def test_the_binary_penalty_is_a_total_shared_by_the_features():
+    assert weak.logistic_c(85) == pytest.approx(0.01) and weak.logistic_c(4) == pytest.approx(0.2125)
+    assert weak.logistic_c(4, n_classes=10) == weak.LOGISTIC_C_CLASSES
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int8)
+    assert weak.fit(weak.LOGISTIC, X, y).estimators[0][-1].C == pytest.approx(0.17)
+
+
+def _blobs(seed=0, n=1500):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(np.int8)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    X[:, 0] += 2.0 * y
+    return X, y
+
+
+def test_the_learner_serves_the_logistic_part_while_the_record_prefers_it():
+    X, y = _blobs()
+    settings = {**DEFAULT_SETTINGS, "pseudo_labels": False, "cv_repeats": 1}
+    labeled = np.concatenate([np.flatnonzero(y == 1)[:15], np.flatnonzero(y == 0)[:60]])
+    learner = ActiveLearner(X, np.arange(len(y)), settings)
+    served = learner.train(labeled, y[labeled])
+    assert served.kind == weak.BLEND and served.metrics[weak.BLEND]["prequential"]["blend_ap"] is None
+
+    # the labels given next are scored by the blend that served and its logistic part, before they are trained on
+    more = np.concatenate([labeled, np.flatnonzero(y == 1)[15:25], np.flatnonzero(y == 0)[60:100]])
+    new = more[len(labeled):]
+    rows = learner.pool_features()[new]
+    blend, logistic = served.model.raw(rows), weak.positive_probability(served.model.estimators[0], rows)
+    again = learner.train(more, y[more])
+    assert learner.prequential.truth == y[new].tolist()
+    assert np.allclose(learner.prequential.blend, blend) and np.allclose(learner.prequential.logistic, logistic)
+    figures = learner.prequential.figures()
+    assert again.kind == (weak.LOGISTIC_PART if figures["logistic_ap"] > figures["blend_ap"] else weak.BLEND)
+
+    # a record in which the logistic part ranked better makes it serve, uncalibrated, from the blend's own part
+    learner.prequential = prequential.Record()
+    learner.prequential.add([1] * 5 + [0] * 5, np.linspace(0, 1, 10), np.linspace(1, 0, 10))
+    part = learner.train(more, y[more])
+    assert part.kind == weak.LOGISTIC_PART and part.metrics[weak.LOGISTIC_PART]["prequential"]["logistic_ap"] == 1.0
+    pool = learner.pool_features()
+    assert np.allclose(part.model.predict(pool), weak.positive_probability(part.model.estimators[0], pool))
+    assert np.allclose(part.model.counterpart(pool), weak.WeakModel(weak.BLEND, part.model.estimators).raw(pool))
+    learner.prequential = prequential.Record()
+    learner.prequential.add([1] * 5 + [0] * 5, np.linspace(1, 0, 10), np.linspace(0, 1, 10))
+    assert learner.train(more, y[more]).kind == weak.BLEND
+
+
+def _label_with_version(dataset, user, version, items, truth):
+    for item_id in items:
+        Label.create(item=item_id, value=truth[item_id], annotator=user, source="human", model_version=version.id,
+                     strategy="uncertain")
+    Standing.refresh(items)
+
+
+def _unlabeled(dataset, truth, positive, count, skip):
+    labeled = {item for item, in Label.select(Label.item).join(Item).where(Item.dataset == dataset).tuples()}
+    return [item for item, value in truth.items()
+            if (value == dataset.positive_label) == positive and item not in labeled][skip:skip + count]
+
+
+def test_the_retrain_keeps_the_record_across_versions_and_serves_what_it_says(app, quick, analyst, tmp_path):
+    """Each serving blend stores its logistic part's pool scores beside its own; labels carrying that version get
+    both as their record; a record that prefers the logistic part makes the next version serve it alone, with
+    the blend's scores stored beside, and the record reads the pair the right way round again."""
+    truth = truth_of(quick)
+    label_truth(quick, analyst, frauds=20, genuine=200)
+    first = ModelVersion.get_by_id(retrain(quick, str(tmp_path))["model_version"])
+    assert first.kind == weak.BLEND and set(first.digests) == {"scores", "holdout", "counterpart"}
+    assert first.metrics["prequential"] == {"labels": 0, "blend_ap": None, "logistic_ap": None}
+    ids, _ = load_pool(quick)
+    position = {item: index for index, item in enumerate(ids.tolist())}
+    scores = load_scores(first.scores_path, first.digests["scores"])
+    part = load_scores(first.counterpart_path, first.digests["counterpart"])
+
+    given = _unlabeled(quick, truth, True, 6, 0) + _unlabeled(quick, truth, False, 30, 0)
+    _label_with_version(quick, analyst, first, given, truth)
+    assert record_labels(quick, ids) == len(given) and record_labels(quick, ids) == 0  # once per item
+    rows = {row.item_id: row for row in PrequentialScore.select().where(PrequentialScore.dataset == quick)}
+    assert set(rows) == set(given) and {row.model_version for row in rows.values()} == {first.id}
+    assert all(np.isclose(rows[item].blend, scores[position[item]]) for item in given)
+    assert all(np.isclose(rows[item].logistic, part[position[item]]) for item in given)
+
+    # the record, rewritten so that the logistic part ranked the new labels perfectly, picks the part
+    for item in given:
+        positive = truth[item] == quick.positive_label
+        PrequentialScore.update(logistic=0.9 if positive else 0.1, blend=0.1 if positive else 0.9).where(
+            PrequentialScore.item == item).execute()
+    second = ModelVersion.get_by_id(retrain(quick, str(tmp_path))["model_version"])
+    assert second.serving and second.kind == weak.LOGISTIC_PART, second.gate
+    assert second.metrics["prequential"] == {"labels": len(given), "blend_ap": pytest.approx(6 / 36),
+                                             "logistic_ap": 1.0}
+    served = load_scores(second.scores_path, second.digests["scores"])
+    blend = load_scores(second.counterpart_path, second.digests["counterpart"])
+    assert not np.allclose(served, blend)
+
+    later = _unlabeled(quick, truth, True, 3, 0) + _unlabeled(quick, truth, False, 10, 0)
+    _label_with_version(quick, analyst, second, later, truth)
+    assert record_labels(quick, ids) == len(later)
+    rows = {row.item_id: row for row in PrequentialScore.select().where(PrequentialScore.model_version == second.id)}
+    assert all(np.isclose(rows[item].blend, blend[position[item]]) for item in later)
+    assert all(np.isclose(rows[item].logistic, served[position[item]]) for item in later)
+    labeled = np.array([position[item] for item in given + later])
+    record = record_of(quick, ids, labeled, np.array([truth[ids[i]] == quick.positive_label for i in labeled]))
+    assert len(record.truth) == len(given) + len(later) and sum(record.truth) == 9
+
+
+def test_a_label_without_a_version_or_after_another_label_is_not_recorded(app, quick, analyst, admin, tmp_path):
+    """Only an item's first human label counts, and only when it carried a version that stored both scores."""
+    truth = truth_of(quick)
+    label_truth(quick, analyst, frauds=20, genuine=200)
+    first = ModelVersion.get_by_id(retrain(quick, str(tmp_path))["model_version"])
+    ids, _ = load_pool(quick)
+    plain, late = _unlabeled(quick, truth, False, 2, 0)
+    Label.create(item=plain, value=truth[plain], annotator=analyst, source="human")  # from the item table
+    Label.create(item=late, value=truth[late], annotator=analyst, source="human")
+    Label.create(item=late, value=truth[late], annotator=admin, source="human", model_version=first.id)
+    Standing.refresh([plain, late])
+    assert record_labels(quick, ids) == 0
