@@ -16,12 +16,15 @@ from labeler.data.importer import ImportFailed, import_file
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
 from labeler.store.artifacts import feature_stats
-from labeler.store.db import Dataset, GroundTruth, Item, Job, Label, QueueEntry, Standing, database
+from labeler.store.db import (Dataset, GroundTruth, Item, Job, Label, ModelVersion, PrequentialScore, QueueEntry,
+                              Standing, database)
 from labeler.web import create_app
 from labeler.worker import jobs
+from labeler.worker.retrain import retrain
 from tests.conftest import PASSWORD, login
 from tests.test_import import store_snapshot
 from tests.test_prepared import check_prepared_queries_match_peewee
+from tests.test_retraining import label_truth, truth_of
 from tests.test_transactions import card_c0_first
 
 HEADER = '"tx","merchant","V1","V2","Class"\n'
@@ -345,3 +348,26 @@ def test_the_hot_request_paths_plan_index_searches(pg_app):
         assert walks == [], (name, [walk for walk, _ in walks])
     indexes = {row[0] for row in database.execute_sql("SELECT indexname FROM pg_indexes WHERE tablename = 'standing'")}
     assert {"standing_dataset_id_state_value", "standing_dataset_id_state_item_id"} <= indexes
+
+
+def test_the_prequential_record_across_retrains_on_postgresql(pg_app, small_csv, tmp_path):
+    """Labels given through the screen carry the serving version; the next retrain records each item's pair of
+    scores from that version's files (labeler.worker.prequential's queries on PostgreSQL) and reports them."""
+    dataset = import_file(small_csv, "cc", label_column="Class").dataset
+    dataset.settings = {**(dataset.settings or {}), "cv_repeats": 1}
+    Dataset.update(settings=dataset.settings).where(Dataset.id == dataset.id).execute()
+    ana = create_user("ana", PASSWORD, "analyst")
+    label_truth(dataset, ana, frauds=20, genuine=200)
+    first = ModelVersion.get_by_id(retrain(dataset, str(tmp_path))["model_version"])
+    assert first.serving and first.counterpart_path is not None
+    truth = truth_of(dataset)
+    lease = leases.next_item(dataset, ana)
+    given = []
+    for _ in range(12):
+        given.append(lease.item_id)
+        outcome, lease = decisions.decide(dataset, ana, lease.item_id, f"label:{truth[lease.item_id]}")
+        assert outcome.kind == "recorded"
+    second = ModelVersion.get_by_id(retrain(dataset, str(tmp_path))["model_version"])
+    rows = list(PrequentialScore.select().where(PrequentialScore.dataset == dataset))
+    assert sorted(row.item_id for row in rows) == sorted(given) and {row.model_version for row in rows} == {first.id}
+    assert second.metrics["prequential"]["labels"] == len(given)

@@ -12,6 +12,7 @@ from labeler.worker.retrain import retrain
 from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
 from models import prequential, weak
 from models.learner import ActiveLearner
+from tests.conftest import login
 from tests.test_retraining import label_truth, truth_of
 
 
@@ -92,7 +93,7 @@ def _unlabeled(dataset, truth, positive, count, skip):
             if (value == dataset.positive_label) == positive and item not in labeled][skip:skip + count]
 
 
-def test_the_retrain_keeps_the_record_across_versions_and_serves_what_it_says(app, quick, analyst, tmp_path):
+def test_the_retrain_keeps_the_record_across_versions_and_serves_what_it_says(app, quick, analyst, admin, tmp_path):
     """Each serving blend stores its logistic part's pool scores beside its own; labels carrying that version get
     both as their record; a record that prefers the logistic part makes the next version serve it alone, with
     the blend's scores stored beside, and the record reads the pair the right way round again."""
@@ -126,6 +127,12 @@ def test_the_retrain_keeps_the_record_across_versions_and_serves_what_it_says(ap
     served = load_scores(second.scores_path, second.digests["scores"])
     blend = load_scores(second.counterpart_path, second.digests["counterpart"])
     assert not np.allclose(served, blend)
+    client = app.test_client()
+    login(client, "root")
+    page = client.get(f"/admin/datasets/{quick.name}/models").get_data(as_text=True)
+    assert ("Serves the logistic part of the blend alone: on the 36 labels scored before they were given, its "
+            "logistic part ranked at AP 1.00 and the blend at 0.17.") in page
+    assert "Serves the blend: the labels scored before they were given (0 labels) hold too few" in page
 
     later = _unlabeled(quick, truth, True, 3, 0) + _unlabeled(quick, truth, False, 10, 0)
     _label_with_version(quick, analyst, second, later, truth)
