@@ -140,8 +140,9 @@ class ActiveLearner:
             return selected
         figures = self.prequential.figures()
         if not self.prequential.prefers_logistic():
-            metrics = {**selected.metrics, weak.BLEND: {**selected.metrics.get(weak.BLEND, {}), "prequential": figures}}
-            return selection.Selected(model=selected.model, kind=weak.BLEND, metrics=metrics)
+            metrics = {**selected.metrics.get(weak.BLEND, {}), "prequential": figures}
+            return selection.Selected(model=selected.model, kind=weak.BLEND,
+                                      metrics={**selected.metrics, weak.BLEND: metrics})
         return selection.Selected(model=weak.WeakModel(weak.LOGISTIC_PART, selected.model.estimators),
                                   kind=weak.LOGISTIC_PART,
                                   metrics={**selected.metrics, weak.LOGISTIC_PART: {"prequential": figures}})
@@ -156,9 +157,8 @@ class ActiveLearner:
         if not new.any():
             return
         rows = self.pool_features()[labeled[new]]
-        scores = {model.kind: model.raw(rows), weak.BLEND if model.kind == weak.LOGISTIC_PART else
-                  weak.LOGISTIC_PART: model.counterpart(rows)}
-        self.prequential.add(y[new], scores[weak.BLEND], scores[weak.LOGISTIC_PART])
+        blend = weak.WeakModel(weak.BLEND, model.estimators)
+        self.prequential.add(y[new], blend.raw(rows), blend.counterpart(rows))
 
     def features_of(self, X, anomaly=None):
         """The rows ``X`` as the models see them: the anomaly score appended when the settings say so."""

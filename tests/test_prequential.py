@@ -130,9 +130,9 @@ def test_the_retrain_keeps_the_record_across_versions_and_serves_what_it_says(ap
     client = app.test_client()
     login(client, "root")
     page = client.get(f"/admin/datasets/{quick.name}/models").get_data(as_text=True)
-    assert ("Serves the logistic part of the blend alone: on the 36 labels scored before they were given, its "
-            "logistic part ranked at AP 1.00 and the blend at 0.17.") in page
-    assert "Serves the blend: the labels scored before they were given (0 labels) hold too few" in page
+    assert ("The logistic part of the blend alone: on the 36 labels scored before they were given, the logistic "
+            "part ranked at AP 1.00 and the blend at 0.17.") in page
+    assert "The blend, not its logistic part alone: the labels scored before they were given (0 labels) held" in page
 
     later = _unlabeled(quick, truth, True, 3, 0) + _unlabeled(quick, truth, False, 10, 0)
     _label_with_version(quick, analyst, second, later, truth)

@@ -87,12 +87,11 @@ def prequential_line(version):
         return None
     labels = f"{figures['labels']:,} label{'s' if figures['labels'] != 1 else ''}"
     if figures.get("blend_ap") is None:
-        return (f"Serves the blend: the labels scored before they were given ({labels}) hold too few of each "
-                f"label yet to compare it with its logistic part alone.")
-    part = version.kind != "blend"
-    return (f"Serves {'the logistic part of the blend alone' if part else 'the blend'}: on the {labels} scored "
-            f"before they were given, its logistic part ranked at AP {figures['logistic_ap']:.2f} and the blend at "
-            f"{figures['blend_ap']:.2f}.")
+        return (f"The blend, not its logistic part alone: the labels scored before they were given ({labels}) "
+                f"held too few of each label to compare the two.")
+    chosen = "The logistic part of the blend alone" if version.kind != "blend" else "The blend"
+    return (f"{chosen}: on the {labels} scored before they were given, the logistic part ranked at AP "
+            f"{figures['logistic_ap']:.2f} and the blend at {figures['blend_ap']:.2f}.")
 
 
 def below_baseline(record, measure):

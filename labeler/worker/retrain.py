@@ -120,6 +120,10 @@ def retrain(dataset, folder, progress=None, seed=None):
     given after it was trained. The served model is the twin's kind and calibration refitted on all labels.
     The first model is gated against the cold start's anomaly score.
 
+    Binary: the labels given since the last retrain join the prequential record (labeler.worker.prequential) with
+    the scores their version stored, and the record chooses between the blend and its logistic part
+    (models.prequential); the version serving either stores the other's pool scores too (``counterpart_path``).
+
     Until both the positive label and another label were given, no model is trained and the queue comes from
     the cold start. ``progress(stage, percent)`` is told where it is; files go to ``folder``. Returns a summary dict for the job record, with seconds per stage under "timings".
     Runs on COMPUTE_THREADS BLAS/OpenMP threads. Raises OSError when a file cannot be written (the store is
@@ -208,7 +212,8 @@ def _retrain(dataset, progress, folder, seed):
         digests["holdout"] = save_scores(holdout_scores, files["holdout"])
     if learner.n_classes == 2 and served.kind in (weak.BLEND, weak.LOGISTIC_PART):  # for the prequential record
         files["counterpart"] = stem + ".counterpart.npy"
-        digests["counterpart"] = save_scores(served.model.counterpart(learner.pool_features()), files["counterpart"])
+        counterpart = served.model.counterpart(learner.pool_features())
+        digests["counterpart"] = save_scores(counterpart, files["counterpart"])
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
     picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
@@ -221,8 +226,9 @@ def _retrain(dataset, progress, folder, seed):
     with write_transaction():
         advisory_lock("queue", dataset.id)  # a refill that scored the old version then writes nothing
         ModelVersion.update(serving=False).where(ModelVersion.dataset == dataset).execute()
-        version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"], holdout_path=files.get("holdout"),
-                                      counterpart_path=files.get("counterpart"), digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
+        version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"],
+                                      holdout_path=files.get("holdout"), counterpart_path=files.get("counterpart"),
+                                      digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
                                       serving=True, served_at=utcnow(), gate=summary_gate)
         queued = write_queue(dataset, ids, picks, p_positive, negative, version)
     timings.lap("switch + queue")
