@@ -31,7 +31,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
-from models import adaptive, learner as learner_module, strategies, weak  # noqa: E402
+from models import adaptive, learner as learner_module, prequential, strategies, weak  # noqa: E402
 from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
 
 RUNS = os.path.join(BENCH, "results", "suite_runs")
@@ -142,6 +142,18 @@ def no_prequential():
     return patched(learner_module.ActiveLearner, "prequential_choice", lambda self, selected: selected)
 
 
+def prequential_rule(last=None, min_each=prequential.MIN_EACH):
+    """The prequential choice decided on the record's ``last`` labels only (all: None), once they hold
+    ``min_each`` of each class."""
+    def prefers_logistic(self, _min_each=None):
+        window = slice(-last if last else None, None)
+        recent = prequential.Record(self.truth[window], self.blend[window], self.logistic[window])
+        figures = recent.figures(min_each)
+        return figures["blend_ap"] is not None and figures["logistic_ap"] > figures["blend_ap"]
+
+    return patched(prequential.Record, "prefers_logistic", prefers_logistic)
+
+
 def young_diversity(limit, share):
     """While fewer than ``limit`` labels are in and a model scored the pool: ``share`` of each batch typical items
     of parts of the pool no label covers (models.adaptive.uncovered), the rest picked as shipped."""
@@ -213,6 +225,9 @@ VARIANTS = {
     # between the blend and its logistic part (models.prequential), since 2026-12-03 both in the default
     "before": lambda: ({}, stack(fixed_c(0.01), no_prequential())),  # the default before them
     "noprequential": lambda: ({}, no_prequential()),
+    "window100": lambda: ({}, prequential_rule(last=100)),
+    "window200": lambda: ({}, prequential_rule(last=200)),
+    "min10": lambda: ({}, prequential_rule(min_each=10)),
     "c001": lambda: ({}, fixed_c(0.01)),
     "c01": lambda: ({}, fixed_c(0.1)),
     "c1": lambda: ({}, fixed_c(1.0)),
