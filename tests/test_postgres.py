@@ -6,6 +6,7 @@ throwaway one); every test works in a scratch database of its own, dropped after
 """
 import csv
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
 from labeler.store.artifacts import feature_stats
 from labeler.store.db import (Dataset, GroundTruth, Item, Job, Label, ModelVersion, PrequentialScore, QueueEntry,
-                              Standing, database)
+                              Standing, StandingCount, database, in_write_transaction)
 from labeler.web import create_app
 from labeler.worker import jobs
 from labeler.worker.retrain import retrain
@@ -371,3 +372,40 @@ def test_the_prequential_record_across_retrains_on_postgresql(pg_app, small_csv,
     rows = list(PrequentialScore.select().where(PrequentialScore.dataset == dataset))
     assert sorted(row.item_id for row in rows) == sorted(given) and {row.model_version for row in rows} == {first.id}
     assert second.metrics["prequential"]["labels"] == len(given)
+
+
+def test_a_deadlock_victim_is_run_again_and_both_transactions_land(pg_app, small_csv):
+    """Two transactions that take two count rows in opposite orders deadlock (as two decisions did, each holding
+    a row the other wanted); PostgreSQL aborts one, in_write_transaction rolls it back and runs it again, and
+    both increments land."""
+    dataset = import_file(small_csv, "cc", label_column="Class").dataset
+    for value in ("x", "y"):
+        StandingCount.create(dataset=dataset, state="agreed", value=value, items=0)
+    both_hold_one = threading.Barrier(2, timeout=30)
+    attempts = []
+
+    def add(first, second):
+        def work():
+            attempts.append(first)
+            for value in (first, second):
+                StandingCount.update(items=StandingCount.items + 1).where(
+                    (StandingCount.dataset == dataset) & (StandingCount.value == value)).execute()
+                if attempts.count(first) == 1 and value == first:
+                    both_hold_one.wait()  # the first attempts only: each holds one row and asks for the other
+            return first
+
+        database.connect(reuse_if_open=True)
+        try:
+            results.append(in_write_transaction(work))
+        finally:
+            database.close()
+
+    results = []
+    threads = [threading.Thread(target=add, args=pair) for pair in (("x", "y"), ("y", "x"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == ["x", "y"] and len(attempts) == 3  # one victim, run once more
+    assert {row.value: row.items for row in StandingCount.select().where(StandingCount.dataset == dataset)} == {
+        "x": 2, "y": 2}

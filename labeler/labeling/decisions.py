@@ -13,8 +13,8 @@ from peewee import IntegrityError, fn
 
 from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
-from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database, utcnow,
-                              write_transaction)
+from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database,
+                              in_write_transaction, utcnow, write_transaction)
 from labeler.store.prepared import Prepared, PreparedCreate, slot
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
@@ -137,7 +137,7 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
     settings = labeling_settings(dataset)
     note = _clean_note(note)
     item = _item_of(dataset, item_id)
-    with write_transaction():
+    def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
             value, accepted = _resolve(dataset, settings, lease, decision)
@@ -148,7 +148,9 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
             else:
                 outcome = _record(dataset, user, settings, lease, item, value, accepted,
                                   _clean_reason(dataset, settings, value, reason), note, now)
-        following, available = next_lease(dataset, user, settings, now)
+        return (outcome, *next_lease(dataset, user, settings, now))
+
+    outcome, following, available = in_write_transaction(work)
     refill_if_low(dataset, available)
     _retrain_if_due(dataset, outcome)
     return outcome, following
@@ -169,7 +171,7 @@ def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=N
     item = _item_of(dataset, item_id)
     if not (decision or "").startswith("label:"):
         raise LabelingError("decision: a run of transactions takes label:LABEL")
-    with write_transaction():
+    def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
             value, accepted = _resolve(dataset, settings, lease, decision)
@@ -177,18 +179,20 @@ def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=N
             if run is None:
                 raise LabelingError(f"through: transaction {through_id} is not a later transaction of the card of "
                                     f"{item.external_id}")
-            reason = _clean_reason(dataset, settings, value, reason)
-            outcome = _record(dataset, user, settings, lease, item, value, accepted, reason, note, now)
+            cleaned = _clean_reason(dataset, settings, value, reason)
+            outcome = _record(dataset, user, settings, lease, item, value, accepted, cleaned, note, now)
             if outcome.label is not None:
                 Label.insert_many([
                     {"item": later.id, "kind": "label", "value": value, "annotator": user.id, "source": "human",
-                     "reason": reason, "note": note, "bulk_of": outcome.label.id, "created_at": now}
+                     "reason": cleaned, "note": note, "bulk_of": outcome.label.id, "created_at": now}
                     for later in run]).execute()
                 Standing.refresh([later.id for later in run])
                 Lease.delete().where(Lease.item.in_([later.id for later in run]) & (Lease.user == user.id)).execute()
                 outcome = Outcome("recorded", f"Labeled transaction {item.external_id} and the {len(run)} later "
                                               f"transaction(s) of its card as {value}.", outcome.label)
-        following, available = next_lease(dataset, user, settings, now)
+        return (outcome, *next_lease(dataset, user, settings, now))
+
+    outcome, following, available = in_write_transaction(work)
     refill_if_low(dataset, available)
     _retrain_if_due(dataset, outcome)
     return outcome, following
@@ -278,12 +282,14 @@ def skip(dataset, user, item_id, now=None):
     now = now or utcnow()
     settings = labeling_settings(dataset)
     item = _item_of(dataset, item_id)
-    with write_transaction():
+    def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
             outcome = _defer(lease, user, settings, now, item, Outcome(
                 "skipped", f"Skipped transaction {item.external_id}; it comes back later."))
-        following, available = next_lease(dataset, user, settings, now)
+        return (outcome, *next_lease(dataset, user, settings, now))
+
+    outcome, following, available = in_write_transaction(work)
     refill_if_low(dataset, available)
     return outcome, following
 
@@ -295,7 +301,8 @@ def undo(dataset, user, now=None):
     """
     now = now or utcnow()
     settings = labeling_settings(dataset)
-    with write_transaction():
+
+    def work():
         target = (Label.select().join(Item)
                   .where((Item.dataset == dataset) & (Label.annotator == user) & (Label.kind == "label")
                          & (Label.source == "human") & ~retracted_subquery(Label))
@@ -317,7 +324,9 @@ def undo(dataset, user, now=None):
             else:
                 outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}{also}; another "
                                             f"analyst holds it now.")
-        following, available = next_lease(dataset, user, settings, now)
+        return (outcome, *next_lease(dataset, user, settings, now))
+
+    outcome, following, available = in_write_transaction(work)
     refill_if_low(dataset, available)
     return outcome, following
 

@@ -26,6 +26,7 @@ from peewee import (
     IntegerField,
     Model,
     NodeList,
+    OperationalError,
     PostgresqlDatabase,
     SqliteDatabase,
     TextField,
@@ -113,6 +114,33 @@ def write_transaction():
     else:
         with database.atomic() as transaction:
             yield transaction
+
+
+RETRIED_PGCODES = ("40P01", "40001")  # PostgreSQL's deadlock_detected and serialization_failure
+
+
+def in_write_transaction(work, attempts=3):
+    """``work()`` inside write_transaction; returns its result. When PostgreSQL aborts the transaction as a
+    deadlock's victim (two decisions each waiting for a row the other wrote: the label counts and a second-look
+    lease, say), it is rolled back whole and ``work()`` runs again, up to ``attempts`` times in all, as
+    PostgreSQL's manual advises; a transaction nested in another is never retried. Raises what ``work`` raises,
+    and the last OperationalError when every attempt was a victim."""
+    for attempt in range(1, attempts + 1):
+        nested = database.transaction_depth() > 0
+        try:
+            with write_transaction():
+                return work()
+        except OperationalError as error:
+            if nested or attempt == attempts or _pgcode(error) not in RETRIED_PGCODES:
+                raise
+
+
+def _pgcode(error):
+    """The SQLSTATE of the driver's error under peewee's ``error`` (psycopg2's ``pgcode``), None for SQLite's."""
+    for cause in (error.__cause__, error.__context__, *error.args):
+        if getattr(cause, "pgcode", None):
+            return cause.pgcode
+    return None
 
 
 def refresh_statistics(*models):
