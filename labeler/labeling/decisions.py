@@ -137,6 +137,7 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
     settings = labeling_settings(dataset)
     note = _clean_note(note)
     item = _item_of(dataset, item_id)
+
     def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
@@ -171,6 +172,7 @@ def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=N
     item = _item_of(dataset, item_id)
     if not (decision or "").startswith("label:"):
         raise LabelingError("decision: a run of transactions takes label:LABEL")
+
     def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
@@ -282,6 +284,7 @@ def skip(dataset, user, item_id, now=None):
     now = now or utcnow()
     settings = labeling_settings(dataset)
     item = _item_of(dataset, item_id)
+
     def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
