@@ -23,8 +23,9 @@ LOGISTIC_PART = "logistic part"
 BLEND_PARTS = (LOGISTIC, BOOSTED)
 MIN_BOOSTED_PER_CLASS = 10  # boosting joins the logistic model (the blend) once each class has this many
 # binary: C = LOGISTIC_C_TOTAL / (number of features), the same prior variance of the linear score on every table
-# (0.01 on Caravan's 85 features, the penalty every table had before; ISLP's Default, 4 features, gained 0.01-0.02
-# AUPRC from 100 to 500 labels with it, development seeds: bench/results/suite_model_choice_dev.txt)
+# (0.01 on Caravan's 85 features, the penalty every table had before; with it the loop on ISLP's Default, 3
+# features, gained +0.024 / +0.019 / +0.010 AUPRC at 100 / 250 / 500 labels, development seeds 10-29:
+# bench/results/suite_model_choice_dev.txt)
 LOGISTIC_C_TOTAL = 0.85
 # K classes (multinomial): each class has a tenth of the labels or fewer, and C=0.01 underfit the digits (test
 # accuracy 0.64-0.78 at 100 random labels against 0.81-0.90 at C=0.1; development seeds 10-12)

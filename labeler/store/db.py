@@ -121,8 +121,8 @@ RETRIED_PGCODES = ("40P01", "40001")  # PostgreSQL's deadlock_detected and seria
 
 def in_write_transaction(work, attempts=3):
     """``work()`` inside write_transaction; returns its result. When PostgreSQL aborts the transaction as a
-    deadlock's victim (two decisions each waiting for a row the other wrote: the label counts and a second-look
-    lease, say), it is rolled back whole and ``work()`` runs again, up to ``attempts`` times in all, as
+    deadlock's victim (two decisions each waiting on the other, one of them for a label-count row the other had
+    just written, as tests/test_deployment.py once saw) or a serialization failure, it is rolled back whole and ``work()`` runs again, up to ``attempts`` times in all, as
     PostgreSQL's manual advises; a transaction nested in another is never retried. Raises what ``work`` raises,
     and the last OperationalError when every attempt was a victim."""
     for attempt in range(1, attempts + 1):

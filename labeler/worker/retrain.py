@@ -201,7 +201,8 @@ def _retrain(dataset, progress, folder, seed):
     served = fit_serving(learner, twin, labeled, y, pseudo) if twin is not None else learner.train(labeled, y, pseudo)
     timings.lap("fit on all labels")
     progress("scoring the pool", 70)
-    p_positive = learner.score(served.model)
+    pool = learner.pool_features()  # with the merchants' label rates, if grouped: computed once for both scores
+    p_positive = served.model.predict(pool)
     timings.lap("score pool")
     progress("saving the scores", 75)
     stem = os.path.join(folder, f"dataset-{dataset.id}-{uuid.uuid4().hex}")
@@ -212,8 +213,7 @@ def _retrain(dataset, progress, folder, seed):
         digests["holdout"] = save_scores(holdout_scores, files["holdout"])
     if learner.n_classes == 2 and served.kind in (weak.BLEND, weak.LOGISTIC_PART):  # for the prequential record
         files["counterpart"] = stem + ".counterpart.npy"
-        counterpart = served.model.counterpart(learner.pool_features())
-        digests["counterpart"] = save_scores(counterpart, files["counterpart"])
+        digests["counterpart"] = save_scores(served.model.counterpart(pool), files["counterpart"])
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
     picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
