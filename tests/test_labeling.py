@@ -11,6 +11,7 @@ import pytest
 from peewee import IntegrityError, fn
 from playhouse.migrate import SqliteMigrator, migrate
 
+from labeler.data.datasets import label_counts
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
@@ -26,10 +27,13 @@ from labeler.store.db import (
     ModelVersion,
     QueueEntry,
     SchemaVersion,
+    StandingCount,
     database,
+    in_write_transaction,
     open_database,
     utcnow,
 )
+from labeler.store import db as db_module
 from labeler.store.migrations import MIGRATIONS, upgrade
 from labeler.store.pool import load_pool
 from labeler.store.settings import DEFAULTS, SettingsError, labeling_settings, update_labeling_settings
@@ -873,3 +877,51 @@ def test_migration_2_upgrades_a_version_1_store(tmp_path):
         assert Lease.table_exists()
         assert "suggestion_shown" in {c.name for c in database.get_columns("label")}
         assert upgrade() == []
+
+
+@pytest.mark.parametrize("action", ["decide", "skip_then_undo"])
+def test_label_counts_are_written_last_in_a_decision_transaction(queued, analyst, monkeypatch, action):
+    """The count rows every decision updates are written at the end of its transaction, after the next lease is
+    taken (labeler.store.db.standing_counts_last: on PostgreSQL a decision once held a count row while waiting
+    for a lease, half of a deadlock), and the counts stay right."""
+    events = []
+    shipped_count, shipped_next = db_module._count_standing, decisions.next_lease
+
+    def count(**fields):
+        events.append(("count", fields["value"], fields["items"]))
+        return shipped_count(**fields)
+
+    def next_lease(*args):
+        events.append(("next lease",))
+        return shipped_next(*args)
+
+    monkeypatch.setattr(db_module, "_count_standing", count)
+    monkeypatch.setattr(decisions, "next_lease", next_lease)
+    lease = leases.next_item(queued, analyst)
+    outcome, following = decisions.decide(queued, analyst, lease.item_id, "label:genuine")
+    assert outcome.kind == "recorded"
+    assert events == [("next lease",), ("count", "genuine", 1)]
+    if action == "skip_then_undo":
+        events.clear()
+        decisions.skip(queued, analyst, following.item_id)
+        assert events == [("next lease",)]  # no label changed: no count written
+        outcome, _ = decisions.undo(queued, analyst)
+        assert outcome.kind == "undone" and events[-1] == ("count", "genuine", -1)
+        assert ("next lease",) not in events[events.index(("count", "genuine", -1)):]
+    assert label_counts(queued) == ({"genuine": 1} if action == "decide" else {})
+
+
+def test_counts_held_back_are_dropped_when_the_transaction_fails(queued, analyst):
+    """A transaction that raises after refreshing a label writes no count: its changes go with the rollback."""
+    lease = leases.next_item(queued, analyst)
+
+    def work():
+        decisions._record(queued, analyst, labeling_settings(queued), lease, Item.get_by_id(lease.item_id),
+                          "genuine", None, None, None, lease.offered_at)
+        raise RuntimeError("after the label")
+
+    with pytest.raises(RuntimeError):
+        in_write_transaction(work)
+    assert label_counts(queued) == {} and StandingCount.select().count() == 0
+    assert decisions.decide(queued, analyst, lease.item_id, "label:genuine")[0].kind == "recorded"
+    assert label_counts(queued) == {"genuine": 1}

@@ -13,6 +13,7 @@ import pytest
 from peewee import IntegrityError, PostgresqlDatabase
 
 from labeler.cli import register_commands
+from labeler.data.datasets import label_counts
 from labeler.data.importer import ImportFailed, import_file
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
@@ -409,3 +410,47 @@ def test_a_deadlock_victim_is_run_again_and_both_transactions_land(pg_app, small
     assert sorted(results) == ["x", "y"] and len(attempts) == 3  # one victim, run once more
     assert {row.value: row.items for row in StandingCount.select().where(StandingCount.dataset == dataset)} == {
         "x": 2, "y": 2}
+
+
+def test_a_decision_locks_the_label_counts_only_at_its_end(pg_app, small_csv, monkeypatch):
+    """While a decision's transaction takes the next lease, the count rows it will update are not locked yet:
+    another connection locks them without waiting (before, the decision held them across the rest of its
+    transaction, and two decisions deadlocked). The count lands at the end."""
+    dataset = import_file(small_csv, "cc", label_column="Class").dataset
+    ana = create_user("ana", PASSWORD, "analyst")
+    jobs.request(dataset, jobs.REFILL, "test")
+    assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
+    lease = leases.next_item(dataset, ana)
+    outcome, lease = decisions.decide(dataset, ana, lease.item_id, "label:genuine")  # the count row exists
+    in_next_lease, checked = threading.Event(), threading.Event()
+    shipped = decisions.next_lease
+
+    def next_lease(*args):
+        in_next_lease.set()
+        assert checked.wait(30)
+        return shipped(*args)
+
+    monkeypatch.setattr(decisions, "next_lease", next_lease)
+    results = []
+
+    def decide():
+        database.connect(reuse_if_open=True)
+        try:
+            results.append(decisions.decide(dataset, ana, lease.item_id, "label:genuine")[0].kind)
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    try:
+        assert in_next_lease.wait(30)  # the decision has recorded its label and now takes the next lease
+        with database.atomic():
+            locked = database.execute_sql(
+                f'SELECT "items" FROM "{StandingCount._meta.table_name}" WHERE "dataset_id" = %s FOR UPDATE NOWAIT',
+                (dataset.id,)).fetchall()
+        assert locked == [(1,)]  # not held by the decision, and its change not yet written
+    finally:
+        checked.set()
+        thread.join(60)
+    assert results == ["recorded"]
+    assert label_counts(dataset) == {"genuine": 2}

@@ -14,7 +14,7 @@ from peewee import IntegrityError, fn
 from labeler.labeling.history import card_run
 from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
 from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database,
-                              in_write_transaction, utcnow, write_transaction)
+                              in_write_transaction, utcnow)
 from labeler.store.prepared import Prepared, PreparedCreate, slot
 from labeler.store.settings import engine_settings, labeling_settings
 from labeler.worker import jobs
@@ -372,7 +372,8 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
     if value not in dataset.labels:
         raise LabelingError(f"value: {value!r} is not a label of this dataset ({', '.join(dataset.labels)})")
     reason = _clean_reason(dataset, settings, value, reason)
-    with write_transaction():
+
+    def work():
         old = my_standing_label(item.id, user)
         if old is None:
             outcome = Outcome("stale", f"You have no standing label on transaction {item.external_id} to change.")
@@ -391,7 +392,9 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
             Standing.refresh([item.id])
             outcome = Outcome("edited", f"Changed transaction {item.external_id} from {old.value} to {value}.",
                               label)
-        following, available = next_lease(dataset, user, settings, now)
+        return (outcome, *next_lease(dataset, user, settings, now))
+
+    outcome, following, available = in_write_transaction(work)
     refill_if_low(dataset, available)
     _retrain_if_due(dataset, outcome)
     return outcome, following

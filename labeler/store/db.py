@@ -120,19 +120,42 @@ RETRIED_PGCODES = ("40P01", "40001")  # PostgreSQL's deadlock_detected and seria
 
 
 def in_write_transaction(work, attempts=3):
-    """``work()`` inside write_transaction; returns its result. When PostgreSQL aborts the transaction as a
-    deadlock's victim (two decisions each waiting on the other, one of them for a label-count row the other had
-    just written, as tests/test_deployment.py once saw) or a serialization failure, it is rolled back whole and ``work()`` runs again, up to ``attempts`` times in all, as
-    PostgreSQL's manual advises; a transaction nested in another is never retried. Raises what ``work`` raises,
-    and the last OperationalError when every attempt was a victim."""
+    """``work()`` inside write_transaction, its label-count changes written last (standing_counts_last);
+    returns its result. When PostgreSQL aborts the transaction as a deadlock's victim (two decisions each
+    waiting on the other, one of them for a label-count row the other had just written, as
+    tests/test_deployment.py once saw) or a serialization failure, it is rolled back whole and ``work()`` runs
+    again, up to ``attempts`` times in all, as PostgreSQL's manual advises; a transaction nested in another is
+    never retried. Raises what ``work`` raises, and the last OperationalError when every attempt was a victim."""
     for attempt in range(1, attempts + 1):
         nested = database.transaction_depth() > 0
         try:
-            with write_transaction():
+            with write_transaction(), standing_counts_last():
                 return work()
         except OperationalError as error:
             if nested or attempt == attempts or _pgcode(error) not in RETRIED_PGCODES:
                 raise
+
+
+_counts_pending = threading.local()  # .changes: the label-count changes standing_counts_last holds back
+
+
+@contextlib.contextmanager
+def standing_counts_last():
+    """Within the block (the body of a transaction), Standing.refresh keeps its StandingCount changes and writes
+    them when the block ends, in one order: the few count rows every decision updates are then locked only for
+    the end of the transaction, after its leases and queue entries, instead of across them (on PostgreSQL a
+    decision holding a count row while it waited for a lease another decision held was half of a deadlock).
+    Nothing is written when the block raises; an inner block leaves the writing to the outer one."""
+    if getattr(_counts_pending, "changes", None) is not None:
+        yield
+        return
+    _counts_pending.changes = collections.Counter()
+    try:
+        yield
+        changes = _counts_pending.changes
+    finally:
+        _counts_pending.changes = None
+    _write_counts(changes)
 
 
 def _pgcode(error):
@@ -538,7 +561,8 @@ class Standing(BaseModel):
         """Recompute the rows of ``item_ids`` from their human and review label rows by Label.effective's rule:
         the newest standing adjudication ('adjudicated'); else each analyst's newest standing answer, which
         stands when they all agree (the newest of them, 'agreed') and is 'disputed' when they do not; else no
-        row; ``answered`` says whether any analyst's answer stands. StandingCount follows. Call it inside the
+        row; ``answered`` says whether any analyst's answer stands. StandingCount follows, at once or, within
+        standing_counts_last, when that block ends. Call it inside the
         transaction that wrote the labels (on PostgreSQL it locks the items' rows, so that two transactions
         refreshing one item take turns and the second sees the first's labels).
 
@@ -558,9 +582,19 @@ class Standing(BaseModel):
             if row is not None:
                 _insert_standing(**row)
                 change[(row["dataset"], row["state"], row["value"] or "")] += 1
-        for (dataset_id, state, value), items in sorted(change.items()):  # one order: no deadlock on PostgreSQL
-            if items:
-                _count_standing(dataset=dataset_id, state=state, value=value, items=items)
+        pending = getattr(_counts_pending, "changes", None)
+        if pending is None:
+            _write_counts(change)
+        else:
+            pending.update(change)
+
+
+def _write_counts(change):
+    """Add ``change`` ({(dataset id, state, value): items}) to StandingCount's rows, in one order (two
+    transactions never take the same rows in opposite orders)."""
+    for (dataset_id, state, value), items in sorted(change.items()):
+        if items:
+            _count_standing(dataset=dataset_id, state=state, value=value, items=items)
 
 
 class StandingCount(BaseModel):
