@@ -172,6 +172,51 @@ def young_diversity(limit, share):
     return patched(learner_module.ActiveLearner, "pick", pick)
 
 
+def young_exploration(positives_below, share):
+    """While a model scored the pool but fewer than ``positives_below`` positives are labeled: ``share`` of each
+    batch drawn at random (typical positives, where the first ones found were the pool's odd ones), the rest
+    picked as shipped."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        unlabeled = np.asarray(unlabeled, dtype=np.int64)
+        if p_positive is None or labeled_positives is None or labeled_positives >= positives_below:
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        drawn = self.rng.choice(unlabeled, size=min(int(round(size * share)), len(unlabeled)), replace=False)
+        rest = unlabeled[~np.isin(unlabeled, drawn)]
+        return ([(int(index), EXPLORATION) for index in drawn]
+                + list(shipped(self, p_positive, rest, size - len(drawn), labeled_positives)))
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
+def pool_density(z, seed, reference=1000):
+    """Each pool row's mean Gaussian similarity to a seeded draw of ``reference`` rows of ``z``, the bandwidth
+    the draw's median distance: high for typical rows, low for the odd ones; scaled to at most 1."""
+    rng = np.random.default_rng(seed)
+    drawn = z[rng.choice(len(z), size=min(reference, len(z)), replace=False)].astype(np.float64)
+    squared = (np.square(z).sum(axis=1)[:, None] - 2.0 * z @ drawn.T + np.square(drawn).sum(axis=1)[None, :])
+    squared = np.maximum(squared, 0.0)
+    bandwidth = np.median(squared)
+    density = np.exp(-squared / max(bandwidth, 1e-12)).mean(axis=1)
+    return density / density.max()
+
+
+def density_frontier(positives_below, power=1.0):
+    """While a model scored the pool but fewer than ``positives_below`` positives are labeled: the mix picks
+    by P(positive) times the pool density to the ``power`` (information density, Settles and Craven 2008)."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        if p_positive is None or labeled_positives is None or labeled_positives >= positives_below:
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        if getattr(self, "density", None) is None:
+            self.density = pool_density(self.z, self.seed)
+        return shipped(self, np.asarray(p_positive) * self.density ** power, unlabeled, size, labeled_positives)
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
 def both_kinds_compared(y, n_classes=2):
     """Binary: cross-validation chooses between the logistic model and the blend once both classes have
     MIN_BOOSTED_PER_CLASS labels (as it does for K classes), instead of the blend always."""
@@ -242,6 +287,13 @@ VARIANTS = {
     # (b) widen earlier
     "widen10": lambda: ({}, patched(adaptive, "WIDEN_AFTER", 10)),
     "widen10rand": lambda: ({}, widen10rand()),
+    "density10": lambda: ({}, density_frontier(10)),
+    "density5": lambda: ({}, density_frontier(5)),
+    "density10p2": lambda: ({}, density_frontier(10, 2.0)),
+    "density20": lambda: ({}, density_frontier(20)),
+    "youngexp3": lambda: ({}, young_exploration(3, 0.5)),
+    "youngexp5": lambda: ({}, young_exploration(5, 0.5)),
+    "youngexp3_w10r": lambda: ({}, stack(young_exploration(3, 0.5), widen10rand())),
     # (c) cold start with diversity from the first batch
     "colddiv": lambda: ({}, cold_mix({COLD_START: 0.5, DIVERSITY: 0.5})),
     "colddivexp": lambda: ({}, cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3})),
