@@ -203,6 +203,31 @@ def plot_ranks(mean_ranks, methods, path, seeds):
     pyplot.close(figure)
 
 
+def group_verdicts(table_figures, methods, seeds, size):
+    """Lines checking the verdict's own noise: the seeds split into consecutive groups of ``size``, and per table
+    and budget each group's paired difference of the default to the best peer of that group (chosen on the same
+    seeds, as the report chooses it), then how many groups call it BEHIND."""
+    peers = [method for method in methods if method not in OURS and not method.startswith("adaptive")]
+    groups = [list(range(start, min(start + size, len(seeds)))) for start in range(0, len(seeds), size)]
+    groups = [group for group in groups if len(group) == size]
+    lines = [f"the verdict per group of {size} seeds (default against the group's own best peer)"]
+    for table, by_budget in table_figures.items():
+        for budget, cells in by_budget.items():
+            present = [peer for peer in peers if peer in cells]
+            if "default" not in cells or not present:
+                continue
+            parts, behind = [], 0
+            for group in groups:
+                pick = lambda method: [cells[method][position] for position in group]  # noqa: E731
+                best = max(present, key=lambda peer: np.mean(pick(peer)))
+                mean, error, word = paired(pick("default"), pick(best))
+                behind += word == "BEHIND"
+                parts.append(f"{seeds[group[0]]}-{seeds[group[-1]]} {mean:+.3f} ({error:.3f}) {word} vs {best}")
+            lines.append(f"{table} @{budget}: BEHIND in {behind} of {len(groups)} groups")
+            lines.extend(f"    {part}" for part in parts)
+    return "\n".join(lines) + "\n"
+
+
 def parse_ints(text, option):
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -224,6 +249,9 @@ def main(argv=None):
     parser.add_argument("--name", default="suite", help="OUT/NAME.txt and OUT/NAME.png")
     parser.add_argument("--fresh", action="store_true", help="rerun runs that are kept")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
+    parser.add_argument("--groups", type=int, default=0,
+                        help="also split the seeds into groups of this many and print each group's verdict "
+                             "(how often the report's rule calls a level loop behind); 0: not")
     args = parser.parse_args(argv)
     seeds = parse_ints(args.seeds, "--seeds")
     budgets = sorted(parse_ints(args.budgets, "--budgets"))
@@ -254,6 +282,8 @@ def main(argv=None):
     table_figures = figures(runs, budgets)
     command = "python bench/suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text, mean_ranks = report(table_figures, sizes, methods, budgets, seeds, command)
+    if args.groups:
+        text += "\n" + group_verdicts(table_figures, methods, seeds, args.groups)
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.name}.txt"), "w", encoding="utf-8") as stream:
