@@ -68,11 +68,12 @@ def test_a_run_of_the_card_is_labeled_with_b_and_enter_and_undone_with_one_key(b
         if page.locator("[data-key=b]").count():
             break
         press_and_wait(page, "Space")
-    assert page.locator("[data-history] > table tr.current").count() == 1
+    assert page.locator("[data-key=b]").count() and page.locator("[data-history] > table tr.current").count() == 1
     item, _ = on_screen(page)
-    page.keyboard.press("b")
+    page.keyboard.press("b")  # pressed while the last reply still settles, the key waits its turn (app.js's queue)
     confirm = page.locator("#run-confirm")
-    assert confirm.is_visible() and "taken back together by undo" in confirm.inner_text()
+    confirm.wait_for(state="visible", timeout=5000)
+    assert "taken back together by undo" in confirm.inner_text()
     later = int(confirm.inner_text().split("and the ")[1].split(" later")[0])
     page.screenshot(path=f"{screenshots}/run-confirm.png", full_page=True)
     press_and_wait(page, "Enter")
