@@ -203,6 +203,23 @@ def plot_ranks(mean_ranks, methods, path, seeds):
     pyplot.close(figure)
 
 
+def first_positives(runs, methods):
+    """Lines saying how soon each method showed the analyst a positive, per table: the median number of labels
+    until the first one, and on how many seeds none came within the run (the first labels decide trust)."""
+    lines = ["labels until the first positive: median over seeds (seeds with none in the run)"]
+    lines.append(f"{'table':<14} " + " ".join(f"{method[:12]:>12}" for method in methods))
+    for table, by_method in runs.items():
+        cells = []
+        for method in methods:
+            firsts = [next((row["labels"] for row in rows if row["positives_found"] > 0), None)
+                      for rows in by_method.get(method, {}).values()]
+            found = [first for first in firsts if first is not None]
+            median = f"{np.median(found):.0f}" if found else "-"
+            cells.append(f"{median + f' ({len(firsts) - len(found)})':>12}")
+        lines.append(f"{table[:14]:<14} " + " ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
 def group_verdicts(table_figures, methods, seeds, size):
     """Lines checking the verdict's own noise: the seeds split into consecutive groups of ``size``, and per table
     and budget each group's paired difference of the default to the best peer of that group (chosen on the same
@@ -282,6 +299,7 @@ def main(argv=None):
     table_figures = figures(runs, budgets)
     command = "python bench/suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text, mean_ranks = report(table_figures, sizes, methods, budgets, seeds, command)
+    text += "\n" + first_positives(runs, methods)
     if args.groups:
         text += "\n" + group_verdicts(table_figures, methods, seeds, args.groups)
     print(text)
