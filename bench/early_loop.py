@@ -229,9 +229,21 @@ def both_kinds_compared(y, n_classes=2):
 shipped_candidate_kinds = weak.candidate_kinds
 
 
+def widen_after(labels):
+    """The cold start widens its search after ``labels`` labels without a positive (cold_start_shares' default
+    argument holds WIDEN_AFTER from import time: patching the constant alone changes nothing)."""
+    shipped = adaptive.cold_start_shares
+
+    def widened(n_labeled, n_positive, widen_after=None, shares=adaptive.COLD_SHARES):
+        return shipped(n_labeled, n_positive, labels, shares)
+
+    return patched(adaptive, "cold_start_shares", widened)
+
+
 def widen10rand():
-    """The search widens after 10 labels without a positive, to random picks only."""
-    return stack(patched(adaptive, "WIDEN_AFTER", 10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
+    """The search widens after 10 labels without a positive, to random picks only. (Before 2026-12-03 this
+    patched the constant WIDEN_AFTER, which cold_start_shares never read: it widened after 20.)"""
+    return stack(widen_after(10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
 
 
 def stack(*managers):
@@ -285,7 +297,8 @@ VARIANTS = {
     "young200": lambda: ({}, young_mix(200, UNC)),
     "young150hr": lambda: ({}, young_mix(150, {HIGH_RISK: 0.1, UNCERTAIN: 0.9})),
     # (b) widen earlier
-    "widen10": lambda: ({}, patched(adaptive, "WIDEN_AFTER", 10)),
+    "widen10": lambda: ({}, widen_after(10)),
+    "widen20rand": lambda: ({}, patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0})),
     "widen10rand": lambda: ({}, widen10rand()),
     "density10": lambda: ({}, density_frontier(10)),
     "density5": lambda: ({}, density_frontier(5)),
