@@ -421,7 +421,8 @@ def test_a_decision_locks_the_label_counts_only_at_its_end(pg_app, small_csv, mo
     jobs.request(dataset, jobs.REFILL, "test")
     assert set(jobs.run_queued(pg_app.extensions["labeler.config"], dataset).values()) == {"done"}
     lease = leases.next_item(dataset, ana)
-    outcome, lease = decisions.decide(dataset, ana, lease.item_id, "label:genuine")  # the count row exists
+    outcome, lease = decisions.decide(dataset, ana, lease.item_id, "label:genuine")
+    assert outcome.kind == "recorded" and label_counts(dataset) == {"genuine": 1}  # the count row exists
     in_next_lease, checked = threading.Event(), threading.Event()
     shipped = decisions.next_lease
 
