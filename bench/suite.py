@@ -140,6 +140,16 @@ def ranks(table_figures, methods, budgets):
     return result
 
 
+def peers_of(methods):
+    """The methods of ``methods`` that are peers (neither labeler's loops nor adaptive variants)."""
+    return [method for method in methods if method not in OURS and not method.startswith("adaptive")]
+
+
+def best_peer(figures_of, peers):
+    """The peer whose figures (``figures_of(peer)``: AUPRC per seed) have the highest mean."""
+    return max(peers, key=lambda peer: np.mean(figures_of(peer)))
+
+
 def report(table_figures, sizes, methods, budgets, seeds, command):
     """The suite's text: header, one block per table, the mean ranks."""
     host = (f"{platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
@@ -147,7 +157,7 @@ def report(table_figures, sizes, methods, budgets, seeds, command):
     lines = [f"command: {command}", f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
              f"machine: {host}", f"seeds: {', '.join(map(str, seeds))}; batch {BATCH}; test AUPRC, mean over seeds",
              ""]
-    peers = [method for method in methods if method not in OURS and not method.startswith("adaptive")]
+    peers = peers_of(methods)
     for table, by_budget in table_figures.items():
         rows, features, positives = sizes[table]
         lines.append(f"== {table}: {rows:,} rows, {features} features, {positives} positives "
@@ -159,7 +169,7 @@ def report(table_figures, sizes, methods, budgets, seeds, command):
                 f"{np.mean(cells[method]):12.3f}" if method in cells else f"{'-':>12}" for method in methods)
             present = [peer for peer in peers if peer in cells]
             if "default" in cells and present:
-                best = max(present, key=lambda peer: np.mean(cells[peer]))
+                best = best_peer(cells.get, present)
                 mean, error, word = paired(cells["default"], cells[best])
                 line += f"   {best[:13]:<13} {mean:+.3f} ({error:.3f}) {word:<7}"
             else:
@@ -224,7 +234,7 @@ def group_verdicts(table_figures, methods, seeds, size):
     """Lines checking the verdict's own noise: the seeds split into consecutive groups of ``size``, and per table
     and budget each group's paired difference of the default to the best peer of that group (chosen on the same
     seeds, as the report chooses it), then how many groups call it BEHIND."""
-    peers = [method for method in methods if method not in OURS and not method.startswith("adaptive")]
+    peers = peers_of(methods)
     groups = [list(range(start, min(start + size, len(seeds)))) for start in range(0, len(seeds), size)]
     groups = [group for group in groups if len(group) == size]
     lines = [f"the verdict per group of {size} seeds (default against the group's own best peer)"]
@@ -236,7 +246,7 @@ def group_verdicts(table_figures, methods, seeds, size):
             parts, behind = [], 0
             for group in groups:
                 pick = lambda method: [cells[method][position] for position in group]  # noqa: E731
-                best = max(present, key=lambda peer: np.mean(pick(peer)))
+                best = best_peer(pick, present)
                 mean, error, word = paired(pick("default"), pick(best))
                 behind += word == "BEHIND"
                 parts.append(f"{seeds[group[0]]}-{seeds[group[-1]]} {mean:+.3f} ({error:.3f}) {word} vs {best}")
