@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -154,6 +155,86 @@ def prequential_rule(last=None, min_each=prequential.MIN_EACH):
     return patched(prequential.Record, "prefers_logistic", prefers_logistic)
 
 
+def logistic_first(min_each=prequential.MIN_EACH, measure=average_precision_score, first=True):
+    """The prequential choice by ``measure`` (of truth and scores; average precision as shipped) and, when
+    ``first``, the other way round: the blend's logistic part serves until the record holds ``min_each`` labels of
+    each class and the blend ranked them at least as well."""
+    def prefers_logistic(self, _min_each=None):
+        truth = np.asarray(self.truth)
+        if min(int(truth.sum()), len(truth) - int(truth.sum())) < min_each:
+            return first
+        return measure(truth, self.logistic) > measure(truth, self.blend)
+
+    return patched(prequential.Record, "prefers_logistic", prefers_logistic)
+
+
+def bootstrap_ap(truth, scores, draws=200, seed=0):
+    """Average precision of ``scores`` on ``truth`` under ``draws`` Poisson bootstrap reweightings of the labels
+    (rows: draws; ties broken by order)."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    truth = np.asarray(truth, dtype=np.float64)[order]
+    weights = np.random.default_rng(seed).poisson(1.0, size=(draws, len(truth))).astype(np.float64)
+    hits = np.cumsum(weights * truth, axis=1)
+    precision = hits / np.maximum(np.cumsum(weights, axis=1), 1e-12)
+    return (weights * truth * precision).sum(axis=1) / np.maximum((weights * truth).sum(axis=1), 1e-12)
+
+
+def logistic_until_confident(confidence=0.9, min_each=prequential.MIN_EACH, draws=200):
+    """The logistic part serves until the blend ranked the record's labels better (average precision) in at
+    least ``confidence`` of ``draws`` bootstrap reweightings of the record."""
+    def prefers_logistic(self, _min_each=None):
+        truth = np.asarray(self.truth)
+        if min(int(truth.sum()), len(truth) - int(truth.sum())) < min_each:
+            return True
+        seed = len(truth)
+        better = bootstrap_ap(truth, self.blend, draws, seed) > bootstrap_ap(truth, self.logistic, draws, seed)
+        return better.mean() < confidence
+
+    return patched(prequential.Record, "prefers_logistic", prefers_logistic)
+
+
+class RampedParts(list):
+    """A blend's estimators with the boosted part's share (blend_ramp), carried wherever the list goes."""
+    boosted_share = 0.5
+
+
+def blend_ramp(positives):
+    """The blend's boosted part weighted by 0.5 x min(1, positive training rows / ``positives``) instead of 0.5
+    (distinct rows: human labels repeated beside pseudo-labels count once): it joins as its positives grow."""
+    shipped_fit, shipped_raw = weak.fit, weak.WeakModel.raw
+
+    def fit(kind, X, y, seed=0, categorical=(), n_classes=2):
+        model = shipped_fit(kind, X, y, seed, categorical, n_classes)
+        if kind == weak.BLEND and n_classes == 2:
+            distinct = len(np.unique(np.asarray(X)[np.asarray(y) == 1], axis=0))
+            model.estimators = RampedParts(model.estimators)
+            model.estimators.boosted_share = 0.5 * min(1.0, distinct / positives)
+        return model
+
+    def raw(self, X):
+        if self.kind != weak.BLEND or not isinstance(self.estimators, RampedParts):
+            return shipped_raw(self, X)
+        X = np.asarray(X, dtype=np.float32)
+        share = self.estimators.boosted_share
+        return ((1.0 - share) * weak.positive_probability(self.estimators[0], X)
+                + share * weak.positive_probability(self.estimators[1], X))
+
+    return stack(patched(weak, "fit", fit), patched(weak.WeakModel, "raw", raw))
+
+
+def boosted_params(**params):
+    """The boosted part of the blend (weak._make's HistGradientBoostingClassifier) with ``params`` changed."""
+    shipped = weak._make
+
+    def make(kind, seed, categorical=(), n_classes=2, n_features=1):
+        model = shipped(kind, seed, categorical, n_classes, n_features)
+        if kind == weak.BOOSTED:
+            (model.boosted if isinstance(model, weak.NativeCategories) else model).set_params(**params)
+        return model
+
+    return patched(weak, "_make", make)
+
+
 def young_diversity(limit, share):
     """While fewer than ``limit`` labels are in and a model scored the pool: ``share`` of each batch typical items
     of parts of the pool no label covers (models.adaptive.uncovered), the rest picked as shipped."""
@@ -229,6 +310,9 @@ def both_kinds_compared(y, n_classes=2):
 shipped_candidate_kinds = weak.candidate_kinds
 
 
+WIDEN_AFTER_SHIPPED = adaptive.WIDEN_AFTER
+
+
 def widen_after(labels):
     """The cold start widens its search after ``labels`` labels without a positive (cold_start_shares' default
     argument holds WIDEN_AFTER from import time: patching the constant alone changes nothing)."""
@@ -244,6 +328,18 @@ def widen10rand():
     """The search widens after 10 labels without a positive, to random picks only. (Before 2026-12-03 this
     patched the constant WIDEN_AFTER, which cold_start_shares never read: it widened after 20.)"""
     return stack(widen_after(10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
+
+
+def cold_start(cold, widen=WIDEN_AFTER_SHIPPED):
+    """The binary cold start in ``cold`` ({strategy: share}) from the first batch, widening as shipped
+    (WIDER_SHARES) after ``widen`` labels without a positive: patched where the learner reads it
+    (models.adaptive.cold_start_shares)."""
+    def replacement(n_labeled, n_positive, widen_after=None, shares=None):
+        if n_positive == 0 and n_labeled >= widen:
+            return dict(adaptive.WIDER_SHARES)
+        return dict(cold)
+
+    return patched(adaptive, "cold_start_shares", replacement)
 
 
 def stack(*managers):
@@ -285,6 +381,18 @@ VARIANTS = {
     "window100": lambda: ({}, prequential_rule(last=100)),
     "window200": lambda: ({}, prequential_rule(last=200)),
     "min10": lambda: ({}, prequential_rule(min_each=10)),
+    "noblend_uncal": lambda: ({}, stack(logistic_only(), patched(weak, "fit_platt", lambda p, y: (1.0, 0.0)))),
+    "uncal": lambda: ({}, patched(weak, "fit_platt", lambda p, y: (1.0, 0.0))),
+    "logfirst": lambda: ({}, logistic_first()),
+    "logfirst3": lambda: ({}, logistic_first(3)),
+    "ramp50": lambda: ({}, blend_ramp(50)),
+    "leaf50": lambda: ({}, boosted_params(min_samples_leaf=50)),
+    "leaf50lr1": lambda: ({}, boosted_params(min_samples_leaf=50, learning_rate=0.1)),
+    "logfirst10": lambda: ({}, logistic_first(10)),
+    "logboot90": lambda: ({}, logistic_until_confident(0.9)),
+    "logboot75": lambda: ({}, logistic_until_confident(0.75)),
+    "logfirst_auc": lambda: ({}, logistic_first(measure=roc_auc_score)),
+    "prequential_auc": lambda: ({}, logistic_first(measure=roc_auc_score, first=False)),
     "c001": lambda: ({}, fixed_c(0.01)),
     "c01": lambda: ({}, fixed_c(0.1)),
     "c1": lambda: ({}, fixed_c(1.0)),
@@ -314,6 +422,9 @@ VARIANTS = {
     "halfrand": lambda: ({}, cold_mix({COLD_START: 0.5, EXPLORATION: 0.5})),
     # (b) + (c)
     "halfrand_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.5, EXPLORATION: 0.5}), widen10rand())),
+    # the cold start that keeps its anomaly picks only while they hit (2026-12-03, fresh development seeds)
+    "anomrand_w10": lambda: ({}, cold_start({COLD_START: 0.5, EXPLORATION: 0.5}, widen=10)),
+    "shipped_w10": lambda: ({}, cold_start({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}, widen=10)),
     "colddivexp_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}),
                                           widen10rand())),
 }
