@@ -155,13 +155,19 @@ def prequential_rule(last=None, min_each=prequential.MIN_EACH):
     return patched(prequential.Record, "prefers_logistic", prefers_logistic)
 
 
+def undecided(truth, min_each):
+    """Whether the record's labels ``truth`` hold fewer than ``min_each`` of either class."""
+    positives = int(np.sum(truth))
+    return min(positives, len(truth) - positives) < min_each
+
+
 def logistic_first(min_each=prequential.MIN_EACH, measure=average_precision_score, first=True):
     """The prequential choice by ``measure`` (of truth and scores; average precision as shipped) and, when
     ``first``, the other way round: the blend's logistic part serves until the record holds ``min_each`` labels of
     each class and the blend ranked them at least as well."""
     def prefers_logistic(self, _min_each=None):
         truth = np.asarray(self.truth)
-        if min(int(truth.sum()), len(truth) - int(truth.sum())) < min_each:
+        if undecided(truth, min_each):
             return first
         return measure(truth, self.logistic) > measure(truth, self.blend)
 
@@ -184,7 +190,7 @@ def logistic_until_confident(confidence=0.9, min_each=prequential.MIN_EACH, draw
     least ``confidence`` of ``draws`` bootstrap reweightings of the record."""
     def prefers_logistic(self, _min_each=None):
         truth = np.asarray(self.truth)
-        if min(int(truth.sum()), len(truth) - int(truth.sum())) < min_each:
+        if undecided(truth, min_each):
             return True
         seed = len(truth)
         better = bootstrap_ap(truth, self.blend, draws, seed) > bootstrap_ap(truth, self.logistic, draws, seed)
@@ -310,9 +316,6 @@ def both_kinds_compared(y, n_classes=2):
 shipped_candidate_kinds = weak.candidate_kinds
 
 
-WIDEN_AFTER_SHIPPED = adaptive.WIDEN_AFTER
-
-
 def widen_after(labels):
     """The cold start widens its search after ``labels`` labels without a positive (cold_start_shares' default
     argument holds WIDEN_AFTER from import time: patching the constant alone changes nothing)."""
@@ -330,7 +333,7 @@ def widen10rand():
     return stack(widen_after(10), patched(adaptive, "WIDER_SHARES", {EXPLORATION: 1.0}))
 
 
-def cold_start(cold, widen=WIDEN_AFTER_SHIPPED):
+def cold_start(cold, widen=adaptive.WIDEN_AFTER):
     """The binary cold start in ``cold`` ({strategy: share}) from the first batch, widening as shipped
     (WIDER_SHARES) after ``widen`` labels without a positive: patched where the learner reads it
     (models.adaptive.cold_start_shares)."""

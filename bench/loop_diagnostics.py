@@ -68,8 +68,8 @@ def blend_choices(X, y, seeds, budget):
         served = shipped(self, labeled, labels, pseudo)
         if served.kind not in (weak.BLEND, weak.LOGISTIC_PART):
             return served
-        point = None if state["seen"] else "first"
-        point = point or (len(labeled) if len(labeled) in BLEND_POINTS else None)
+        point = len(labeled) if state["seen"] and len(labeled) in BLEND_POINTS else None
+        point = point if state["seen"] else "first"
         state["seen"] = True
         if point is None:
             return served
