@@ -485,7 +485,7 @@ def default_step(X_pool, pool, labeled, y_labeled, unlabeled, batch, seed, logis
             started = time.perf_counter()
             selected = learner.train(labeled, y_labeled, state["pseudo"])
             trained = time.perf_counter()
-            p_positive = learner.score(selected.model)
+            p_positive = learner.score(selected.queue_model())
             learner.pick(p_positive, unlabeled, batch)
             picked = time.perf_counter()
             state["pseudo"] = learner.pseudo(p_positive, unlabeled)

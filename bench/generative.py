@@ -111,8 +111,7 @@ def engine_order(X_pool, y_pool, budget, batch):
         if len(np.unique(y_pool[indices])) < 2:
             p_pool = None
             continue
-        model = learner.train(indices, y_pool[indices], pseudo).model
-        p_pool = learner.score(model)
+        p_pool = learner.score(learner.train(indices, y_pool[indices], pseudo).queue_model())
         pseudo = learner.pseudo(p_pool, np.flatnonzero(~labeled))
     return np.asarray(order, dtype=np.int64)
 

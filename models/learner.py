@@ -92,8 +92,8 @@ class ActiveLearner:
         process) runs on the first call and again once ``select_every`` more labels arrived, a new candidate
         became eligible, or the selected generative kind failed to fit. Returns a selection.Selected.
 
-        A binary blend's logistic part alone serves (kind weak.LOGISTIC_PART, uncalibrated) while
-        ``prequential`` says it ranked the labels given after each model better than the blend.
+        A binary blend's logistic part alone serves (kind weak.LOGISTIC_PART, uncalibrated) until ``prequential``
+        trusts the blend (prequential_choice).
 
         Raises ValueError when ``y`` holds a single class.
         """
@@ -133,19 +133,23 @@ class ActiveLearner:
         return served
 
     def prequential_choice(self, selected):
-        """``selected``, or for a binary blend whose logistic part ranked the record's labels better, that part
-        alone (kind weak.LOGISTIC_PART, its own probabilities uncalibrated); either way with the record's
-        figures (models.prequential.Record.figures) under "prequential" in the served kind's metrics."""
+        """``selected``, or for a binary blend its logistic part alone (kind weak.LOGISTIC_PART, its own
+        probabilities uncalibrated) unless the prequential record trusts the blend (Record.trusts_blend); the
+        queue then follows the blend unless the record prefers the part (``queue_from_other``). Either way with
+        the record's figures (models.prequential.Record.figures, and "serve_each") under "prequential" in the
+        served kind's metrics."""
         if self.n_classes != 2 or selected.kind != weak.BLEND:
             return selected
-        figures = self.prequential.figures()
-        if not self.prequential.prefers_logistic():
+        figures = {**self.prequential.figures(), "serve_each": prequential.SERVE_EACH}
+        if self.prequential.trusts_blend():
             metrics = {**selected.metrics.get(weak.BLEND, {}), "prequential": figures}
             return selection.Selected(model=selected.model, kind=weak.BLEND,
                                       metrics={**selected.metrics, weak.BLEND: metrics})
-        return selection.Selected(model=weak.WeakModel(weak.LOGISTIC_PART, selected.model.estimators),
+        return selection.Selected(model=weak.WeakModel(weak.LOGISTIC_PART, selected.model.estimators,
+                                                       selected.model.calibration),
                                   kind=weak.LOGISTIC_PART,
-                                  metrics={**selected.metrics, weak.LOGISTIC_PART: {"prequential": figures}})
+                                  metrics={**selected.metrics, weak.LOGISTIC_PART: {"prequential": figures}},
+                                  queue_from_other=not self.prequential.prefers_logistic())
 
     def remember_served(self, labeled, y):
         """Add to the prequential record the labels among pool indices ``labeled`` (labels ``y``) that the last

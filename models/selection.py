@@ -27,11 +27,17 @@ DEFAULT_REPEATS = 2
 class Selected:
     """The serving model (a weak.WeakModel, or a generative candidate's model: ``predict(X)`` gives calibrated
     P(positive) from the same features, numpy in and out, picklable), its kind and the metrics of every
-    candidate ({kind: {"auprc": ..., ...}})."""
+    candidate ({kind: {"auprc": ..., ...}}). ``queue_from_other``: the queue and the pseudo-labels follow
+    ``model.other()`` (a blend's logistic part serves, the blend picks: models.prequential)."""
 
     model: weak.WeakModel
     kind: str
     metrics: dict = field(default_factory=dict)
+    queue_from_other: bool = False
+
+    def queue_model(self):
+        """The model whose scores pick the queue and the pseudo-labels."""
+        return self.model.other() if self.queue_from_other else self.model
 
     @property
     def auprc(self):

@@ -105,7 +105,8 @@ class WeakModel:
     """A fitted binary model: ``predict(X)`` gives calibrated P(positive) for each row.
 
     ``estimators`` holds one fitted scikit-learn classifier, or the parts of a blend (their mean is the model; of
-    kind LOGISTIC_PART, the first part alone).
+    kind LOGISTIC_PART, the first part alone, served uncalibrated: its ``calibration`` is the blend's, for
+    ``other``).
     """
 
     n_classes = 2
@@ -124,16 +125,21 @@ class WeakModel:
                        dtype=np.float64)
 
     def predict(self, X):
-        """Calibrated P(positive) of each row of ``X``."""
+        """P(positive) of each row of ``X`` as the model serves it: calibrated, except a LOGISTIC_PART model's."""
+        if self.kind == LOGISTIC_PART:
+            return self.raw(X)
         return platt(self.raw(X), *self.calibration)
 
-    def counterpart(self, X):
-        """Uncalibrated P(positive) of each row of ``X`` under the other model of the pair models.prequential
-        compares: the logistic part of a blend, the whole blend of a LOGISTIC_PART model. Raises ValueError for
-        another kind."""
+    def other(self):
+        """The other model of the pair models.prequential compares, as it would serve: the logistic part of a
+        blend, the whole (calibrated) blend of a LOGISTIC_PART model. Raises ValueError for another kind."""
         if self.kind not in (BLEND, LOGISTIC_PART):
             raise ValueError(f"a model of kind {self.kind!r} has no counterpart")
-        return WeakModel(LOGISTIC_PART if self.kind == BLEND else BLEND, self.estimators).raw(X)
+        return WeakModel(LOGISTIC_PART if self.kind == BLEND else BLEND, self.estimators, self.calibration)
+
+    def counterpart(self, X):
+        """P(positive) of each row of ``X`` under ``other()``. Raises ValueError for another kind."""
+        return self.other().predict(X)
 
 
 class MultiClassModel(WeakModel):

@@ -63,9 +63,11 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     summary = retrain(dataset, str(tmp_path), seed=0)
     version = ModelVersion.get(ModelVersion.serving == True)  # noqa: E712
     assert summary["model_version"] == version.id and version.labels_used == 100
-    assert version.kind == "blend"  # 15 frauds: boosting joins the logistic model
-    assert 0 < version.metrics["auprc"] <= 1
-    assert set(version.metrics["candidates"]) == {"blend"}
+    # 15 frauds: boosting joins the logistic model; without a prequential record yet its logistic part gives the
+    # scores and the blend picks the queue (models.prequential)
+    assert version.kind == "logistic part" and version.metrics["queue_from_counterpart"] is True
+    assert set(version.metrics["candidates"]) == {"blend", "logistic part"}
+    assert 0 < version.metrics["candidates"]["blend"]["auprc"] <= 1 and "auprc" not in version.metrics
     # no model file: the version is its stored pool scores (and its twin's held-out scores), beside each other
     assert version.path is None and set(version.digests) == {"scores", "holdout", "counterpart"}
     assert os.path.dirname(version.scores_path) == os.path.dirname(version.holdout_path) == str(tmp_path)

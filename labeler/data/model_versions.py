@@ -82,16 +82,25 @@ def model_versions(dataset):
 def prequential_line(version):
     """One sentence on why a binary blend or its logistic part alone served (models.prequential), from the figures
     its retrain recorded; None for other versions and versions recorded before the choice existed."""
-    figures = (version.metrics or {}).get("prequential")
+    metrics = version.metrics or {}
+    figures = metrics.get("prequential")
     if not isinstance(figures, dict) or "labels" not in figures:
         return None
     labels = f"{figures['labels']:,} label{'s' if figures['labels'] != 1 else ''}"
-    if figures.get("blend_ap") is None:
+    if metrics.get("queue_from_counterpart"):
+        held = f"{labels}, {figures['positives']:,} of them positive"
+        compared = ("" if figures.get("blend_ap") is None else
+                    f" The logistic part ranked them at AP {figures['logistic_ap']:.2f}, the blend at "
+                    f"{figures['blend_ap']:.2f}.")
+        return (f"The logistic part of the blend alone gives the scores, and the blend picks the queue: the blend's "
+                f"scores serve once the labels scored before they were given hold {figures['serve_each']} of each "
+                f"label and it ranked them at least as well (now {held}).{compared}")
+    if figures.get("blend_ap") is None:  # versions trained before the blend needed the record's trust to serve
         return (f"The blend, not its logistic part alone: the labels scored before they were given ({labels}) "
                 f"held too few of each label to compare the two.")
     chosen = "The logistic part of the blend alone" if version.kind != "blend" else "The blend"
-    return (f"{chosen}: on the {labels} scored before they were given, the logistic part ranked at AP "
-            f"{figures['logistic_ap']:.2f} and the blend at {figures['blend_ap']:.2f}.")
+    return f"{chosen}: on the {labels} scored before they were given, the logistic part ranked at AP " \
+           f"{figures['logistic_ap']:.2f} and the blend at {figures['blend_ap']:.2f}."
 
 
 def below_baseline(record, measure):

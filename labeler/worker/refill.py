@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from labeler.store.artifacts import stored_anomaly, stored_sequence_error
 from labeler.store.db import (FeatureStats, Item, Label, QueueEntry, advisory_lock, database, refresh_statistics,
                               utcnow, write_transaction)
+from labeler.store.files import load_scores
 from labeler.store.pool import human_labels, load_pool
 from labeler.store.serving import serving_scores, serving_version
 from labeler.store.settings import engine_settings
@@ -148,8 +149,25 @@ def _refresh(dataset, size, seed, pool):
     p_positive = np.zeros((len(ids), *source.scores.shape[1:]))
     p_positive[:len(source.scores)] = source.scores
     unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
-    picks = learner.pick(p_positive, np.flatnonzero(unlabeled_mask), size)
+    queue_scores = np.zeros_like(p_positive)
+    queue_scores[:len(source.scores)] = queue_scores_of(source)
+    picks = learner.pick(queue_scores, np.flatnonzero(unlabeled_mask), size)
     return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
+
+
+def queue_scores_of(serving):
+    """The pool scores that pick the queue of the Serving ``serving`` (its scores loaded): its version's
+    counterpart file when its retrain said so (a blend's logistic part serves, the blend picks: models.prequential),
+    else the served scores, which also stand in for a counterpart file that is missing, corrupt or of another
+    length."""
+    version = serving.version
+    if not (version.metrics or {}).get("queue_from_counterpart"):
+        return serving.scores
+    try:
+        scores = load_scores(version.counterpart_path, (version.digests or {}).get("counterpart"))
+    except (OSError, ValueError):
+        return serving.scores
+    return scores if scores.shape == serving.scores.shape else serving.scores
 
 
 def replay_picks(dataset, learner, positives):

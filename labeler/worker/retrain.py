@@ -123,6 +123,9 @@ def retrain(dataset, folder, progress=None, seed=None):
     Binary: the labels given since the last retrain join the prequential record (labeler.worker.prequential) with
     the scores their version stored, and the record chooses between the blend and its logistic part
     (models.prequential); the version serving either stores the other's pool scores too (``counterpart_path``).
+    While the logistic part serves because the record cannot yet trust the blend, the queue and the pseudo-labels
+    follow the blend's scores in that file (the version's metrics say "queue_from_counterpart"), the suggestions
+    the served scores.
 
     Until both the positive label and another label were given, no model is trained and the queue comes from
     the cold start. ``progress(stage, percent)`` is told where it is; files go to ``folder``. Returns a summary dict for the job record, with seconds per stage under "timings".
@@ -211,12 +214,17 @@ def _retrain(dataset, progress, folder, seed):
     if holdout_scores is not None:
         files["holdout"] = stem + ".holdout.npy"
         digests["holdout"] = save_scores(holdout_scores, files["holdout"])
+    queue_scores = p_positive  # what picks the queue and the pseudo-labels
     if learner.n_classes == 2 and served.kind in (weak.BLEND, weak.LOGISTIC_PART):  # for the prequential record
         files["counterpart"] = stem + ".counterpart.npy"
-        digests["counterpart"] = save_scores(served.model.counterpart(pool), files["counterpart"])
+        counterpart = served.model.counterpart(pool)
+        digests["counterpart"] = save_scores(counterpart, files["counterpart"])
+        if served.queue_from_other:
+            queue_scores = counterpart
+            metrics["queue_from_counterpart"] = True  # the refill picks by the counterpart file too
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
-    picks = learner.pick(p_positive, unlabeled, settings["queue_size"])
+    picks = learner.pick(queue_scores, unlabeled, settings["queue_size"])
     if learner.adaptive is not None:
         metrics["adaptive"] = learner.adaptive.state()  # the shares this queue took, for the models page
     timings.lap("pick queue")
@@ -234,7 +242,7 @@ def _retrain(dataset, progress, folder, seed):
     timings.lap("switch + queue")
     progress("writing pseudo-labels", 90)
     # switched off, the standing pseudo-labels are retracted: none is left in the item table or the export
-    indices, pseudo_y = learner.pseudo(p_positive, unlabeled) or (np.zeros(0, np.int64), np.zeros(0, np.int8))
+    indices, pseudo_y = learner.pseudo(queue_scores, unlabeled) or (np.zeros(0, np.int64), np.zeros(0, np.int8))
     written = write_pseudo_labels(dataset, ids, indices, pseudo_y, negative)
     with write_transaction():
         ModelVersion.update(metrics={**metrics, "pseudo_standing": int(len(indices))}).where(
@@ -295,7 +303,8 @@ def fit_serving(learner, selected, labeled, y, pseudo=None):
     model = selection.fit_final(selected.kind, features[labeled], learner.labels_of(y), pseudo_set,
                                 weight, learner.seed, learner.generative, learner.categorical, learner.n_classes)
     model.calibration = selected.model.calibration
-    return selection.Selected(model=model, kind=selected.kind, metrics=selected.metrics)
+    return selection.Selected(model=model, kind=selected.kind, metrics=selected.metrics,
+                              queue_from_other=selected.queue_from_other)
 
 
 def gate_against(baseline, held, y_held, holdout_scores, cold_start_score, positives=(1,)):

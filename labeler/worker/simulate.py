@@ -144,10 +144,11 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
             if pseudo is not None:  # items labeled since the pseudo-labels were chosen keep their human label only
                 fresh = ~labeled_mask[pseudo[0]]
                 pseudo = (pseudo[0][fresh], pseudo[1][fresh])
-            model = learner.train(labeled, y_labeled, pseudo).model
+            served = learner.train(labeled, y_labeled, pseudo)
+            model = served.model
             test_scores = learner.score(model, X_test, groups_test)
             figures = _test_figures(y_test, test_scores, n_classes)
-            p_pool = learner.score(model)
+            p_pool = learner.score(served.queue_model())  # what picks the next batch and the pseudo-labels
             pseudo = learner.pseudo(p_pool, np.flatnonzero(~labeled_mask))
         else:
             model = weak.fit(weak.LOGISTIC, X_pool[labeled], y_labeled, n_classes=n_classes)
