@@ -24,6 +24,13 @@ STRATEGY_WHY = {
     DIVERSITY: "it stands for a part of the pool no label covers yet",
     WIDER_SEARCH: "no fraud came in the first labels, so the search left the anomaly score and spreads over the pool",
 }
+# the same, for a queue the blend picked while its logistic part gives the suggestions (models.prequential)
+STRATEGY_WHY_BLEND_PICKED = {
+    HIGH_RISK: "the blend of logistic and boosted models rates it among the likeliest frauds; the suggestion is "
+               "its logistic part's, which serves until the labels show the blend ranks as well",
+    UNCERTAIN: "the blend of logistic and boosted models is least sure of it, so your answer teaches it most; the "
+               "suggestion is its logistic part's, which serves until the labels show the blend ranks as well",
+}
 UNCERTAINTY_MEASURES = ("least_confidence", "margin", "entropy")
 
 LATENT = "latent"

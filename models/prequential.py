@@ -3,9 +3,9 @@ was given, by the blend and by that blend's logistic part alone. The record play
 - the queue: once it holds MIN_EACH labels of each class and the logistic part ranked them better (average
   precision over all of them), the logistic part picks the queue and the pseudo-labels; otherwise the blend does,
   which finds positives sooner on tables like the credit card.
-- the served scores (suggestions, the pool's scores, exports): the blend's only once the record holds SERVE_EACH of
-  each class and the blend ranked them at least as well; before, the logistic part's. At its first fits (10
-  labels of each class) the blend ranks worse than its own logistic part on every table of the suite
+- the served scores (the suggestions, the holdout figures, the gate): the blend's only once the record holds
+  SERVE_EACH of each class and the blend ranked them at least as well; before, the logistic part's. At its first
+  fits (10 labels of each class) the blend ranks worse than its own logistic part on every table of the suite
   (bench/results/suite_wage_fresh.txt), and picking with it is what pays.
 
 Why: on some tables the logistic model alone ranks better than its mean with boosting for hundreds of labels

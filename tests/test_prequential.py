@@ -3,16 +3,19 @@ learner's choice, the per-feature penalty, and the product's record kept across 
 on the real sample."""
 import numpy as np
 import pytest
+from markupsafe import escape
 
-from labeler.store.db import Item, Label, ModelVersion, PrequentialScore, QueueEntry, Standing
+from labeler.store.db import Item, Label, Lease, ModelVersion, PrequentialScore, QueueEntry, Standing
 from labeler.store.files import load_scores, save_scores
 from labeler.store.pool import load_pool
 from labeler.worker.prequential import record_labels, record_of
 from labeler.worker.refill import refresh_queue
 from labeler.worker.retrain import retrain
 from labeler.store.settings import DEFAULTS as DEFAULT_SETTINGS
+from labeler.web.screen import pick_reason
 from models import prequential, weak
 from models.learner import ActiveLearner
+from models.names import STRATEGY_WHY, STRATEGY_WHY_BLEND_PICKED
 from tests.conftest import login
 from tests.test_retraining import label_truth, truth_of
 
@@ -203,15 +206,19 @@ def test_the_refill_picks_by_the_counterpart_when_the_version_says_so(quick, ana
     assert high_risk == set(ids[marked].tolist())
     served = load_scores(version.scores_path, version.digests["scores"])
     position = {item: index for index, item in enumerate(ids.tolist())}
-    assert all(np.isclose(max(served[position[entry.item_id]], 1 - served[position[entry.item_id]]),
-                          entry.probability, atol=1e-6) for entry in entries)
 
+    def suggested_from_served(entries):
+        return all(np.isclose(max(served[position[entry.item_id]], 1 - served[position[entry.item_id]]),
+                              entry.probability, atol=1e-6) for entry in entries)
+
+    assert suggested_from_served(entries)
     with open(version.counterpart_path, "ab") as stream:  # its checksum no longer matches
         stream.write(b"0")
     assert refresh_queue(quick, size=30, seed=0) == 30
-    high_risk = {entry.item_id for entry in QueueEntry.select().where(QueueEntry.dataset == quick)
-                 if entry.strategy == "high risk"}
+    entries = list(QueueEntry.select().where(QueueEntry.dataset == quick))
+    high_risk = {entry.item_id for entry in entries if entry.strategy == "high risk"}
     assert len(high_risk) == 6 and not high_risk & set(ids[marked].tolist())
+    assert suggested_from_served(entries)
 
 
 def test_a_label_without_a_version_or_after_another_label_is_not_recorded(app, quick, analyst, admin, tmp_path):
@@ -226,3 +233,24 @@ def test_a_label_without_a_version_or_after_another_label_is_not_recorded(app, q
     Label.create(item=late, value=truth[late], annotator=admin, source="human", model_version=first.id)
     Standing.refresh([plain, late])
     assert record_labels(quick, ids) == 0
+
+
+def test_the_screen_says_the_blend_picked_while_its_logistic_part_suggests(app, quick, analyst, tmp_path):
+    """An item the blend picked (high risk or uncertain) for a version whose logistic part serves is shown with
+    that reason; without the version's flag the reason is the plain one."""
+    label_truth(quick, analyst, frauds=20, genuine=200)
+    version = ModelVersion.get_by_id(retrain(quick, str(tmp_path))["model_version"])
+    assert version.metrics["queue_from_counterpart"] is True
+    first = QueueEntry.select().where(QueueEntry.dataset == quick).order_by(QueueEntry.priority).first()
+    assert first.strategy in STRATEGY_WHY_BLEND_PICKED  # the mix's first slot: high risk
+    client = app.test_client()
+    login(client, "ana")
+    page = client.get(f"/datasets/{quick.name}/label").get_data(as_text=True)
+    lease = Lease.get(Lease.user == analyst)
+    assert lease.item_id == first.item_id and lease.model_version_id == version.id
+    assert f"picked as <b>{first.strategy}</b>: {escape(STRATEGY_WHY_BLEND_PICKED[first.strategy])}" in page
+    assert pick_reason(Lease(strategy="exploration", model_version=version.id)) == STRATEGY_WHY["exploration"]
+
+    ModelVersion.update(metrics={**version.metrics, "queue_from_counterpart": False}).where(
+        ModelVersion.id == version.id).execute()
+    assert pick_reason(lease) == STRATEGY_WHY[first.strategy]

@@ -19,7 +19,7 @@ from labeler.store.prepared import Prepared, slot
 from labeler.store.serving import serving_scores
 from labeler.store.settings import labeling_settings
 from labeler.worker import jobs
-from models.names import STRATEGY_WHY, WIDEN_AFTER
+from models.names import STRATEGY_WHY, STRATEGY_WHY_BLEND_PICKED, WIDEN_AFTER
 
 BAR_LIMIT = 20.0  # |z| that fills half the chart; the scale is logarithmic so that 2 and 20 both read
 MARKED = 3  # how many of the most unusual features are marked
@@ -209,6 +209,17 @@ def _readable(dataset, item, column, value):
 
 
 _item_by_id = Prepared(Item.select().where(Item.id == slot("id")).limit(1))
+_version_metrics = Prepared(ModelVersion.select(ModelVersion.metrics).where(ModelVersion.id == slot("id")).limit(1))
+
+
+def pick_reason(lease):
+    """Why ``lease``'s strategy picked its item (models.names.STRATEGY_WHY), saying so when the blend picked the
+    queue while its logistic part gives the suggestions (a version with "queue_from_counterpart")."""
+    if lease.strategy in STRATEGY_WHY_BLEND_PICKED and lease.model_version_id is not None:
+        version = _version_metrics.first(id=lease.model_version_id)
+        if version is not None and (version.metrics or {}).get("queue_from_counterpart"):
+            return STRATEGY_WHY_BLEND_PICKED[lease.strategy]
+    return STRATEGY_WHY.get(lease.strategy)
 
 
 def screen(dataset, lease, settings=None):
@@ -241,7 +252,7 @@ def screen(dataset, lease, settings=None):
         "suggested": lease.suggested if shown else None,
         "probability": lease.probability if shown else None,
         "strategy": lease.strategy if shown else None,
-        "why": STRATEGY_WHY.get(lease.strategy) if shown else None,
+        "why": pick_reason(lease) if shown else None,
         "alternatives": [(label, probabilities.get(label)) for label in alternatives],
         "label_keys": label_keys(dataset.labels),
         "rejected": [label for label in dataset.labels if label in rejected],

@@ -146,20 +146,20 @@ def _refresh(dataset, size, seed, pool):
         picks = learner.pick(None, np.flatnonzero(unlabeled_mask), size, found)
         cold = cold_start_probability(learner.anomaly) if class_count(dataset) == 2 else None
         return _write_unless_switched(dataset, source, ids, picks, cold, negative)
-    p_positive = np.zeros((len(ids), *source.scores.shape[1:]))
+    p_positive = np.zeros((len(ids), *source.scores.shape[1:]))  # the suggestions
     p_positive[:len(source.scores)] = source.scores
-    unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
-    queue_scores = np.zeros_like(p_positive)
+    queue_scores = np.zeros_like(p_positive)  # what picks the queue
     queue_scores[:len(source.scores)] = queue_scores_of(source)
+    unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
     picks = learner.pick(queue_scores, np.flatnonzero(unlabeled_mask), size)
     return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
 
 
 def queue_scores_of(serving):
     """The pool scores that pick the queue of the Serving ``serving`` (its scores loaded): its version's
-    counterpart file when its retrain said so (a blend's logistic part serves, the blend picks: models.prequential),
-    else the served scores, which also stand in for a counterpart file that is missing, corrupt or of another
-    length."""
+    counterpart file when its retrain said so (a blend's logistic part serves, the blend picks:
+    models.prequential), else the served scores, which also stand in for a counterpart file that is missing,
+    corrupt or of another length."""
     version = serving.version
     if not (version.metrics or {}).get("queue_from_counterpart"):
         return serving.scores

@@ -124,8 +124,8 @@ def retrain(dataset, folder, progress=None, seed=None):
     the scores their version stored, and the record chooses between the blend and its logistic part
     (models.prequential); the version serving either stores the other's pool scores too (``counterpart_path``).
     While the logistic part serves because the record cannot yet trust the blend, the queue and the pseudo-labels
-    follow the blend's scores in that file (the version's metrics say "queue_from_counterpart"), the suggestions
-    the served scores.
+    follow the blend's scores in that file (the version's metrics say "queue_from_counterpart"); the suggestions
+    are the served scores, and the screen says which model picked (labeler.web.screen.pick_reason).
 
     Until both the positive label and another label were given, no model is trained and the queue comes from
     the cold start. ``progress(stage, percent)`` is told where it is; files go to ``folder``. Returns a summary dict for the job record, with seconds per stage under "timings".
