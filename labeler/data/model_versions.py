@@ -95,12 +95,12 @@ def prequential_line(version):
         return (f"The logistic part of the blend alone gives the scores, and the blend picks the queue: the blend's "
                 f"scores serve once the labels scored before they were given hold {figures['serve_each']} of each "
                 f"label and it ranked them at least as well (now {held}).{compared}")
-    if figures.get("blend_ap") is None:  # versions trained before the blend needed the record's trust to serve
+    if figures.get("blend_ap") is None:  # a version trained before the blend needed the record's trust to serve
         return (f"The blend, not its logistic part alone: the labels scored before they were given ({labels}) "
                 f"held too few of each label to compare the two.")
     chosen = "The logistic part of the blend alone" if version.kind != "blend" else "The blend"
-    return f"{chosen}: on the {labels} scored before they were given, the logistic part ranked at AP " \
-           f"{figures['logistic_ap']:.2f} and the blend at {figures['blend_ap']:.2f}."
+    return (f"{chosen}: on the {labels} scored before they were given, the logistic part ranked at AP "
+            f"{figures['logistic_ap']:.2f} and the blend at {figures['blend_ap']:.2f}.")
 
 
 def below_baseline(record, measure):
