@@ -9,9 +9,14 @@ Two reports, over the runs of bench/compare_peers.run_default (the product's loo
 - **blend** (``--blend``): at the first training that served the blend of logistic and boosted (or its logistic
   part), and at 100 / 150 / 250 labels, which of the two ranked the test set better (average precision), what
   3-fold cross-validation on the labels would have chosen, and what the loop served (models.prequential).
+- **suggestions** (``--suggestions``): how often the suggestion the analyst would see (the served model's
+  P(positive) at 0.5, as the queue writes it) was right on the items picked with a model, for the loop as shipped
+  and the loop before the served model was set apart from the one that picks (bench/early_loop.py's blendfirst);
+  the same on the picks the blend made while its logistic part served, and on the positives among the picks.
 """
 import argparse
 import collections
+import contextlib
 import os
 import sys
 import warnings
@@ -28,7 +33,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
-from early_loop import patched, seeds_of  # noqa: E402
+from early_loop import blend_first, patched, seeds_of  # noqa: E402
 from labeler.worker import simulate  # noqa: E402
 from models import learner as learner_module, weak  # noqa: E402
 
@@ -97,6 +102,39 @@ def blend_choices(X, y, seeds, budget):
     return rows
 
 
+def suggestion_hits(X, y, seeds, budget, variant):
+    """Over the runs under ``variant`` (a context manager patching models/): [picks made with a model, suggestions
+    right, picks while the queue followed the other model of the pair, suggestions right among them, positives
+    picked, positives suggested as positive]."""
+    counts = np.zeros(6, dtype=np.int64)
+    state = {}
+    shipped_train, shipped_pick = learner_module.ActiveLearner.train, learner_module.ActiveLearner.pick
+
+    def train(self, labeled, labels, pseudo=None):
+        state["served"] = shipped_train(self, labeled, labels, pseudo)
+        return state["served"]
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        picks = shipped_pick(self, p_positive, unlabeled, size, labeled_positives)
+        if p_positive is not None and picks:
+            served = state["served"]
+            index = np.array([item for item, _ in picks], dtype=np.int64)
+            truth = state["pool"][index].astype(bool)
+            right = (served.model.predict(self.pool_features()[index]) >= 0.5) == truth
+            other = len(index) if served.queue_from_other else 0
+            counts[:] += [len(index), right.sum(), other, right.sum() if other else 0, truth.sum(),
+                          (right & truth).sum()]
+        return picks
+
+    with variant, patched(learner_module.ActiveLearner, "train", train), \
+            patched(learner_module.ActiveLearner, "pick", pick):
+        for seed in seeds:
+            pool, _ = simulate.split(y, seed)
+            state["pool"] = y[pool]
+            compare_peers.run_default(X, y, budget, suite.BATCH, seed)
+    return counts
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default="wage_high", help="comma-separated tables of bench/real_tables.py "
@@ -105,6 +143,7 @@ def main():
     parser.add_argument("--seeds", default="10-19", help="FIRST-LAST or comma-separated seeds (development only)")
     parser.add_argument("--budget", type=int, default=100, help="labels per run")
     parser.add_argument("--blend", action="store_true", help="the blend report instead of the hits")
+    parser.add_argument("--suggestions", action="store_true", help="the suggestions report instead of the hits")
     args = parser.parse_args()
     threadpool_limits(1)  # one BLAS thread, as the suite's runs
     warnings.filterwarnings("ignore")
@@ -112,6 +151,14 @@ def main():
     for table in args.tables.split(","):
         X, y = real_tables.load(table)
         print(f"{table}: seeds {args.seeds}, {args.budget} labels, positive rate {y.mean():.4f}")
+        if args.suggestions:
+            for name, variant in (("as shipped", contextlib.nullcontext()), ("blendfirst", blend_first())):
+                picks, right, other, right_other, positives, found = suggestion_hits(X, y, seeds, args.budget, variant)
+                print(f"  {name:<10} picks with a model {picks:>6}  suggestion right {right / picks:.3f}  "
+                      f"picks the blend made for its logistic part {other:>5}"
+                      + (f" (right {right_other / other:.3f})" if other else "")
+                      + f"  positives picked {positives:>5}, suggested positive {found / max(positives, 1):.3f}")
+            continue
         if not args.blend:
             for phase, counts in hits_by_strategy(X, y, seeds, args.budget).items():
                 for strategy, (picks, positives) in sorted(counts.items()):
