@@ -74,7 +74,9 @@ def test_the_learner_serves_the_logistic_part_until_the_record_trusts_the_blend(
     blend_model = learner.selected.model
     assert blend_model.kind == weak.BLEND and blend_model.calibration != (1.0, 0.0)
     assert np.allclose(served.model.predict(pool), weak.positive_probability(served.model.estimators[0], pool))
-    assert served.queue_model().kind == weak.BLEND
+    assert served.queue_model().kind == weak.BLEND and served.queue_model().other().kind == weak.LOGISTIC_PART
+    with pytest.raises(ValueError, match="has no counterpart"):
+        weak.WeakModel(weak.LOGISTIC, served.model.estimators[:1]).other()
     assert np.allclose(learner.score(served.queue_model()), blend_model.predict(pool))
     assert np.allclose(served.model.counterpart(pool), blend_model.predict(pool))
 
