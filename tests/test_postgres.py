@@ -377,8 +377,8 @@ def test_the_prequential_record_across_retrains_on_postgresql(pg_app, small_csv,
 
 def test_a_deadlock_victim_is_run_again_and_both_transactions_land(pg_app, small_csv):
     """Two transactions that take two count rows in opposite orders deadlock (as two decisions did, each holding
-    a row the other wanted); PostgreSQL aborts one, in_write_transaction rolls it back and runs it again, and
-    both increments land."""
+    a row the other wanted); PostgreSQL aborts one, in_write_transaction rolls it back and runs it again (until it
+    lands), and both increments land."""
     dataset = import_file(small_csv, "cc", label_column="Class").dataset
     for value in ("x", "y"):
         StandingCount.create(dataset=dataset, state="agreed", value=value, items=0)
@@ -407,7 +407,9 @@ def test_a_deadlock_victim_is_run_again_and_both_transactions_land(pg_app, small
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(results) == ["x", "y"] and len(attempts) == 3  # one victim, run once more
+    # a victim, run again (its retry can take the row it lost before the survivor does and deadlock once more,
+    # as one run of 2026-12-03 showed: attempts x, y, y, y)
+    assert sorted(results) == ["x", "y"] and len(attempts) >= 3
     assert {row.value: row.items for row in StandingCount.select().where(StandingCount.dataset == dataset)} == {
         "x": 2, "y": 2}
 
