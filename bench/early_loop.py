@@ -497,7 +497,8 @@ VARIANTS = {
     "onceweighted": lambda: ({}, boosted_once_weighted()),
     "logitblend": lambda: ({}, logit_blend()),
     # the served model apart from the one that picks (2026-12-03, results/suite_serve_dev.txt): report10, the
-    # logistic part served until the record holds 10 of each class, became the default; blendfirst is the one before
+    # logistic part served until the record holds 10 of each class, became the default; blendfirst is the one before.
+    # The report variants were run on that loop; on the loop as it is now they overrule its own choice.
     "report10": lambda: ({}, reported_by(record_rule(10))),
     "report5": lambda: ({}, reported_by(record_rule(prequential.MIN_EACH))),
     "reportboot90": lambda: ({}, reported_by(record_rule(prequential.MIN_EACH, 0.9))),

@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python bench/loop_diagnostics.py --tables wage_high,caravan --seeds 10-89 --budget 100
 
-Two reports, over the runs of bench/compare_peers.run_default (the product's loop) on each seed's stratified split:
+Three reports, over the runs of bench/compare_peers.run_default (the product's loop) on each seed's stratified split:
 
 - **hits**: per strategy, how many of its picks were positives, in the cold phase (before the labels held both
   classes) and after; the pool's positive rate beside them.
