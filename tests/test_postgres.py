@@ -377,8 +377,8 @@ def test_the_prequential_record_across_retrains_on_postgresql(pg_app, small_csv,
 
 def test_a_deadlock_victim_is_run_again_and_both_transactions_land(pg_app, small_csv):
     """Two transactions that take two count rows in opposite orders deadlock (as two decisions did, each holding
-    a row the other wanted); PostgreSQL aborts one, in_write_transaction rolls it back and runs it again (until it
-    lands), and both increments land."""
+    a row the other wanted); PostgreSQL aborts one, in_write_transaction rolls it back and runs it again (up to
+    three attempts in all), and both increments land."""
     dataset = import_file(small_csv, "cc", label_column="Class").dataset
     for value in ("x", "y"):
         StandingCount.create(dataset=dataset, state="agreed", value=value, items=0)
