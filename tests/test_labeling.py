@@ -153,7 +153,8 @@ def test_the_status_line_says_when_no_fraud_came_and_the_search_widens(ana, data
     ana.decide("label:genuine")
     line = (f"no item labeled fraud among the first {WIDEN_AFTER} labels: the search widens beyond the anomaly score"
             " (picks marked “wider search”)")
-    assert line in ana.client.get("/datasets/cc/label/status").get_data(as_text=True)
+    status = ana.client.get("/datasets/cc/label/status").get_data(as_text=True)
+    assert line in status and 'Know one already? Find it in <a href="/datasets/cc">the table</a>' in status
     prepare_queue(dataset, run_jobs)  # the worker's next refill widens the cold start's search
     strategies = {entry.strategy for entry in QueueEntry.select().where(QueueEntry.dataset == dataset)}
     assert strategies == {"wider search", "exploration"}
@@ -925,3 +926,21 @@ def test_counts_held_back_are_dropped_when_the_transaction_fails(queued, analyst
     assert label_counts(queued) == {} and StandingCount.select().count() == 0
     assert decisions.decide(queued, analyst, lease.item_id, "label:genuine")[0].kind == "recorded"
     assert label_counts(queued) == {"genuine": 1}
+
+
+def test_the_first_label_of_a_class_queues_a_retrain_at_once_when_another_class_has_labels(queued, analyst):
+    dataset = queued  # retrain_every stays at its default (50): the cold start would wait for 50 labels
+    lease = leases.next_item(dataset, analyst)
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:fraud")
+    assert outcome.kind == "recorded" and _retrain_jobs(dataset) == []  # one class alone: no model to train
+    outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:genuine")
+    [job] = _retrain_jobs(dataset)  # the first genuine label beside a fraud: a model takes over
+    assert (job.state, job.payload["reason"]) == ("queued", "the first genuine label")
+
+    watermark = Label.select(fn.MAX(Label.id)).scalar()
+    Job.update(state="done", finished_at=utcnow(), payload={**job.payload, "watermark": watermark}).where(
+        Job.id == job.id).execute()
+    for value in ("genuine", "fraud", "genuine"):  # neither class is new any more
+        outcome, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{value}")
+        assert outcome.kind == "recorded"
+    assert [j.id for j in _retrain_jobs(dataset)] == [job.id]

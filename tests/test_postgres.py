@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from peewee import IntegrityError, PostgresqlDatabase
+from peewee import IntegrityError, PostgresqlDatabase, fn
 
 from labeler.cli import register_commands
 from labeler.data.datasets import label_counts
@@ -149,7 +149,7 @@ def test_refill_labeling_and_the_retrain_trigger(pg_app, small_csv):
     Dataset.update(settings=dataset.settings).where(Dataset.id == dataset.id).execute()
     lease = leases.next_item(dataset, ana)
     labeled = []
-    for value in ("genuine", "fraud", "genuine"):
+    for value in ("genuine", "genuine", "fraud"):  # the fraud comes with the third: "3 new labels", no sooner
         assert jobs.latest(dataset, jobs.RETRAIN) is None
         labeled.append(lease.item_id)
         outcome, lease = decisions.decide(dataset, ana, lease.item_id, f"label:{value}")
@@ -159,13 +159,21 @@ def test_refill_labeling_and_the_retrain_trigger(pg_app, small_csv):
     outcome, following = decisions.undo(dataset, ana)
     assert outcome.kind == "undone" and following.item_id == labeled[-1]
     assert {label.item_id: label.value for label in Label.effective(dataset)} == {
-        labeled[0]: "genuine", labeled[1]: "fraud"}
+        labeled[0]: "genuine", labeled[1]: "genuine"}
     assert Job.select().where(Job.kind == jobs.RETRAIN).count() == 1
 
     client = pg_app.test_client()
     login(client, "ana")
     html = client.get("/datasets/cc/label").get_data(as_text=True)
     assert f'data-item-id="{labeled[-1]}"' in html and "retrain queued" in html
+
+    # the retrain done: a fraud found in the table is the first that stands, and a retrain is queued at once
+    Job.update(state="done", payload={**retrain.payload, "watermark": Label.select(fn.MAX(Label.id)).scalar()}).where(
+        Job.id == retrain.id).execute()
+    found = (Item.select().where((Item.dataset == dataset) & Item.id.not_in(labeled)).order_by(Item.id.desc()).first())
+    outcome = decisions.label_found(dataset, ana, found.id, "fraud", reason="card testing")
+    assert (outcome.kind, outcome.label.strategy) == ("recorded", decisions.FOUND)
+    assert jobs.latest(dataset, jobs.RETRAIN).payload["reason"] == "the first fraud label"
 
 
 def test_raw_transactions_with_their_roles_and_a_run_decision(pg_app, tmp_path):

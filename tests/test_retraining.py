@@ -69,10 +69,10 @@ def test_a_request_is_single_flight_per_dataset_and_kind(dataset):
 def test_labeling_screen_decisions_queue_one_debounced_retrain(queued, analyst):
     queued.settings = {**queued.settings, "retrain_every": 3}
     queued.save()
-    for _ in range(2):
-        decide_next(queued, analyst)
+    for _ in range(2):  # one class only: no first label of a class beside another's to retrain for at once
+        decide_next(queued, analyst, "label:genuine")
     assert jobs.latest(queued, jobs.RETRAIN) is None  # the trigger runs inline after each decision
-    decide_next(queued, analyst)
+    decide_next(queued, analyst, "label:genuine")
     job = jobs.latest(queued, jobs.RETRAIN)
     assert (job.state, job.payload["reason"]) == ("queued", "3 new labels")
     for _ in range(5):

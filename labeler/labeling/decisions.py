@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from peewee import IntegrityError, fn
 
 from labeler.labeling.history import card_run
-from labeler.labeling.leases import my_standing_label, next_lease, refill_if_low, retracted_subquery
+from labeler.labeling.leases import (card_held_by_another, is_answered, my_standing_label, next_lease, refill_if_low,
+                                     retracted_subquery)
 from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database,
                               in_write_transaction, utcnow)
 from labeler.store.prepared import Prepared, PreparedCreate, slot
@@ -21,6 +22,7 @@ from labeler.worker import jobs
 
 NOTE_LIMIT = 2000
 RECENT_COUNT = 10
+FOUND = "found by analyst"  # Label.strategy of a label given on an item's page, outside the queue (label_found)
 
 
 class LabelingError(ValueError):
@@ -200,14 +202,64 @@ def decide_run(dataset, user, item_id, decision, through_id, reason=None, note=N
     return outcome, following
 
 
+def label_found(dataset, user, item_id, value, reason=None, note=None, now=None):
+    """Label ``item_id``, which ``user`` found outside the queue (a known fraud looked up in the item table), in
+    one transaction: a human label like any other, with no suggestion and the strategy FOUND, so that the
+    prequential record and the adaptive loop's rewards, which judge the queue's picks, leave it out. An item on
+    ``user``'s own screen is labeled as there, with the suggestion it shows.
+
+    Returns an Outcome: recorded; duplicate when an analyst's answer to the item stands already (a change goes
+    through edit or review); stale when another analyst has it, or a transaction of its card, on screen.
+    Raises LabelingError for an unknown item, value or reason, or an over-long note; the store is then unchanged.
+    """
+    now = now or utcnow()
+    settings = labeling_settings(dataset)
+    note = _clean_note(note)
+    item = _item_of(dataset, item_id)
+    if value not in dataset.labels:
+        raise LabelingError(f"value: {value!r} is not a label of this dataset ({', '.join(dataset.labels)})")
+    reason = _clean_reason(dataset, settings, value, reason)
+
+    def work():
+        if is_answered(item.id):
+            return Outcome("duplicate", f"Transaction {item.external_id} has an analyst's label already; nothing "
+                                        f"was recorded (a reviewer settles a disagreement).")
+        lease = _lease_of_item.first(item=item.id)
+        if lease is not None and lease.state == "active" and lease.expires_at > now:
+            if lease.user_id != user.id:
+                return Outcome("stale", f"Transaction {item.external_id} is on another analyst's screen; your "
+                                        f"label was not recorded.")
+            shown = lease.suggested is not None and lease.show_suggestion
+            return _record(dataset, user, settings, lease, item, value, (value == lease.suggested) if shown else None,
+                           reason, note, now)
+        if card_held_by_another(dataset, user, now, item.id):
+            return Outcome("stale", f"Another analyst has a transaction of the card of {item.external_id} on "
+                                    f"screen; your label was not recorded.")
+        if lease is not None:  # run out, or put aside by a skip: the label takes the item
+            Lease.delete().where(Lease.id == lease.id).execute()
+        label = _create_answer(
+            item=item.id, kind="label", value=value, annotator=user.id, source="human", suggested=None,
+            suggested_probability=None, accepted=None, note=note, reason=reason, seconds_on_screen=None,
+            suggestion_shown=None, created_at=now, strategy=FOUND, model_version=None)
+        Standing.refresh([item.id])
+        _maybe_review(dataset, settings, item, label)
+        return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
+
+    outcome = in_write_transaction(work)
+    _retrain_if_due(dataset, outcome)
+    return outcome
+
+
 def _retrain_if_due(dataset, outcome):
     """After a committed label: queue a retrain for the worker once ``retrain_every`` human labels arrived since
-    the last finished retrain (labeler.worker.jobs keeps it single-flight). Returns the queued job or None.
+    the last finished retrain, or at once when the label is the only one that stands for its class while another
+    class has labels too (the first fraud: a model takes over from the cold start without waiting for
+    ``retrain_every`` labels). labeler.worker.jobs keeps it single-flight. Returns the queued job or None.
 
     Runs after every decision, so it is plain SQL on indexes: one look at the dataset's newest waiting or
-    finished retrain (nothing more to do while one waits), then a count of the labels since the finished one's
-    watermark that stops at ``retrain_every``, so its cost does not grow when no worker retrains (well under a
-    millisecond on the full credit-card file).
+    finished retrain (nothing more to do while one waits), then one statement with a count of the labels since
+    the finished one's watermark that stops at ``retrain_every`` and the few StandingCount rows of the dataset,
+    so its cost does not grow when no worker retrains (well under a millisecond on the full credit-card file).
     """
     if outcome.label is None:
         return None
@@ -220,14 +272,20 @@ def _retrain_if_due(dataset, outcome):
         return None
     watermark = (JSONField().python_value(row[1]) or {}).get("watermark", 0) if row else 0
     every = engine_settings(dataset)["retrain_every"]
-    new = database.execute_sql(
-        f'SELECT COUNT(*) FROM (SELECT 1 FROM "label" JOIN "item" ON "item"."id" = "label"."item_id" '
+    standing = f'FROM "standing_count" WHERE "dataset_id" = {param} AND "state" IN ({param}, {param})'
+    new, of_its_class, classes = database.execute_sql(
+        f'SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM "label" JOIN "item" ON "item"."id" = "label"."item_id" '
         f'WHERE "label"."id" > {param} AND "item"."dataset_id" = {param} AND "label"."source" = {param} '
-        f'AND "label"."kind" = {param} LIMIT {param}) AS "new"',
-        (watermark, dataset.id, "human", "label", int(every))).fetchone()[0]
-    if new < every:
-        return None
-    return jobs.request(dataset, jobs.RETRAIN, f"{new} new labels")[0]
+        f'AND "label"."kind" = {param} LIMIT {param}) AS "new"), '
+        f'(SELECT COALESCE(SUM("items"), 0) {standing} AND "value" = {param}), '
+        f'(SELECT COUNT(DISTINCT "value") {standing} AND "items" > 0)',
+        (watermark, dataset.id, "human", "label", int(every), dataset.id, *Standing.LABELED, outcome.label.value,
+         dataset.id, *Standing.LABELED)).fetchone()
+    if new >= every:
+        return jobs.request(dataset, jobs.RETRAIN, f"{new} new labels")[0]
+    if of_its_class == 1 and classes >= 2:
+        return jobs.request(dataset, jobs.RETRAIN, f"the first {outcome.label.value} label")[0]
+    return None
 
 
 def _still_mine(lease, user):
@@ -262,9 +320,14 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
         strategy=lease.strategy, model_version=lease.model_version_id,
     )
     Standing.refresh([item.id])
-    if value in dataset.positive_labels and random.random() < settings["review_share"]:
-        ReviewRequest.insert(dataset=dataset, item=item.id, label=label.id).on_conflict_ignore().execute()
+    _maybe_review(dataset, settings, item, label)
     return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
+
+
+def _maybe_review(dataset, settings, item, label):
+    """Send a positive ``label`` of ``item`` to review with the dataset's review_share."""
+    if label.value in dataset.positive_labels and random.random() < settings["review_share"]:
+        ReviewRequest.insert(dataset=dataset, item=item.id, label=label.id).on_conflict_ignore().execute()
 
 
 def _defer(lease, user, settings, now, item, outcome, rejected=()):

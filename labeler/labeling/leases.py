@@ -68,6 +68,11 @@ def _answered(item):
 _is_answered = Prepared(_answered(slot("item")).limit(1))
 
 
+def is_answered(item_id):
+    """Whether an analyst's answer to ``item_id`` stands (the queue never offers it again)."""
+    return _is_answered.first(item=item_id) is not None
+
+
 def _standing_label_exists(item_column):
     """SQL: the item in ``item_column`` has a standing human label (_answered)."""
     return fn.EXISTS(_answered(item_column))
@@ -265,7 +270,7 @@ _create_lease = PreparedCreate(Lease, "dataset", "item", "user", "state", "expir
 def _take_entry(dataset, user, settings, now, entry):
     """Lease ``entry``'s item: insert a lease row, or take over an expired one; None when someone was faster or
     another analyst holds a transaction of the same card (raw transactions: one card, one analyst at a time)."""
-    if _card_held_by_another(dataset, user, now, entry.item_id):
+    if card_held_by_another(dataset, user, now, entry.item_id):
         return None
     terms = dict(
         _new_terms(settings, now), user=user.id, state="active", strategy=entry.strategy,
@@ -278,7 +283,7 @@ def _take_entry(dataset, user, settings, now, entry):
             # The entry was free when the candidates were read; on PostgreSQL another analyst may have leased
             # and labeled it since (and their label's commit let this insert through). Looked at again now that
             # the lease row is ours, the answer is seen.
-            if _is_answered.first(item=entry.item_id) is not None:
+            if is_answered(entry.item_id):
                 savepoint.rollback()
                 return None
             return lease
@@ -294,7 +299,7 @@ def _take_entry(dataset, user, settings, now, entry):
     return Lease.get_by_id(old.id) if taken else None
 
 
-def _card_held_by_another(dataset, user, now, item_id):
+def card_held_by_another(dataset, user, now, item_id):
     """True when another analyst holds a live lease on a transaction of ``item_id``'s card (its first entity).
 
     Check and lease must be one step. On SQLite the write lock (write_transaction) makes them one; on PostgreSQL a

@@ -2,15 +2,18 @@
 its id), and an image item's picture and reconstruction as PNG."""
 import re
 
-from flask import Blueprint, abort, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from labeler.data import datasets as datasets_service
 from labeler.data import item_table
-from labeler.labeling import review
+from labeler.labeling import decisions, review
 from labeler.labeling.image_view import NoImage, image_view, item_pixels, reconstruction_pixels, thumbnail_size
 from labeler.labeling.item_detail import item_detail
+from labeler.labeling.leases import is_answered
+from labeler.store.db import Item
 from labeler.store.pool import pool_size
+from labeler.store.settings import labeling_settings
 from labeler.web.access import dataset_or_404
 from labeler.web.images import png_of
 from labeler.web.label import ITEM_ID
@@ -90,18 +93,40 @@ def item(name, external_id):
     return _item_page(dataset_or_404(name), external_id)
 
 
-def _item_page(dataset, external_id):
+def _item_page(dataset, external_id, error=None, status=200):
     """The page of item ``external_id``: its values, image, the label that stands and how, every decision, its
-    card's history. An analyst does not see the answers while it waits for a blind second look. An unknown id is
-    a 404 page of one line."""
+    card's history, and a form to label it while no analyst's answer stands. An analyst does not see the answers
+    while it waits for a blind second look. An unknown id is a 404 page of one line; ``error`` is said above the
+    form."""
     try:
         found = item_table.find_item(dataset, external_id)
     except item_table.ItemNotFound as missing:
         return render_template("error.html", message=str(missing)), 404
     detail = item_detail(dataset, found)
     return render_template("item.html", dataset=dataset, item=found, detail=detail, cells=cells(dataset, found),
-                           image=image_view(dataset, found),
-                           hidden=detail["blind"] and not current_user.can_review)
+                           image=image_view(dataset, found), answered=is_answered(found.id), error=error,
+                           reasons=labeling_settings(dataset)["reason_codes"],
+                           hidden=detail["blind"] and not current_user.can_review), status
+
+
+@bp.route(f"/datasets/<name>/items/<{ITEM_ID}:item_id>/label", methods=("POST",))
+@login_required
+def label_found(name, item_id):
+    """Label an item found in the table (``value``, optional ``reason`` and ``note``), outside the queue; then
+    its page again, saying what was recorded or why not (409); bad input is one line on the page (400)."""
+    dataset = dataset_or_404(name)
+    item = Item.get_or_none((Item.id == item_id) & (Item.dataset == dataset))
+    if item is None:
+        return render_template("error.html", message=f"dataset {dataset.name!r} has no item {item_id}"), 404
+    try:
+        outcome = decisions.label_found(dataset, current_user, item.id, request.form.get("value"),
+                                        reason=request.form.get("reason"), note=request.form.get("note"))
+    except decisions.LabelingError as error:
+        return _item_page(dataset, item.external_id, error=str(error), status=400)
+    if outcome.kind != "recorded":
+        return _item_page(dataset, item.external_id, error=outcome.message, status=409)
+    flash(outcome.message, "message")
+    return redirect(item_url(name, item.external_id), 303)
 
 
 @bp.route(f"/datasets/<name>/items/<{ITEM_ID}:item_id>.png")

@@ -66,3 +66,27 @@ def test_an_unknown_id_is_one_line(browser, live_server):
     page.click("form.find-item button[type=submit]")
     assert page.locator("[role=alert]").inner_text() == "no item no-such-id in dataset cc"
     page.close()
+
+
+def test_a_known_fraud_is_labeled_on_its_page(browser, live_server, screenshots):
+    open_database(live_server.store)
+    with database.connection_context():
+        target = Item.select(Item.external_id).order_by(Item.id.desc()).scalar()  # in no analyst's hands
+    page = browser.new_page()
+    log_in(page, live_server, "ana")
+    page.goto(live_server.url + "/datasets/cc")
+    page.fill("form.find-item input[name=id]", target)
+    page.click("form.find-item button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/datasets/cc/items/{target}")
+    assert "No label yet" in page.inner_text("[data-standing]")
+    form = page.locator("form[data-found-label]")
+    form.locator("select[name=reason]").select_option("account takeover")
+    form.locator("input[name=note]").fill("chargeback from the issuer")
+    form.locator("button[value=fraud]").click()
+    page.wait_for_selector("[data-flash]")
+    assert page.inner_text("[data-flash]") == f"Labeled transaction {target} as fraud."
+    assert "fraud" in page.inner_text("[data-standing]") and page.locator("form[data-found-label]").count() == 0
+    row = page.locator("[data-decisions] tbody tr").inner_text()
+    assert "account takeover" in row and "chargeback from the issuer" in row and "found by analyst" in row
+    page.screenshot(path=f"{screenshots}/found-label.png", full_page=True)
+    page.close()
