@@ -12,6 +12,7 @@ positives found at 100.
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
+from labeler.worker import simulate  # noqa: E402
 from models import (adaptive, generative_candidates, learner as learner_module, prequential, selection,  # noqa: E402
                     strategies, weak)
 from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
@@ -446,6 +448,12 @@ def cold_start(cold, widen=adaptive.WIDEN_AFTER):
     return patched(adaptive, "cold_start_shares", replacement)
 
 
+def product_cadence(every, first_of_class):
+    """The default loop refit as the product retrains (labeler.worker.simulate.run's ``retrain_every``)."""
+    return patched(simulate, "run", functools.partial(simulate.run, retrain_every=every,
+                                                      first_of_class_retrains=first_of_class))
+
+
 def stack(*managers):
     @contextlib.contextmanager
     def both():
@@ -542,6 +550,10 @@ VARIANTS = {
     "shipped_w10": lambda: ({}, cold_start({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}, widen=10)),
     "colddivexp_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}),
                                           widen10rand())),
+    # the product's cadence (2026-12-03): a retrain every 50 labels, and (since then) at once after the first label
+    # of a class beside another's; the benchmarks refit after every batch of 10
+    "every50": lambda: ({}, product_cadence(50, first_of_class=True)),
+    "every50_before": lambda: ({}, product_cadence(50, first_of_class=False)),
 }
 
 

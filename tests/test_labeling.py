@@ -11,6 +11,7 @@ import pytest
 from peewee import IntegrityError, fn
 from playhouse.migrate import SqliteMigrator, migrate
 
+from labeler.config import Config
 from labeler.data.datasets import label_counts
 from labeler.data.importer import import_file
 from labeler.data.users import create_user
@@ -555,8 +556,10 @@ def test_concurrent_threads_lease_distinct_items(app, queued):
     assert len(human_labels()) == 60
 
 
-def _label_in_process(store, user_name, count, queue, start):
-    open_database(store)
+def _label_in_process(settings, user_name, count, queue, start):
+    """A process of its own, as a web process is: the store and the task queue (a decision may queue a retrain)."""
+    open_database(settings["DATABASE"])
+    jobs.task_queue.open(Config.load(settings))
     results, errors = {}, []
     _label_in_thread(user_name, count, results, errors, start)
     queue.put((user_name, results.get(user_name), errors))
@@ -564,13 +567,13 @@ def _label_in_process(store, user_name, count, queue, start):
 
 @pytest.mark.slow  # two spawned interpreters
 def test_concurrent_processes_lease_distinct_items(app, queued):
-    store = app.config["DATABASE"]
+    settings = {key: app.config[key] for key in ("DATABASE", "TASK_QUEUE", "MODEL_FOLDER", "SECRET_KEY")}
     names = ("p0", "p1")
     for name in names:
         create_user(name, PASSWORD)
     context = multiprocessing.get_context("spawn")
     queue, start = context.Queue(), context.Barrier(len(names))
-    processes = [context.Process(target=_label_in_process, args=(store, name, 20, queue, start)) for name in names]
+    processes = [context.Process(target=_label_in_process, args=(settings, name, 20, queue, start)) for name in names]
     for process in processes:
         process.start()
     reports = [queue.get(timeout=120) for _ in processes]

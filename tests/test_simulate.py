@@ -89,3 +89,31 @@ def test_runs_are_reproducible_and_count_what_they_label(sample):
     assert found == sorted(found) and found[-1] <= int(y.sum())
     with pytest.raises(simulate.SimulationError, match="unknown strategy"):
         simulate.run(X, y, "oracle", 10, 10, 0, FAST)
+
+
+@pytest.mark.parametrize("every", [None, 50])
+def test_the_product_cadence_refits_every_n_labels_and_at_the_first_positive(sample, monkeypatch, every):
+    X, y = sample
+    fits = []
+    shipped = simulate.ActiveLearner.train
+
+    def train(self, labeled, y_labeled, pseudo=None):
+        fits.append(len(labeled))
+        return shipped(self, labeled, y_labeled, pseudo)
+
+    monkeypatch.setattr(simulate.ActiveLearner, "train", train)
+    runs = {}
+    for first_of_class in (True, False):
+        fits.clear()
+        rows = simulate.run(X, y, "default", 150, 10, 0, FAST, retrain_every=every,
+                            first_of_class_retrains=first_of_class)
+        runs[first_of_class] = (list(fits), [row["auprc"] for row in rows])
+    first = next(row["labels"] for row in rows if row["positives_found"])  # the batch of the first fraud
+    if every is None:  # the benchmarks' loop: a refit after every batch once both classes are labeled
+        assert runs[True] == runs[False] and runs[True][0] == list(range(first, 151, 10))
+        return
+    assert first % 50  # (this seed's first fraud comes between two retrains)
+    assert runs[True][0] == list(range(first, 151, 50))
+    assert runs[False][0] == list(range(-(-first // 50) * 50, 151, 50))
+    before_model = runs[False][1][:(-(-first // 50) * 50) // 10 - 1]
+    assert len(before_model) >= first // 10 and len(set(before_model)) == 1  # the positive rate: no model yet

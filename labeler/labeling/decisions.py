@@ -97,6 +97,14 @@ def _clean_reason(dataset, settings, value, reason):
     return reason
 
 
+def _clean_value_and_reason(dataset, settings, value, reason):
+    """The reason to record with label ``value`` (see _clean_reason). Raises LabelingError for a value outside the
+    dataset's labels, or a reason that cannot go with it."""
+    if value not in dataset.labels:
+        raise LabelingError(f"value: {value!r} is not a label of this dataset ({', '.join(dataset.labels)})")
+    return _clean_reason(dataset, settings, value, reason)
+
+
 def _resolve(dataset, settings, lease, decision):
     """(label value or None to defer, accepted) for a decision on ``lease``. Raises LabelingError."""
     decision = (decision or "").strip()
@@ -216,9 +224,7 @@ def label_found(dataset, user, item_id, value, reason=None, note=None, now=None)
     settings = labeling_settings(dataset)
     note = _clean_note(note)
     item = _item_of(dataset, item_id)
-    if value not in dataset.labels:
-        raise LabelingError(f"value: {value!r} is not a label of this dataset ({', '.join(dataset.labels)})")
-    reason = _clean_reason(dataset, settings, value, reason)
+    reason = _clean_value_and_reason(dataset, settings, value, reason)
 
     def work():
         if is_answered(item.id):
@@ -432,9 +438,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
     now = now or utcnow()
     settings = labeling_settings(dataset)
     item = _item_of(dataset, item_id)
-    if value not in dataset.labels:
-        raise LabelingError(f"value: {value!r} is not a label of this dataset ({', '.join(dataset.labels)})")
-    reason = _clean_reason(dataset, settings, value, reason)
+    reason = _clean_value_and_reason(dataset, settings, value, reason)
 
     def work():
         old = my_standing_label(item.id, user)

@@ -83,7 +83,7 @@ def _test_figures(y_test, scores, n_classes, only_class=None):
 
 
 def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None,
-        categorical=(), cold_start=None, n_classes=2, positives=(1,)):
+        categorical=(), cold_start=None, n_classes=2, positives=(1,), retrain_every=None, first_of_class_retrains=True):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``n_classes`` > 2: ``y`` holds class indices, ``positives`` the indices of the classes that count as
@@ -98,6 +98,10 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories;
     ``cold_start`` (an anomaly score per row) replaces the robust distance of its cold start, as the stored
     scores do in the queue refill (labeler.worker.refill.cold_start_anomaly).
+    ``retrain_every`` None refits the default loop's model after every batch; a number refits it as the product
+    retrains (labeler.labeling.decisions): once that many labels came since the last retrain, and, with
+    ``first_of_class_retrains``, at once after a batch that brings a class's first label beside another class's.
+    Between retrains the batches are picked by the last model's scores, and the figures are its.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
     if strategy not in STRATEGIES:
@@ -122,6 +126,7 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     model = None
     test_scores = None
     rows = []
+    retrained_at, classes_seen = 0, 0  # the labels at the last (simulated) retrain; the classes labeled then
     while len(order) < budget:
         started = time.perf_counter()
         size = min(batch, budget - len(order))
@@ -137,7 +142,15 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         order.extend(picks.tolist())
         labeled = np.asarray(order, dtype=np.int64)
         y_labeled = y_pool[labeled]
-        if len(np.unique(y_labeled)) < 2:
+        classes, seen_before = len(np.unique(y_labeled)), classes_seen
+        classes_seen = classes
+        retrains = strategy != DEFAULT or retrain_every is None or len(order) - retrained_at >= retrain_every or (
+            first_of_class_retrains and classes > seen_before and classes >= 2)
+        if retrains:
+            retrained_at = len(order)
+        if strategy == DEFAULT and not retrains:  # the last model's scores still pick, and its figures stand
+            figures = _test_figures(y_test, test_scores, n_classes, y_labeled[0] if classes < 2 else None)
+        elif classes < 2:
             p_pool = None
             figures = _test_figures(y_test, None, n_classes, y_labeled[0])  # no ranking yet: the positive rate
         elif strategy == DEFAULT:
