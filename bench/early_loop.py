@@ -34,6 +34,7 @@ sys.path.insert(0, BENCH)
 import compare_peers  # noqa: E402
 import real_tables  # noqa: E402
 import suite  # noqa: E402
+from labeler.store.settings import retrain_due, retrain_step  # noqa: E402
 from labeler.worker import simulate  # noqa: E402
 from models import (adaptive, generative_candidates, learner as learner_module, prequential, selection,  # noqa: E402
                     strategies, weak)
@@ -448,9 +449,9 @@ def cold_start(cold, widen=adaptive.WIDEN_AFTER):
     return patched(adaptive, "cold_start_shares", replacement)
 
 
-def product_cadence(every, first_of_class):
-    """The default loop refit as the product retrains (labeler.worker.simulate.run's ``retrain_every``)."""
-    return patched(simulate, "run", functools.partial(simulate.run, retrain_every=every,
+def product_cadence(due, first_of_class):
+    """The default loop refit as the product retrains (labeler.worker.simulate.run's ``retrain_due``)."""
+    return patched(simulate, "run", functools.partial(simulate.run, retrain_due=due,
                                                       first_of_class_retrains=first_of_class))
 
 
@@ -550,10 +551,14 @@ VARIANTS = {
     "shipped_w10": lambda: ({}, cold_start({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}, widen=10)),
     "colddivexp_w10r": lambda: ({}, stack(cold_mix({COLD_START: 0.4, DIVERSITY: 0.3, EXPLORATION: 0.3}),
                                           widen10rand())),
-    # the product's cadence (2026-12-03): a retrain every 50 labels, and (since then) at once after the first label
-    # of a class beside another's; the benchmarks refit after every batch of 10
-    "every50": lambda: ({}, product_cadence(50, first_of_class=True)),
-    "every50_before": lambda: ({}, product_cadence(50, first_of_class=False)),
+    # the product's cadence (2026-12-03): a retrain every 50 labels (every50_before); at once after the first label
+    # of a class beside another's too (every50); and a tenth of the labels, 10 to 50, apart (product); or 5 new
+    # positives among 10 or more (product5, the product since); the benchmarks refit after every batch of 10
+    "every50": lambda: ({}, product_cadence(lambda labels, new, positives: new >= 50, first_of_class=True)),
+    "every50_before": lambda: ({}, product_cadence(lambda labels, new, positives: new >= 50, first_of_class=False)),
+    "product": lambda: ({}, product_cadence(lambda labels, new, positives: new >= retrain_step(labels, 50),
+                                            first_of_class=True)),
+    "product5": lambda: ({}, product_cadence(functools.partial(retrain_due, every=50), first_of_class=True)),
 }
 
 

@@ -156,7 +156,8 @@ def test_the_status_line_says_when_no_fraud_came_and_the_search_widens(ana, data
             " (picks marked “wider search”)")
     status = ana.client.get("/datasets/cc/label/status").get_data(as_text=True)
     assert line in status and 'Know one already? Find it in <a href="/datasets/cc">the table</a>' in status
-    prepare_queue(dataset, run_jobs)  # the worker's next refill widens the cold start's search
+    jobs.request(dataset, jobs.REFILL, "test")  # the worker's next refill widens the cold start's search
+    assert set(run_jobs(dataset).values()) == {"done"}  # (so do the cold start's retrains, at 10 and 20 labels)
     strategies = {entry.strategy for entry in QueueEntry.select().where(QueueEntry.dataset == dataset)}
     assert strategies == {"wider search", "exploration"}
     ana.decide("label:fraud", reason="card testing")
@@ -947,3 +948,41 @@ def test_the_first_label_of_a_class_queues_a_retrain_at_once_when_another_class_
         outcome, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{value}")
         assert outcome.kind == "recorded"
     assert [j.id for j in _retrain_jobs(dataset)] == [job.id]
+
+
+def test_a_young_model_is_retrained_every_tenth_of_its_labels_at_least_10_and_at_most_retrain_every(queued, analyst):
+    from labeler.store.settings import retrain_step
+
+    assert [retrain_step(labels, 50) for labels in (0, 10, 99, 100, 150, 499, 500, 5000)] == [
+        10, 10, 10, 10, 15, 49, 50, 50]
+    assert retrain_step(40, 3) == 3  # retrain_every below 10 is kept
+    dataset = queued  # retrain_every stays at its default (50)
+    lease = leases.next_item(dataset, analyst)
+    for _ in range(10):
+        assert _retrain_jobs(dataset) == []
+        outcome, lease = decisions.decide(dataset, analyst, lease.item_id, "label:genuine")
+    [job] = _retrain_jobs(dataset)  # 10 labels, not 50: the cold start's retrain too (it rewrites the queue)
+    assert job.payload["reason"] == "10 new labels"
+
+
+def test_five_new_frauds_among_ten_labels_queue_a_retrain_before_a_tenth_of_the_labels_came(queued, analyst):
+    from labeler.store.settings import retrain_due
+
+    assert not retrain_due(300, 29, 4, 50) and retrain_due(300, 30, 0, 50) and retrain_due(300, 10, 5, 50)
+    assert not retrain_due(300, 9, 9, 50)  # never sooner than the benchmarks' 10 labels
+    dataset = queued
+    items = [item_id for (item_id,) in Item.select(Item.id).where(Item.dataset == dataset).order_by(Item.id.desc())
+             .limit(300).tuples()]
+    Label.insert_many([{"item": item_id, "kind": "label", "value": "fraud" if n % 30 == 0 else "genuine",
+                        "annotator": analyst.id, "source": "human", "created_at": utcnow()}
+                       for n, item_id in enumerate(items)]).execute()
+    db_module.Standing.refresh(items)
+    Job.create(dataset=dataset, kind=jobs.RETRAIN, state="done", stage="done", finished_at=utcnow(),
+               payload={"watermark": Label.select(fn.MAX(Label.id)).scalar()})
+    lease = leases.next_item(dataset, analyst)  # 300 labels: the next retrain after 30 more, or 5 more frauds
+    for value in ["fraud", "genuine"] * 4 + ["genuine", "fraud"]:
+        assert len(_retrain_jobs(dataset)) == 1
+        outcome, lease = decisions.decide(dataset, analyst, lease.item_id, f"label:{value}")
+        assert outcome.kind == "recorded"
+    newest = _retrain_jobs(dataset)[-1]
+    assert (newest.state, newest.payload["reason"]) == ("queued", "5 new positive labels")

@@ -91,7 +91,7 @@ def test_runs_are_reproducible_and_count_what_they_label(sample):
         simulate.run(X, y, "oracle", 10, 10, 0, FAST)
 
 
-@pytest.mark.parametrize("every", [None, 50])
+@pytest.mark.parametrize("every", [None, 50])  # (a flat 50: the product's labeler.store.settings.retrain_due)
 def test_the_product_cadence_refits_every_n_labels_and_at_the_first_positive(sample, monkeypatch, every):
     X, y = sample
     fits = []
@@ -105,8 +105,8 @@ def test_the_product_cadence_refits_every_n_labels_and_at_the_first_positive(sam
     runs = {}
     for first_of_class in (True, False):
         fits.clear()
-        rows = simulate.run(X, y, "default", 150, 10, 0, FAST, retrain_every=every,
-                            first_of_class_retrains=first_of_class)
+        due = every and (lambda labels, new, positives: new >= every)
+        rows = simulate.run(X, y, "default", 150, 10, 0, FAST, retrain_due=due, first_of_class_retrains=first_of_class)
         runs[first_of_class] = (list(fits), [row["auprc"] for row in rows])
     first = next(row["labels"] for row in rows if row["positives_found"])  # the batch of the first fraud
     if every is None:  # the benchmarks' loop: a refit after every batch once both classes are labeled

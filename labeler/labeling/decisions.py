@@ -17,7 +17,8 @@ from labeler.labeling.leases import (card_held_by_another, is_answered, my_stand
 from labeler.store.db import (Item, JSONField, Label, Lease, QueueEntry, ReviewRequest, Standing, database,
                               in_write_transaction, utcnow)
 from labeler.store.prepared import Prepared, PreparedCreate, slot
-from labeler.store.settings import engine_settings, labeling_settings
+from labeler.store.settings import (RETRAIN_POSITIVES, engine_settings, labeling_settings, retrain_due,
+                                    retrain_step)
 from labeler.worker import jobs
 
 NOTE_LIMIT = 2000
@@ -257,14 +258,16 @@ def label_found(dataset, user, item_id, value, reason=None, note=None, now=None)
 
 
 def _retrain_if_due(dataset, outcome):
-    """After a committed label: queue a retrain for the worker once ``retrain_every`` human labels arrived since
-    the last finished retrain, or at once when the label is the only one that stands for its class while another
-    class has labels too (the first fraud: a model takes over from the cold start without waiting for
-    ``retrain_every`` labels). labeler.worker.jobs keeps it single-flight. Returns the queued job or None.
+    """After a committed label: queue a retrain for the worker when the human labels since the last finished
+    retrain call for one (labeler.store.settings.retrain_due: a tenth of the labeled items, from 10 up to
+    ``retrain_every``, or 5 positives among 10 or more), or at once when the label is the only one that stands
+    for its class while another class has labels too (the first fraud: a model takes over from the cold start).
+    labeler.worker.jobs keeps it single-flight. Returns the queued job or None.
 
     Runs after every decision, so it is plain SQL on indexes: one look at the dataset's newest waiting or
-    finished retrain (nothing more to do while one waits), then one statement with a count of the labels since
-    the finished one's watermark that stops at ``retrain_every`` and the few StandingCount rows of the dataset,
+    finished retrain (nothing more to do while one waits), then one statement with two counts of the labels
+    since the finished one's watermark that stop at ``retrain_every`` and at RETRAIN_POSITIVES, and the few
+    StandingCount rows of the dataset,
     so its cost does not grow when no worker retrains (well under a millisecond on the full credit-card file).
     """
     if outcome.label is None:
@@ -278,17 +281,24 @@ def _retrain_if_due(dataset, outcome):
         return None
     watermark = (JSONField().python_value(row[1]) or {}).get("watermark", 0) if row else 0
     every = engine_settings(dataset)["retrain_every"]
+    since = (f'FROM "label" JOIN "item" ON "item"."id" = "label"."item_id" WHERE "label"."id" > {param} '
+             f'AND "item"."dataset_id" = {param} AND "label"."source" = {param} AND "label"."kind" = {param}')
     standing = f'FROM "standing_count" WHERE "dataset_id" = {param} AND "state" IN ({param}, {param})'
-    new, of_its_class, classes = database.execute_sql(
-        f'SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM "label" JOIN "item" ON "item"."id" = "label"."item_id" '
-        f'WHERE "label"."id" > {param} AND "item"."dataset_id" = {param} AND "label"."source" = {param} '
-        f'AND "label"."kind" = {param} LIMIT {param}) AS "new"), '
+    positives = list(dataset.positive_labels)
+    new_positives = (f'(SELECT COUNT(*) FROM (SELECT 1 {since} AND "label"."value" IN '
+                     f'({", ".join([param] * len(positives))}) LIMIT {param}) AS "positives")' if positives else '0')
+    new, fresh_positives, labeled, of_its_class, classes = database.execute_sql(
+        f'SELECT (SELECT COUNT(*) FROM (SELECT 1 {since} LIMIT {param}) AS "new"), {new_positives}, '
+        f'(SELECT COALESCE(SUM("items"), 0) {standing}), '
         f'(SELECT COALESCE(SUM("items"), 0) {standing} AND "value" = {param}), '
         f'(SELECT COUNT(DISTINCT "value") {standing} AND "items" > 0)',
-        (watermark, dataset.id, "human", "label", int(every), dataset.id, *Standing.LABELED, outcome.label.value,
+        (watermark, dataset.id, "human", "label", int(every),
+         *((watermark, dataset.id, "human", "label", *positives, RETRAIN_POSITIVES) if positives else ()),
+         dataset.id, *Standing.LABELED, dataset.id, *Standing.LABELED, outcome.label.value,
          dataset.id, *Standing.LABELED)).fetchone()
-    if new >= every:
-        return jobs.request(dataset, jobs.RETRAIN, f"{new} new labels")[0]
+    if retrain_due(labeled, new, fresh_positives, every):
+        why = f"{new} new labels" if new >= retrain_step(labeled, every) else f"{fresh_positives} new positive labels"
+        return jobs.request(dataset, jobs.RETRAIN, why)[0]
     if of_its_class == 1 and classes >= 2:
         return jobs.request(dataset, jobs.RETRAIN, f"the first {outcome.label.value} label")[0]
     return None

@@ -29,7 +29,8 @@ DEFAULTS = {
     "cv_repeats": 2,
     "select_every": 50,  # the simulation re-runs model selection once this many labels arrived since the last
     "generative_candidates": [],  # any of "latent", "vae_balance", "sgan": models.generative_candidates
-    "retrain_every": 50,  # a retrain is queued once this many human labels arrived since the last one
+    "retrain_every": 50,  # a retrain is queued once this many human labels arrived since the last one (fewer
+    # while the labels are few: retrain_step)
     "labeling": {
         "lease_minutes": 10.0,  # an item on screen is held this long; after that another analyst may take it
         "skip_minutes": 5.0,  # a skipped item is held back this long before it is offered again
@@ -42,6 +43,8 @@ DEFAULTS = {
     },
 }
 REJECT_MODES = ("pick", "requeue")
+YOUNG_RETRAIN_STEP = 10
+RETRAIN_POSITIVES = 5
 WHOLE_NUMBERS = ("queue_size", "pseudo_limit", "human_weight", "select_every", "cv_repeats", "retrain_every")
 SWITCHES = ("pseudo_labels", "pseudo_positives", "anomaly_feature", "adaptive")
 # what an admin may change (update_settings): some of the loop's settings and all of the labeling screen's
@@ -53,6 +56,21 @@ CHOICES = {"mix": MIX_STRATEGIES, "uncertainty": UNCERTAINTY_MEASURES, "generati
 
 class SettingsError(ValueError):
     """A setting that is not valid; the message names the dataset (where known) and the setting."""
+
+
+def retrain_step(labels, every):
+    """How many new human labels queue the next retrain when ``labels`` human labels were given: a tenth of them,
+    at least YOUNG_RETRAIN_STEP and at most ``every`` (the dataset's retrain_every), so that a young model is refit
+    about as often as the benchmarks refit theirs (after every 10 labels) and a grown one every ``every``."""
+    return max(1, min(every, max(YOUNG_RETRAIN_STEP, labels // 10)))
+
+
+def retrain_due(labels, new, new_positives, every):
+    """Whether ``new`` human labels since the last retrain, ``new_positives`` of them positive, out of ``labels``
+    in all, call for the next: retrain_step of them, or RETRAIN_POSITIVES positives among at least
+    YOUNG_RETRAIN_STEP of them (while the model is finding frauds, it is refit as often as the benchmarks')."""
+    return new >= retrain_step(labels, every) or (new >= min(every, YOUNG_RETRAIN_STEP)
+                                                  and new_positives >= RETRAIN_POSITIVES)
 
 
 def engine_settings(dataset):

@@ -83,7 +83,7 @@ def _test_figures(y_test, scores, n_classes, only_class=None):
 
 
 def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None, pool_and_test=None, groups=None,
-        categorical=(), cold_start=None, n_classes=2, positives=(1,), retrain_every=None, first_of_class_retrains=True):
+        categorical=(), cold_start=None, n_classes=2, positives=(1,), retrain_due=None, first_of_class_retrains=True):
     """One simulated labeling run; returns one row per batch: {"labels", "auprc", "positives_found", "seconds"}.
 
     ``n_classes`` > 2: ``y`` holds class indices, ``positives`` the indices of the classes that count as
@@ -98,9 +98,11 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
     label rates; ``categorical`` (one-hot blocks, models.weak.NativeCategories) its native categories;
     ``cold_start`` (an anomaly score per row) replaces the robust distance of its cold start, as the stored
     scores do in the queue refill (labeler.worker.refill.cold_start_anomaly).
-    ``retrain_every`` None refits the default loop's model after every batch; a number refits it as the product
-    retrains (labeler.labeling.decisions): once that many labels came since the last retrain, and, with
-    ``first_of_class_retrains``, at once after a batch that brings a class's first label beside another class's.
+    ``retrain_due`` None refits the default loop's model after every batch; a function refits it as the product
+    retrains (labeler.labeling.decisions): when ``retrain_due(labels, new labels, new positives)`` (since the
+    last retrain) is true (the product's: labeler.store.settings.retrain_due with the dataset's retrain_every),
+    and, with ``first_of_class_retrains``, at once after a batch that brings a class's first label beside
+    another class's.
     Between retrains the batches are picked by the last model's scores, and the figures are its.
     Raises SimulationError for an unknown strategy or a budget below 1.
     """
@@ -144,7 +146,8 @@ def run(X, y, strategy, budget, batch, seed, settings, progress=None, final=None
         y_labeled = y_pool[labeled]
         classes, seen_before = len(np.unique(y_labeled)), classes_seen
         classes_seen = classes
-        retrains = strategy != DEFAULT or retrain_every is None or len(order) - retrained_at >= retrain_every or (
+        retrains = strategy != DEFAULT or retrain_due is None or retrain_due(
+            len(order), len(order) - retrained_at, int(positive_class[y_pool[labeled[retrained_at:]]].sum())) or (
             first_of_class_retrains and classes > seen_before and classes >= 2)
         if retrains:
             retrained_at = len(order)
