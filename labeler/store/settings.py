@@ -29,8 +29,8 @@ DEFAULTS = {
     "cv_repeats": 2,
     "select_every": 50,  # the simulation re-runs model selection once this many labels arrived since the last
     "generative_candidates": [],  # any of "latent", "vae_balance", "sgan": models.generative_candidates
-    "retrain_every": 50,  # a retrain is queued once this many human labels arrived since the last one (fewer
-    # while the labels are few: retrain_step)
+    "retrain_every": 50,  # a retrain is queued once this many human labels arrived since the last one (sooner
+    # while the labels are few or frauds come fast: retrain_due)
     "labeling": {
         "lease_minutes": 10.0,  # an item on screen is held this long; after that another analyst may take it
         "skip_minutes": 5.0,  # a skipped item is held back this long before it is offered again
