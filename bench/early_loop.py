@@ -38,7 +38,7 @@ from labeler.store.settings import retrain_due, retrain_step  # noqa: E402
 from labeler.worker import simulate  # noqa: E402
 from models import (adaptive, generative_candidates, learner as learner_module, prequential, selection,  # noqa: E402
                     strategies, weak)
-from models.names import COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
+from models.names import COLD_START, COMMITTEE, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN  # noqa: E402
 
 RUNS = os.path.join(BENCH, "results", "suite_runs")
 
@@ -455,6 +455,56 @@ def product_cadence(due, first_of_class):
                                                       first_of_class_retrains=first_of_class))
 
 
+def committee_disagreement(features, labeled, y, members=5, seed=0):
+    """Per pool row: the mean KL divergence of ``members`` logistic models (models.weak.LOGISTIC), each fitted on
+    a bootstrap of the labels (pool indices ``labeled``, binary ``y``) drawn within each class, from their mean
+    P(positive): query by committee (Seung et al. 1992; McCallum and Nigam 1998's KL form, as scikit-activeml's
+    QueryByCommittee)."""
+    rng = np.random.default_rng(seed)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    y = np.asarray(y)
+    by_class = [np.flatnonzero(y == value) for value in (0, 1)]
+    p = []
+    for _ in range(members):
+        rows = np.concatenate([rng.choice(part, size=len(part), replace=True) for part in by_class])
+        model = weak.fit(weak.LOGISTIC, features[labeled[rows]], y[rows])
+        p.append(np.clip(weak.positive_probability(model.estimators[0], features), 1e-6, 1 - 1e-6))
+    p = np.array(p)
+    mean = p.mean(axis=0)
+    return np.mean(p * np.log(p / mean) + (1 - p) * np.log((1 - p) / (1 - mean)), axis=0)
+
+
+def committee_arm(share, after=0, frontier=None, weak_below=None):
+    """Once a model scored the pool and ``after`` labels are in: ``share`` of each batch the unlabeled items with
+    the largest committee disagreement (committee_disagreement over the last training's labels), near-duplicates
+    skipped, recorded as uncertain picks; the rest picked as shipped. ``frontier``: only among that many times
+    the committee's count of the most uncertain items (least confidence). ``weak_below``: only while the
+    selected model's cross-validated AUPRC on the labels is below it (or unmeasured)."""
+    shipped = learner_module.ActiveLearner.pick
+
+    def pick(self, p_positive, unlabeled, size, labeled_positives=None):
+        unlabeled = np.asarray(unlabeled, dtype=np.int64)
+        if p_positive is None or self.labels_seen is None or len(self.ids) - len(unlabeled) < after:
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        measured = self.selected.auprc if self.selected is not None else None
+        if weak_below is not None and measured is not None and measured >= weak_below:
+            return shipped(self, p_positive, unlabeled, size, labeled_positives)
+        labeled, y = self.labels_seen
+        disagreement = committee_disagreement(self.pool_features(), labeled, y, seed=self.seed + len(labeled))
+        count = int(round(size * share))
+        candidates = unlabeled
+        if frontier:
+            closeness = strategies.least_confidence(np.asarray(p_positive)[unlabeled])
+            candidates = unlabeled[np.argsort(-closeness, kind="stable")[:frontier * count]]
+        window = candidates[np.argsort(-disagreement[candidates], kind="stable")[:4 * count + 10]]
+        chosen = strategies.diverse(window, self.z, count)
+        rest = unlabeled[~np.isin(unlabeled, chosen)]
+        return ([(int(index), UNCERTAIN) for index in chosen]
+                + list(shipped(self, p_positive, rest, size - len(chosen), labeled_positives)))
+
+    return patched(learner_module.ActiveLearner, "pick", pick)
+
+
 def stack(*managers):
     @contextlib.contextmanager
     def both():
@@ -559,6 +609,20 @@ VARIANTS = {
     "product": lambda: ({}, product_cadence(lambda labels, new, positives: new >= retrain_step(labels, 50),
                                             first_of_class=True)),
     "product5": lambda: ({}, product_cadence(functools.partial(retrain_due, every=50), first_of_class=True)),
+    # a committee-disagreement arm (2026-12-03: caravan at 1,000 labels behind query by committee): its share of
+    # each batch taken from the mix (committee_arm)
+    "qbc2": lambda: ({}, committee_arm(0.2)),
+    "qbc4": lambda: ({}, committee_arm(0.4)),
+    "qbc7": lambda: ({}, committee_arm(0.7)),
+    "qbc2late": lambda: ({}, committee_arm(0.2, after=500)),
+    "qbc7late": lambda: ({}, committee_arm(0.7, after=500)),
+    "qbc2front": lambda: ({}, committee_arm(0.2, frontier=20)),
+    "qbc2weak3": lambda: ({}, committee_arm(0.2, weak_below=0.3)),
+    # the committee in the mix (models.committee: while the model ranks weakly), half the frontier share
+    "committee": lambda: ({"mix": {HIGH_RISK: 0.2, UNCERTAIN: 0.35, COMMITTEE: 0.35, EXPLORATION: 0.1}},
+                          contextlib.nullcontext()),
+    "qbc2weak5": lambda: ({}, committee_arm(0.2, weak_below=0.5)),
+    "qbc7weak5": lambda: ({}, committee_arm(0.7, weak_below=0.5)),
 }
 
 

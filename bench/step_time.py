@@ -4,6 +4,7 @@ another one, so that two versions of the loop can be timed side by side on the s
 
     python bench/step_time.py --table creditcard --seeds 10,11,12 --budget 250
     python bench/step_time.py --code /tmp/before ...     # the same for a git worktree of another commit
+    python bench/step_time.py --table caravan --committee 0.35   # with the committee's share of the mix
 
 Prints the machine, then per seed and in all: the number of steps, the median and the total of the fit, the query
 and their sum per step, and the test AUPRC at 100, 250, 500 and 1,000 labels (those within the budget) and at the
@@ -29,6 +30,9 @@ def main():
     parser.add_argument("--budget", type=int, default=250, help="labels per run")
     parser.add_argument("--batch", type=int, default=10, help="labels per step")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
+    parser.add_argument("--committee", type=float, default=None,
+                        help="give the committee (models.committee) this share of the mix, taken from the uncertain "
+                             "share; default: the settings' mix")
     args = parser.parse_args()
 
     code = os.path.abspath(args.code)
@@ -43,14 +47,22 @@ def main():
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average {load:.2f}; code {code}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    from labeler.store.settings import DEFAULTS
+
+    settings = None
+    if args.committee is not None:
+        mix = dict(DEFAULTS["mix"])
+        mix["uncertain"] -= args.committee
+        settings = {"mix": {**mix, "committee": args.committee}}
     X, y = real_tables.load(args.table)
     steps = []
-    print(f"{args.table}: budget {args.budget}, batch {args.batch}, {args.threads} thread(s)")
+    print(f"{args.table}: budget {args.budget}, batch {args.batch}, {args.threads} thread(s)"
+          + (f", mix {settings['mix']}" if settings else ""))
     points = sorted({point for point in (100, 250, 500, 1000) if point < args.budget} | {args.budget})
     print(f"{'seed':>6} {'steps':>6} {'fit p50':>9} {'query p50':>10} {'step p50':>9} {'step total':>11}  AUPRC at "
           + " / ".join(str(point) for point in points))
     for seed in [int(seed) for seed in args.seeds.split(",")]:
-        rows, fits, queries = compare_peers.run_default(X, y, args.budget, args.batch, seed)
+        rows, fits, queries = compare_peers.run_default(X, y, args.budget, args.batch, seed, settings=settings)
         seeds_steps = [fit + query for fit, query in zip(fits, queries)]
         steps += seeds_steps
         print(f"{seed:>6} {len(seeds_steps):>6} {statistics.median(fits):>8.3f}s {statistics.median(queries):>9.3f}s "

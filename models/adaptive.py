@@ -24,7 +24,7 @@ prior shares.
 import numpy as np
 
 from models import strategies
-from models.names import (ADAPTIVE_ARMS, COLD_START, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN,
+from models.names import (ADAPTIVE_ARMS, COLD_START, COMMITTEE, DIVERSITY, EXPLORATION, HIGH_RISK, UNCERTAIN,
                           WIDEN_AFTER, WIDER_SEARCH)
 
 # Chosen on the development seeds 10-12 (bench/results/suite_dev.txt): the earlier 0.3 / 0.4 / 0.3 cold start with a
@@ -225,7 +225,9 @@ class AdaptivePolicy:
                  bandit=None):
         self.z = z
         self.anomaly = anomaly
-        self.mix = {name: float(share) for name, share in mix.items()}
+        # its arms have no committee (models.committee): the mix's committee share counts as uncertain picks
+        self.mix = {name: float(share) for name, share in mix.items() if name != COMMITTEE}
+        self.mix[UNCERTAIN] = self.mix.get(UNCERTAIN, 0.0) + float(mix.get(COMMITTEE, 0.0))
         self.rng = rng
         self.seed = seed
         self.uncertainty = uncertainty

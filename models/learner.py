@@ -8,8 +8,8 @@ import numpy as np
 from models import adaptive as adaptive_policy
 from models import pseudo as pseudo_labels
 from models import features as transaction_features
-from models import generative_candidates, prequential, selection, strategies, weak
-from models.names import COLD_START, DIVERSITY, EXPLORATION
+from models import committee, generative_candidates, prequential, selection, strategies, weak
+from models.names import COLD_START, COMMITTEE, DIVERSITY, EXPLORATION
 
 # The fixed loop's binary cold start (ActiveLearner.pick), chosen on development seeds 10-89
 # (bench/results/suite_early_dev.txt): anomaly-led picks alone (with the mix's 0.1 of random ones) left caravan
@@ -64,6 +64,9 @@ class ActiveLearner:
         self.selected_kinds = None
         self.groups = None if groups is None or self.generative is not None else groups
         self.labels_seen = None  # (labeled pool indices, labels) of the last training, for the label rates
+        # the committee's disagreement over the pool (models.committee) from the last training's labels: computed
+        # by the first pick after a training, or set from the file its retrain stored (the worker's refill)
+        self.disagreement = None
         self.categorical = [tuple(block) for block in categorical]
         # the adaptive loop (setting ``adaptive``, binary only): the mix chosen online, models.adaptive
         self.adaptive = (adaptive_policy.AdaptivePolicy(self.z, self.anomaly, settings["mix"], self.rng, seed,
@@ -177,7 +180,21 @@ class ActiveLearner:
         (of the positive classes) when grouped, which scoring then uses too."""
         positive = np.isin(y, self.positives) if self.n_classes > 2 else y
         self.labels_seen = (np.asarray(labeled, dtype=np.int64), np.asarray(positive, dtype=np.int8))
+        self.disagreement = None
         return self.pool_features()
+
+    def committee_disagreement(self):
+        """The committee's disagreement over the pool (models.committee.disagreement, binary datasets whose mix
+        gives the committee a share, while the selected model ranks weakly: committee.wanted): computed once per
+        training from its human labels, or as set from a stored file; None for K classes, without a committee
+        share, for a model that ranks well, or before a training (the committee's share then goes to the
+        uncertain picks)."""
+        if self.disagreement is None and self.labels_seen is not None and self.n_classes == 2 \
+                and self.settings["mix"].get(COMMITTEE, 0) > 0 \
+                and committee.wanted(self.selected.auprc if self.selected is not None else None):
+            labeled, y = self.labels_seen
+            self.disagreement = committee.disagreement(self.pool_features(), labeled, y, seed=self.seed)
+        return self.disagreement
 
     def pool_features(self):
         """The pool's rows as the models see them now: with the label rates of the last training, if grouped."""
@@ -239,7 +256,8 @@ class ActiveLearner:
             return self.adaptive.pick(p_positive, unlabeled, size)
         if p_positive is not None:
             return strategies.plan_batch(p_positive, self.z, unlabeled, size, self.settings["mix"], self.rng,
-                                         self.settings["uncertainty"], self.positives)
+                                         self.settings["uncertainty"], self.positives,
+                                         self.committee_disagreement())
         size = min(size, len(unlabeled))
         if self.n_classes == 2:
             mask = np.ones(len(self.ids), dtype=bool)

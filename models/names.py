@@ -8,7 +8,12 @@ HIGH_RISK = "high risk"
 UNCERTAIN = "uncertain"
 EXPLORATION = "exploration"
 COLD_START = "cold start"
-MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, EXPLORATION)
+COMMITTEE = "committee"  # query by committee (models.committee): binary datasets; elsewhere its share is uncertain's
+# ... and only while the selected model's cross-validated AUPRC on the labels is below this (or not measured yet):
+# on the credit card it is above from the first model, and there committee picks cost AUPRC and frauds shown
+# (bench/results/committee_dev.txt)
+COMMITTEE_WEAK_BELOW = 0.5
+MIX_STRATEGIES = (HIGH_RISK, UNCERTAIN, COMMITTEE, EXPLORATION)
 # picks of typical items of parts of the pool no label covers (models.adaptive.uncovered): in the cold start and
 # the adaptive loop's young model, and the cold start's picks once no positive came in its first labels
 DIVERSITY = "diversity"
@@ -19,6 +24,8 @@ WIDEN_AFTER = 20  # the cold start: labels without a positive before its search 
 STRATEGY_WHY = {
     HIGH_RISK: "the model rates it among the likeliest frauds",
     UNCERTAIN: "the model is least sure of it, so your answer teaches it most",
+    COMMITTEE: "models fitted on different draws of the labels disagree most about it, so your answer settles what "
+               "the labels leave open",
     EXPLORATION: "drawn at random, to find what the model overlooks",
     COLD_START: "no model yet: it is unusual against the pool",
     DIVERSITY: "it stands for a part of the pool no label covers yet",

@@ -2,14 +2,14 @@
 
 Uncertainty scores take each item's probabilities (binary datasets: P(positive), one per item; K classes: an
 (n, K) array) and return one score per item, higher meaning more worth asking. ``plan_batch`` mixes high-risk
-(exploitation: the highest probability of any positive label), uncertain (frontier) and random exploration picks, and ``cold_start`` ranks by an
-unsupervised anomaly score spread over k-means clusters before any model exists. Every pick carries the name of
-the strategy that made it.
+(exploitation: the highest probability of any positive label), uncertain (frontier), committee (the disagreement
+of models.committee) and random exploration picks, and ``cold_start`` ranks by an unsupervised anomaly score
+spread over k-means clusters before any model exists. Every pick carries the name of the strategy that made it.
 """
 import numpy as np
 from sklearn.cluster import KMeans
 
-from models.names import EXPLORATION, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCERTAINTY_MEASURES
+from models.names import COMMITTEE, EXPLORATION, HIGH_RISK, MIX_STRATEGIES, UNCERTAIN, UNCERTAINTY_MEASURES
 
 ANOMALY_CLIP = 5.0  # robust z-scores are clipped so that one extreme feature cannot dominate the score
 DUPLICATE_RADIUS = 0.05  # rms distance in robust z units below which two items count as near-duplicates
@@ -219,15 +219,16 @@ def mix_counts(size, mix):
     return dict(zip(names, counts.tolist()))
 
 
-def plan_batch(p, z, candidates, size, mix, rng, uncertainty="least_confidence", positives=None):
+def plan_batch(p, z, candidates, size, mix, rng, uncertainty="least_confidence", positives=None, disagreement=None):
     """Pick ``size`` of ``candidates`` (pool indices) by the ``mix`` of strategies; returns [(index, strategy)]
     in the order to show them, strategies interleaved so that any prefix follows the mix.
 
     ``p``: P(positive) per pool item, or (n, K) class probabilities with ``positives`` the positive classes'
     indices. High risk: highest ``risk``; with K classes and no positive class its share goes to the uncertain
-    picks. Uncertain: highest ``uncertainty`` score; exploration: uniformly random. No item is picked twice and
-    near-duplicates (rows of ``z``) are skipped. ``rng`` is a numpy Generator. Raises KeyError for an unknown
-    uncertainty name, ValueError for an empty mix.
+    picks. Uncertain: highest ``uncertainty`` score; committee: highest ``disagreement`` (per pool item,
+    models.committee; without it the committee's share goes to the uncertain picks); exploration: uniformly
+    random. No item is picked twice and near-duplicates (rows of ``z``) are skipped. ``rng`` is a numpy
+    Generator. Raises KeyError for an unknown uncertainty name, ValueError for an empty mix.
     """
     candidates = np.asarray(candidates, dtype=np.int64)
     size = min(size, len(candidates))
@@ -235,11 +236,14 @@ def plan_batch(p, z, candidates, size, mix, rng, uncertainty="least_confidence",
     risk_candidates = risk(p_candidates, positives)
     if risk_candidates is None:
         mix = {**mix, UNCERTAIN: mix.get(UNCERTAIN, 0) + mix.get(HIGH_RISK, 0), HIGH_RISK: 0}
+    if disagreement is None:
+        mix = {**mix, UNCERTAIN: mix.get(UNCERTAIN, 0) + mix.get(COMMITTEE, 0), COMMITTEE: 0}
     counts = mix_counts(size, mix)
-    ranking = {HIGH_RISK: risk_candidates, UNCERTAIN: UNCERTAINTY[uncertainty](p_candidates)}
+    ranking = {HIGH_RISK: risk_candidates, UNCERTAIN: UNCERTAINTY[uncertainty](p_candidates),
+               COMMITTEE: None if disagreement is None else np.asarray(disagreement, dtype=np.float64)[candidates]}
     picked = {}
     taken = np.zeros(0, dtype=np.int64)
-    for name in (HIGH_RISK, UNCERTAIN):
+    for name in (HIGH_RISK, UNCERTAIN, COMMITTEE):
         if counts.get(name):
             window = _ranked_window(ranking[name], candidates, counts[name], taken)
             picked[name] = diverse(window, z, counts[name], taken=taken)

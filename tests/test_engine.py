@@ -13,7 +13,7 @@ from labeler.store.pool import load_pool
 from labeler.store.settings import DEFAULTS, SettingsError, engine_settings
 from labeler.worker.refill import refresh_queue
 from labeler.worker.retrain import retrain
-from models import selection
+from models import names, selection
 
 
 @pytest.fixture(autouse=True)
@@ -78,8 +78,10 @@ def test_retrain_serves_a_selected_model_and_queues_by_the_mix(dataset, analyst,
     entries = list(QueueEntry.select().where(QueueEntry.dataset == dataset).order_by(QueueEntry.priority))
     assert len(entries) == 500
     counts = {name: sum(entry.strategy == name for entry in entries) for name in ("high risk", "uncertain",
-                                                                                 "exploration")}
-    assert counts == {"high risk": 100, "uncertain": 350, "exploration": 50}
+                                                                                 "committee", "exploration")}
+    # the default mix gives the committee no share: no committee file is stored
+    assert counts == {"high risk": 100, "uncertain": 350, "committee": 0, "exploration": 50}
+    assert version.committee_path is None
     assert {entry.model_version_id for entry in entries} == {version.id}
     labeled = {label.item_id for label in Label.select().where(Label.source == "human")}
     assert not labeled & {entry.item_id for entry in entries}
@@ -139,7 +141,12 @@ def test_pseudo_labels_follow_the_dataset_setting(dataset, analyst, tmp_path):
     assert len(entries) == 40 and {entry.strategy for entry in entries} == {"high risk"}
 
 
-def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, analyst, tmp_path):
+def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, analyst, tmp_path, monkeypatch):
+    # a mix with a committee share, and every model counts as weak: the committee picks
+    dataset.settings = {**dataset.settings, "mix": {"high risk": 0.2, "uncertain": 0.35, "committee": 0.35,
+                                                    "exploration": 0.1}}
+    dataset.save()
+    monkeypatch.setattr(names, "COMMITTEE_WEAK_BELOW", 1.01)
     assert refresh_queue(dataset, size=30, seed=0) == 30
     assert {entry.strategy for entry in QueueEntry.select()} <= {"cold start", "diversity", "exploration"}
     _label_from_truth(dataset, analyst, 15, 85)
@@ -148,7 +155,20 @@ def test_refresh_queue_rescores_with_the_serving_model_else_cold_start(dataset, 
     assert refresh_queue(dataset, size=30, seed=0) == 30
     entries = list(QueueEntry.select())
     assert len(entries) == 30 and {entry.model_version_id for entry in entries} == {version.id}
-    assert {entry.strategy for entry in entries} == {"high risk", "uncertain", "exploration"}
+    assert {entry.strategy for entry in entries} == {"high risk", "uncertain", "committee", "exploration"}
+    # the committee's picks are the unlabeled items its stored scores rank highest, less the other arms' picks
+    ids, _ = load_pool(dataset)
+    disagreement = load_scores(version.committee_path, version.digests["committee"])
+    position = {item: index for index, item in enumerate(ids.tolist())}
+    picked = [position[entry.item_id] for entry in entries if entry.strategy == "committee"]
+    others = {position[entry.item_id] for entry in entries if entry.strategy != "committee"}
+    labeled = {position[label.item_id] for label in Label.select().where(Label.source == "human")}
+    ranked = [index for index in np.argsort(-disagreement, kind="stable") if index not in labeled | others]
+    assert len(picked) == 10 and set(picked) <= set(ranked[:20])  # 0.35 of 30; near-duplicates may be skipped
+    with open(version.committee_path, "ab") as stream:  # a corrupt committee file: its share goes to uncertain
+        stream.write(b"x")
+    assert refresh_queue(dataset, size=30, seed=0) == 30
+    assert {entry.strategy for entry in QueueEntry.select()} == {"high risk", "uncertain", "exploration"}
     os.remove(version.scores_path)  # a lost scores file: the queue falls back to the cold start until the next retrain
     assert refresh_queue(dataset, size=30, seed=0) == 30
     assert {entry.model_version_id for entry in QueueEntry.select()} == {None}

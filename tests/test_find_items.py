@@ -435,7 +435,7 @@ def test_the_amount_is_stored_at_import_and_migration_13_fills_an_older_store(da
         database.execute_sql('DROP INDEX "item_dataset_id_event_time_id"')
         Item.update(amount=None).execute()
         SchemaVersion.delete().where(SchemaVersion.version >= 13).execute()
-    assert upgrade() == [13, 14, 15, 16, 17, 18]
+    assert upgrade() == [13, 14, 15, 16, 17, 18, 19]
     stored = [amount for (amount,) in dataset.items().select(Item.amount).order_by(Item.row_number).tuples()]
     assert stored == frame.Amount.tolist()
     indexes = {index.name for index in database.get_indexes("item")}

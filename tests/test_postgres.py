@@ -275,7 +275,7 @@ def test_the_standing_label_rule_review_and_the_role_migration(pg_app, tmp_path)
         with database.atomic():
             User.create(name="rita", password_hash="x", role="reviewer")
     SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
-    assert upgrade() == [11, 12, 13, 14, 15, 16, 17, 18] and "reviewer" in ROLE_CHECK
+    assert upgrade() == [11, 12, 13, 14, 15, 16, 17, 18, 19] and "reviewer" in ROLE_CHECK
     rita = create_user("rita", PASSWORD, "reviewer")
 
     label, refused = review.adjudicate(dataset, rita, items[0].id, "genuine")

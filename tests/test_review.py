@@ -32,7 +32,7 @@ def test_migration_11_widens_an_old_stores_role_check_and_keeps_every_reference(
         database.execute_sql('CREATE UNIQUE INDEX "user_name" ON "user" ("name")')
         database.execute_sql("PRAGMA foreign_keys = ON")
         SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
-        assert upgrade() == [11, 12, 13, 14, 15, 16, 17, 18]
+        assert upgrade() == [11, 12, 13, 14, 15, 16, 17, 18, 19]
         reviewer = create_user("rita", PASSWORD, "reviewer")
         assert User.get_by_id(ana.id).name == "ana" and reviewer.can_review
         assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1

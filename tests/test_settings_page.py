@@ -37,18 +37,20 @@ def root(client, dataset, admin, analyst):
 
 def test_the_page_shows_every_setting_with_its_current_value_and_default(root):
     html = root.get(URL).get_data(as_text=True)
-    for field in ("retrain_every", "queue_size", "mix:high risk", "mix:uncertain", "mix:exploration",
+    for field in ("retrain_every", "queue_size", "mix:high risk", "mix:uncertain", "mix:committee", "mix:exploration",
                   "uncertainty", "pseudo_labels", "pseudo_share", "pseudo_confidence", "generative_candidates",
                   "overlap_share", "hide_suggestion_share", "review_share", "reject_mode", "reason_codes",
                   "lease_minutes", "skip_minutes", "refill_below"):
         assert f'name="{field}"' in html, field
     assert "Retrain after this many new human labels" in html and 'value="50"' in html and "default 50" in html
+    assert "committee: where models fitted on different draws of the labels disagree most" in html
+    assert "cross-validated AUPRC under 0.5" in html
     assert "No entries yet." in html
 
 
 def test_valid_changes_are_stored_and_audited_with_old_new_and_user(root, dataset, admin):
     form = {"csrf_token": _token(root), "retrain_every": "20", "queue_size": "500", "mix:high risk": "0.3",
-            "mix:uncertain": "0.7", "mix:exploration": "0.1", "uncertainty": "entropy", "pseudo_labels": "False",
+            "mix:uncertain": "0.7", "mix:committee": "0", "mix:exploration": "0.1", "uncertainty": "entropy", "pseudo_labels": "False",
             "pseudo_share": "0.1", "pseudo_confidence": "0.99", "generative_candidates": ["", "latent", "sgan"],
             "overlap_share": "0.2", "review_share": "0.05", "reject_mode": "pick",
             "reason_codes": "card testing, skimming"}
@@ -58,7 +60,7 @@ def test_valid_changes_are_stored_and_audited_with_old_new_and_user(root, datase
     assert "Settings saved: retrain_every 50 → 20;" in html and "pseudo_labels on → off" in html
     engine = engine_settings(Dataset.get_by_id(dataset.id))
     assert engine["retrain_every"] == 20 and engine["uncertainty"] == "entropy" and engine["pseudo_labels"] is False
-    assert engine["mix"] == {"high risk": 0.3, "uncertain": 0.7, "exploration": 0.1}
+    assert engine["mix"] == {"high risk": 0.3, "uncertain": 0.7, "committee": 0.0, "exploration": 0.1}
     assert engine["generative_candidates"] == ["latent", "sgan"] and engine["pseudo_share"] == 0.1
     labeling = labeling_settings(Dataset.get_by_id(dataset.id))
     assert labeling["review_share"] == 0.05 and labeling["reason_codes"] == ["card testing", "skimming"]
@@ -66,7 +68,8 @@ def test_valid_changes_are_stored_and_audited_with_old_new_and_user(root, datase
     assert (entry.user_name, entry.action, entry.dataset_id) == ("root", audit.SETTINGS_CHANGED, dataset.id)
     changes = entry.details["changes"]
     assert changes["retrain_every"] == [50, 20] and changes["pseudo_labels"] == [True, False]
-    assert changes["mix"] == [DEFAULTS["mix"], {"high risk": 0.3, "uncertain": 0.7, "exploration": 0.1}]
+    assert changes["mix"] == [DEFAULTS["mix"], {"high risk": 0.3, "uncertain": 0.7, "committee": 0.0,
+                                                "exploration": 0.1}]
     assert changes["generative_candidates"] == [[], ["latent", "sgan"]] and changes["overlap_share"] == [0.0, 0.2]
     # the values sent unchanged are neither stored nor audited
     assert not {"queue_size", "pseudo_confidence", "reject_mode"} & set(changes)
@@ -103,7 +106,8 @@ def test_a_bad_value_is_refused_in_one_line_and_nothing_is_stored(root, dataset,
 
 
 def test_all_shares_of_the_mix_at_zero_are_refused(root, dataset):
-    form = {"csrf_token": _token(root), "mix:high risk": "0", "mix:uncertain": "0", "mix:exploration": "0"}
+    form = {"csrf_token": _token(root), "mix:high risk": "0", "mix:uncertain": "0", "mix:committee": "0",
+            "mix:exploration": "0"}
     response = root.post(URL, data=form)
     assert response.status_code == 400 and "mix: shares must be numbers" in _error_of(response.get_data(as_text=True))
     assert engine_settings(Dataset.get_by_id(dataset.id))["mix"] == DEFAULTS["mix"]
@@ -169,6 +173,18 @@ def test_update_settings_takes_json_values_and_returns_what_changed(dataset):
         with pytest.raises(SettingsError, match=message):
             update_settings(dataset, changes)
     assert current_settings(Dataset.get_by_id(dataset.id))["queue_size"] == 200
+
+
+def test_a_mix_stored_before_the_committee_gets_no_committee_picks(dataset):
+    """A mix an admin stored before the committee strategy existed names three strategies: the committee's share
+    is the default's, none; an admin may give it one."""
+    dataset.settings = {**(dataset.settings or {}), "mix": {"high risk": 0.3, "uncertain": 0.6, "exploration": 0.1}}
+    dataset.save()
+    assert engine_settings(dataset)["mix"] == {"high risk": 0.3, "uncertain": 0.6, "committee": 0.0,
+                                               "exploration": 0.1}
+    update_settings(dataset, {"mix": {"committee": 0.3}})
+    assert engine_settings(Dataset.get_by_id(dataset.id))["mix"] == {"high risk": 0.3, "uncertain": 0.6,
+                                                                     "committee": 0.3, "exploration": 0.1}
 
 
 def test_a_failed_audit_entry_takes_the_change_back(dataset, admin, monkeypatch):

@@ -154,7 +154,7 @@ def test_migration_15_fills_the_standing_table_from_the_log(small, admin):
         database.execute_sql(f'CREATE INDEX "label_{column}" ON "label" ("{column}")')
     SchemaVersion.delete().where(SchemaVersion.version >= 15).execute()
 
-    assert upgrade() == [15, 16, 17, 18]
+    assert upgrade() == [15, 16, 17, 18, 19]
     indexes = {index.name for index in database.get_indexes("label")}
     assert {"label_item_id_source_kind_id", "label_annotator_id_source_kind_id"} <= indexes
     assert not {"label_item_id", "label_annotator_id"} & indexes

@@ -38,7 +38,7 @@ def test_deleting_a_dataset_cascades_to_its_items_and_labels(app, analyst):
 
 
 def test_fresh_store_is_at_the_latest_schema_version(app):
-    assert current_version() == max(v for v, _ in MIGRATIONS) == 18
+    assert current_version() == max(v for v, _ in MIGRATIONS) == 19
     applied = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert applied == [1, *sorted(v for v, _ in MIGRATIONS)]
     tables = set(database.get_tables())
@@ -58,7 +58,7 @@ def test_migration_5_adds_the_label_index_to_an_older_store(tmp_path):
         database.execute_sql('DROP INDEX "label_source_kind_id"')
         database.drop_tables([FeatureStats])  # a version-4 store: neither the index nor migration 6's table
         SchemaVersion.delete().where(SchemaVersion.version >= 5).execute()
-        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # 7 on find their columns and tables
+        assert upgrade() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]  # 7 on find their columns and tables
         assert "label_source_kind_id" in {index.name for index in database.get_indexes("label")}
 
 
@@ -78,12 +78,12 @@ def test_migration_6_moves_the_feature_statistics_out_of_the_settings(tmp_path):
         bare = Dataset.create(name="bare", columns=["a"], feature_columns=["a"], labels=["genuine", "fraud"],
                               settings={})
         assert current_version() == 5 and not FeatureStats.table_exists()
-        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+        assert upgrade() == [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         assert FeatureStats.table_exists() and FeatureStats.select().count() == 0  # the worker's refill fills it
         assert Dataset.get_by_id(old.id).settings == kept  # only the statistics went
         assert Dataset.get_by_id(plain.id).settings == kept
         assert Dataset.get_by_id(bare.id).settings == {}
-        assert current_version() == 18 and upgrade() == []
+        assert current_version() == 19 and upgrade() == []
 
 
 def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_store(tmp_path):
@@ -99,12 +99,12 @@ def test_migration_7_adds_session_versions_and_the_login_failures_to_an_older_st
                              "VALUES ('old', 'hash', 'analyst', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 7).execute()
         assert current_version() == 6 and not LoginFailure.table_exists()
-        assert upgrade() == [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+        assert upgrade() == [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         assert {"session_version", "disabled"} <= {column.name for column in database.get_columns("user")}
         old = User.get(User.name == "old")
         assert (old.session_version, old.disabled, old.is_active, old.get_id()) == (0, False, True, f"{old.id}:0")
         assert LoginFailure.table_exists() and LoginFailure.select().count() == 0
-        assert current_version() == 18 and upgrade() == []
+        assert current_version() == 19 and upgrade() == []
 
 
 def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends(tmp_path):
@@ -132,7 +132,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
                              "settings, created_at) VALUES ('old', '[\"a\", \"b\"]', '[]', '[\"a\", \"b\"]', "
                              "'[\"genuine\", \"fraud\"]', 'tx', '{}', '2024-01-01 00:00:00')")
         SchemaVersion.delete().where(SchemaVersion.version >= 8).execute()
-        assert upgrade() == [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+        assert upgrade() == [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         assert {"event_time", "entity"} <= {column.name for column in database.get_columns("item")}
         assert "item_dataset_id_entity_event_time" in {index.name for index in database.get_indexes("item")}
         assert "bulk_of_id" in {column.name for column in database.get_columns("label")}
@@ -142,7 +142,7 @@ def test_migration_8_adds_the_transaction_roles_and_an_old_dataset_still_appends
         assert import_file(str(tmp_path / "more.csv"), "old").rows_added == 2
         assert [item.feature_vector.tolist() for item in old.items().order_by(Item.row_number)] == [[1.5, 2.0],
                                                                                                     [3.0, 4.0]]
-        assert current_version() == 18 and upgrade() == []
+        assert current_version() == 19 and upgrade() == []
 
 
 def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
@@ -153,8 +153,8 @@ def test_migration_9_adds_the_sequence_artifacts_table(tmp_path):
         database.drop_tables([SequenceArtifacts])
         SchemaVersion.delete().where(SchemaVersion.version >= 9).execute()
         assert current_version() == 8 and not SequenceArtifacts.table_exists()
-        assert upgrade() == [9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
-        assert SequenceArtifacts.table_exists() and current_version() == 18 and upgrade() == []
+        assert upgrade() == [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+        assert SequenceArtifacts.table_exists() and current_version() == 19 and upgrade() == []
 
 
 def test_migration_10_adds_the_generated_samples_table(tmp_path):
@@ -166,8 +166,8 @@ def test_migration_10_adds_the_generated_samples_table(tmp_path):
         database.drop_tables([GeneratedSamples])
         SchemaVersion.delete().where(SchemaVersion.version >= 10).execute()
         assert current_version() == 9 and not GeneratedSamples.table_exists()
-        assert upgrade() == [10, 11, 12, 13, 14, 15, 16, 17, 18]
-        assert GeneratedSamples.table_exists() and current_version() == 18 and upgrade() == []
+        assert upgrade() == [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+        assert GeneratedSamples.table_exists() and current_version() == 19 and upgrade() == []
         GeneratedSamples.create(dataset=dataset, grid_path="g", generated_path="s", real_path="r", real_ids_path="i",
                                 pool_rows=1, fit_rows=1, grid_steps=10, latent_dims=[0, 1], device="CPU", seconds=1.0)
         dataset.delete_instance()  # the dataset's row goes with it
@@ -186,12 +186,12 @@ def test_migration_16_makes_the_entity_indexes_partial(tmp_path):
             database.execute_sql(f'CREATE INDEX "item_dataset_id_{column}_event_time" ON "item" '
                                  f'("dataset_id", "{column}", "event_time")')
         SchemaVersion.delete().where(SchemaVersion.version >= 16).execute()
-        assert current_version() == 15 and upgrade() == [16, 17, 18]  # 17 finds its index partial already
+        assert current_version() == 15 and upgrade() == [16, 17, 18, 19]  # 17 finds its index partial already
         indexes = {index.name: index.sql for index in database.get_indexes("item")}
         for column in ("entity", "second_entity"):
             assert indexes[f"item_dataset_id_{column}_event_time"].endswith(f'WHERE ("{column}" IS NOT NULL)')
         fresh = {query.query()[0] for query in Item._schema._create_indexes(safe=False)}  # a new store's
-        assert set(indexes.values()) == fresh and current_version() == 18 and upgrade() == []
+        assert set(indexes.values()) == fresh and current_version() == 19 and upgrade() == []
         plan = database.execute_sql(
             'EXPLAIN QUERY PLAN SELECT "id" FROM "item" WHERE "dataset_id" = ? AND "entity" = ? '
             'ORDER BY "event_time"', [dataset.id, "card"]).fetchall()
@@ -209,11 +209,11 @@ def test_migration_17_makes_the_time_index_partial(tmp_path):
         database.execute_sql('DROP INDEX "item_dataset_id_event_time_id"')
         database.execute_sql('CREATE INDEX "item_dataset_id_event_time_id" ON "item" ("dataset_id", "event_time", "id")')
         SchemaVersion.delete().where(SchemaVersion.version >= 17).execute()
-        assert current_version() == 16 and upgrade() == [17, 18]
+        assert current_version() == 16 and upgrade() == [17, 18, 19]
         indexes = {index.name: index.sql for index in database.get_indexes("item")}
         assert indexes["item_dataset_id_event_time_id"].endswith('WHERE ("event_time" IS NOT NULL)')
         fresh = {query.query()[0] for query in Item._schema._create_indexes(safe=False)}  # a new store's
-        assert set(indexes.values()) == fresh and current_version() == 18 and upgrade() == []
+        assert set(indexes.values()) == fresh and current_version() == 19 and upgrade() == []
         plan = database.execute_sql(
             'EXPLAIN QUERY PLAN SELECT "id" FROM "item" WHERE "dataset_id" = ? AND "event_time" IS NOT NULL '
             'ORDER BY "event_time", "id" LIMIT 50', [dataset.id]).fetchall()
@@ -231,11 +231,29 @@ def test_migration_18_adds_the_prequential_record(tmp_path):
         kept = ModelVersion.create(dataset=dataset, kind="blend", scores_path="/scores.npy")
         database.execute_sql('DROP TABLE "prequential_score"')
         database.execute_sql('ALTER TABLE "model_version" DROP COLUMN "counterpart_path"')
+        database.execute_sql('ALTER TABLE "model_version" DROP COLUMN "committee_path"')
         SchemaVersion.delete().where(SchemaVersion.version >= 18).execute()
         assert current_version() == 17 and not PrequentialScore.table_exists()
-        assert upgrade() == [18] and PrequentialScore.table_exists()
+        assert upgrade() == [18, 19] and PrequentialScore.table_exists()
         assert "counterpart_path" in {column.name for column in database.get_columns("model_version")}
         assert ModelVersion.get_by_id(kept.id).scores_path == "/scores.npy" and upgrade() == []
+
+
+def test_migration_19_adds_the_committee_file_and_keeps_the_versions(tmp_path):
+    """A version-18 store has no ModelVersion.committee_path; the upgrade adds it and keeps the versions it had."""
+    open_database(str(tmp_path / "old.sqlite3"))
+    with database.connection_context():
+        upgrade()
+        dataset = _dataset()
+        kept = ModelVersion.create(dataset=dataset, kind="blend", scores_path="/scores.npy",
+                                   counterpart_path="/counterpart.npy")
+        database.execute_sql('ALTER TABLE "model_version" DROP COLUMN "committee_path"')
+        SchemaVersion.delete().where(SchemaVersion.version >= 19).execute()
+        assert current_version() == 18
+        assert upgrade() == [19] and "committee_path" in {column.name for column in
+                                                         database.get_columns("model_version")}
+        version = ModelVersion.get_by_id(kept.id)
+        assert (version.counterpart_path, version.committee_path) == ("/counterpart.npy", None) and upgrade() == []
 
 
 def test_the_rules_query_walks_the_labels_not_the_items_of_the_dataset(app, analyst):

@@ -170,7 +170,8 @@ def test_blend_is_the_mean_of_its_parts(sample):
 
 def test_the_names_that_settings_refer_to_are_the_ones_the_models_use_and_load_no_machine_learning():
     assert tuple(strategies.UNCERTAINTY) == names.UNCERTAINTY_MEASURES
-    assert names.MIX_STRATEGIES == (strategies.HIGH_RISK, strategies.UNCERTAIN, strategies.EXPLORATION)
+    assert names.MIX_STRATEGIES == (strategies.HIGH_RISK, strategies.UNCERTAIN, strategies.COMMITTEE,
+                                    strategies.EXPLORATION)
     assert generative_candidates.NAMES == names.GENERATIVE_CANDIDATES
     code = ("import sys, models.names; print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('numpy', 'sklearn', 'scipy', 'tensorflow', 'keras', 'flask', 'peewee', 'labeler')))")

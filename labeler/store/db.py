@@ -657,9 +657,11 @@ class ModelVersion(BaseModel):
     was dropped), ``holdout_path`` the P(positive) of its twin trained without the
     holdout, on the pool's holdout items (NaN elsewhere), for later gates; ``counterpart_path``, of a binary blend
     or its logistic part, the pool's P(positive) under the other of the two (models.weak.WeakModel.counterpart;
-    the prequential record, PrequentialScore, takes both from here); ``digests`` the sha256 of each file as
-    written. ``gate`` holds the gate's figures and reason; a version that lost it never serves.
-    ``served_at`` is when it began serving (None: never served)."""
+    the prequential record, PrequentialScore, takes both from here); ``committee_path``, of a binary model whose
+    mix has a committee share, the committee's disagreement per pool item (models.committee), which the refill
+    picks the committee's share by; ``digests`` the sha256 of each file as written. ``gate`` holds the gate's
+    figures and reason; a version that lost it never serves. ``served_at`` is when it began serving (None: never
+    served)."""
 
     dataset = ForeignKeyField(Dataset, backref="model_versions", on_delete="CASCADE")
     kind = CharField(max_length=40)
@@ -675,6 +677,7 @@ class ModelVersion(BaseModel):
     gate = JSONField(null=True)
     served_at = DateTimeField(null=True)
     counterpart_path = CharField(null=True, max_length=500)
+    committee_path = CharField(null=True, max_length=500)
 
 
 class PrequentialScore(BaseModel):

@@ -258,12 +258,20 @@ def _prequential_record(migrator):
         migrate(migrator.add_column(table, "counterpart_path", CharField(null=True, max_length=500)))
 
 
+def _committee_scores(migrator):
+    """19: ModelVersion.committee_path (the committee's disagreement over the pool, models.committee). Adds it
+    only when missing."""
+    table = ModelVersion._meta.table_name
+    if "committee_path" not in {column.name for column in database.get_columns(table)}:
+        migrate(migrator.add_column(table, "committee_path", CharField(null=True, max_length=500)))
+
+
 MIGRATIONS = [(2, _leases_and_suggestion_shown), (3, _model_version_files), (4, _generative_artifacts),
               (5, _label_source_kind_index), (6, _feature_stats_table), (7, _session_revocation_and_login_failures),
               (8, _transaction_roles), (9, _sequence_artifacts), (10, _generated_samples),
               (11, _reviewer_role_and_audit), (12, _api_tokens), (13, _item_amount_and_table_indexes),
               (14, _pool_copy), (15, _standing_table), (16, _partial_entity_indexes),
-              (17, _partial_time_index), (18, _prequential_record)]
+              (17, _partial_time_index), (18, _prequential_record), (19, _committee_scores)]
 
 
 def current_version():

@@ -11,6 +11,7 @@ from labeler.web.access import admin_required, dataset_or_404
 from labeler.web.generated import page_view, picture_png
 from labeler.web.latent_map import map_view
 from labeler.worker import jobs
+from models.names import COMMITTEE_WEAK_BELOW
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -42,6 +43,7 @@ def settings_page(name):
                        if changed else "Settings saved; nothing changed.")
     return render_template("settings.html", dataset=dataset, current=current_settings(dataset),
                            defaults=default_settings(dataset), choices=CHOICES, mix_field=MIX_FIELD, plain=_plain,
+                           committee_weak_below=COMMITTEE_WEAK_BELOW,
                            entries=_audit_rows(audit.entries(dataset)), message=message,
                            error=error), 400 if error else 200
 

@@ -1,10 +1,11 @@
 """The queue refill: the worker rewrites a dataset's labeling queue ahead of time, each entry with the strategy
 that picked it and a suggestion, and keeps the pool's feature statistics up to date for the screen.
 
-With a serving model the queue follows the dataset's mix of high-risk, uncertain and exploration picks over the
-pool scores that the retrain stored (labeler.store.serving): no model is loaded. When the serving version's
-scores file is missing or corrupt, the newest earlier version whose file is intact serves instead, else the
-cold start: unsupervised anomalies spread over k-means clusters, with a share of random exploration.
+With a serving model the queue follows the dataset's mix of high-risk, uncertain, committee and exploration picks
+over the pool scores that the retrain stored (labeler.store.serving; the committee's disagreement in its own
+file): no model is loaded. When the serving version's scores file is missing or corrupt, the newest earlier
+version whose file is intact serves instead, else the cold start: unsupervised anomalies spread over k-means
+clusters, with a share of random exploration.
 """
 import itertools
 
@@ -151,6 +152,7 @@ def _refresh(dataset, size, seed, pool):
     queue_scores = np.zeros_like(p_positive)  # what picks the queue
     queue_scores[:len(source.scores)] = queue_scores_of(source)
     unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
+    learner.disagreement = committee_scores_of(source.version, len(source.scores), len(ids))
     picks = learner.pick(queue_scores, np.flatnonzero(unlabeled_mask), size)
     return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
 
@@ -168,6 +170,20 @@ def queue_scores_of(serving):
     except (OSError, ValueError):
         return serving.scores
     return scores if scores.shape == serving.scores.shape else serving.scores
+
+
+def committee_scores_of(version, scored, pool_size):
+    """The committee's disagreement per pool item (models.committee) that ``version``'s retrain stored for the
+    ``scored`` items it scored, padded with zeros to ``pool_size`` (items imported since wait for the next
+    retrain); None when it stored none or its file is missing, corrupt or of another length (the committee's
+    share of the queue then goes to the uncertain picks)."""
+    try:
+        scores = load_scores(version.committee_path, (version.digests or {}).get("committee"))
+    except (OSError, ValueError):
+        return None
+    if scores.shape != (scored,):
+        return None
+    return np.concatenate([scores, np.zeros(pool_size - len(scores), dtype=scores.dtype)])
 
 
 def replay_picks(dataset, learner, positives):

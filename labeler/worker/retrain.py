@@ -225,6 +225,9 @@ def _retrain(dataset, progress, folder, seed):
     timings.lap("save files")
     unlabeled = np.flatnonzero(unlabeled_mask)
     picks = learner.pick(queue_scores, unlabeled, settings["queue_size"])
+    if learner.disagreement is not None:  # the committee picked a share: the refill picks it by the same scores
+        files["committee"] = stem + ".committee.npy"
+        digests["committee"] = save_scores(learner.disagreement, files["committee"])
     if learner.adaptive is not None:
         metrics["adaptive"] = learner.adaptive.state()  # the shares this queue took, for the models page
     timings.lap("pick queue")
@@ -236,6 +239,7 @@ def _retrain(dataset, progress, folder, seed):
         ModelVersion.update(serving=False).where(ModelVersion.dataset == dataset).execute()
         version = ModelVersion.create(dataset=dataset, kind=served.kind, scores_path=files["scores"],
                                       holdout_path=files.get("holdout"), counterpart_path=files.get("counterpart"),
+                                      committee_path=files.get("committee"),
                                       digests=digests, metrics=metrics, device=device, labels_used=int(len(y)),
                                       serving=True, served_at=utcnow(), gate=summary_gate)
         queued = write_queue(dataset, ids, picks, p_positive, negative, version)
