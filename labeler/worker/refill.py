@@ -152,7 +152,7 @@ def _refresh(dataset, size, seed, pool):
     queue_scores = np.zeros_like(p_positive)  # what picks the queue
     queue_scores[:len(source.scores)] = queue_scores_of(source)
     unlabeled_mask[len(source.scores):] = False  # items imported after the retrain wait for the next one
-    learner.disagreement = committee_scores_of(source.version, len(source.scores), len(ids))
+    learner.disagreement = committee_scores_of(source.version, len(source.scores))
     picks = learner.pick(queue_scores, np.flatnonzero(unlabeled_mask), size)
     return _write_unless_switched(dataset, source, ids, picks, p_positive, negative, source.version)
 
@@ -172,18 +172,16 @@ def queue_scores_of(serving):
     return scores if scores.shape == serving.scores.shape else serving.scores
 
 
-def committee_scores_of(version, scored, pool_size):
+def committee_scores_of(version, scored):
     """The committee's disagreement per pool item (models.committee) that ``version``'s retrain stored for the
-    ``scored`` items it scored, padded with zeros to ``pool_size`` (items imported since wait for the next
-    retrain); None when it stored none or its file is missing, corrupt or of another length (the committee's
-    share of the queue then goes to the uncertain picks)."""
+    ``scored`` items it scored (items imported since are not picked until the next retrain); None when it stored
+    none or its file is missing, corrupt or of another length (the committee's share of the queue then goes to
+    the uncertain picks)."""
     try:
         scores = load_scores(version.committee_path, (version.digests or {}).get("committee"))
     except (OSError, ValueError):
         return None
-    if scores.shape != (scored,):
-        return None
-    return np.concatenate([scores, np.zeros(pool_size - len(scores), dtype=scores.dtype)])
+    return scores if scores.shape == (scored,) else None
 
 
 def replay_picks(dataset, learner, positives):
