@@ -7,14 +7,17 @@ throwaway one); every test works in a scratch database of its own, dropped after
 import csv
 import re
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
 from peewee import IntegrityError, PostgresqlDatabase, fn
 
 from labeler.cli import register_commands
+from labeler.data import push as push_module
 from labeler.data.datasets import label_counts
 from labeler.data.importer import ImportFailed, import_file
+from labeler.data.push import push_rows
 from labeler.data.users import create_user
 from labeler.labeling import decisions, leases
 from labeler.store.artifacts import feature_stats
@@ -24,10 +27,11 @@ from labeler.web import create_app
 from labeler.worker import jobs
 from labeler.worker.retrain import retrain
 from tests.conftest import PASSWORD, login
+from tests.test_append_outside_lock import as_objects
 from tests.test_import import store_snapshot
 from tests.test_prepared import check_prepared_queries_match_peewee
 from tests.test_retraining import label_truth, truth_of
-from tests.test_transactions import card_c0_first
+from tests.test_transactions import ROLES, card_c0_first, vectors, write
 
 HEADER = '"tx","merchant","V1","V2","Class"\n'
 
@@ -465,3 +469,52 @@ def test_a_decision_locks_the_label_counts_only_at_its_end(pg_app, small_csv, mo
         thread.join(60)
     assert results == ["recorded"]
     assert label_counts(dataset) == {"genuine": 2}
+
+
+def test_two_pushes_into_one_dataset_at_once_both_land(pg_app, tmp_path, sample_lines):
+    """Two API pushes into one dataset from two connections (two web processes), the second written while the
+    first one writes: the second waits for the first (before, both numbered their rows from the same pool size and
+    the second failed on the row-number index), then computes its card history again, and both land whole."""
+    header, rows = sample_lines[0], sample_lines[1:1601]
+    import_file(write(tmp_path, "first.csv", [header, *rows[:1000]]), "pushed", **ROLES)
+    dataset = Dataset.get(Dataset.name == "pushed")
+    pusher = create_user("pusher", PASSWORD, "admin")
+    first_writes, second_writes = threading.Event(), threading.Event()
+    shipped = push_module.write_append
+
+    def write_append(prepared):
+        if not first_writes.is_set():
+            first_writes.set()
+            second_writes.wait(3)  # it never comes while this one holds the dataset's appends
+        else:
+            second_writes.set()
+        return shipped(prepared)
+
+    results, errors = [], []
+
+    def push(batch):
+        database.connect(reuse_if_open=True)
+        try:
+            results.append(push_rows(dataset, as_objects(header, batch), pusher))
+        except Exception as error:  # noqa: BLE001 -- the assertion below names it
+            errors.append(repr(error))
+        finally:
+            database.close()
+
+    with mock.patch.object(push_module, "write_append", write_append):
+        first = threading.Thread(target=push, args=(rows[1000:1300],))
+        first.start()
+        assert first_writes.wait(60)
+        second = threading.Thread(target=push, args=(rows[1300:1600],))
+        second.start()
+        for thread in (first, second):
+            thread.join(120)
+    assert errors == [] and [result.rows_added for result in results] == [300, 300]
+    numbers = sorted(row for (row,) in Item.select(Item.row_number).where(Item.dataset == dataset).tuples())
+    assert numbers == list(range(1600))
+    import_file(write(tmp_path, "first.csv", [header, *rows[:1000]]), "serial", **ROLES)
+    for part, batch in enumerate((rows[1000:1300], rows[1300:1600])):  # the same appends, one after the other
+        import_file(write(tmp_path, f"part{part}.csv", [header, *batch]), "serial", ignore=["scenario"])
+    _, expected = vectors(Dataset.get(Dataset.name == "serial"))
+    _, got = vectors(Dataset.get(Dataset.name == "pushed"))
+    assert set(got) == set(expected) and all(np.array_equal(got[key], expected[key]) for key in expected)

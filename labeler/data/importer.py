@@ -30,7 +30,7 @@ from peewee import __exception_wrapper__ as peewee_errors  # the drivers' errors
 
 from labeler.data import transactions
 from labeler.data.errors import ImportFailed, file_line
-from labeler.store.db import Dataset, GroundTruth, Item, database, refresh_statistics
+from labeler.store.db import Dataset, GroundTruth, Item, advisory_lock, database, refresh_statistics
 from labeler.store.pool import invalidate_pool_copy, pool_size
 
 DEFAULT_CHUNK_ROWS = 50_000
@@ -617,6 +617,7 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
         roles = (existing.roles or {}) if existing is not None else None
         next_row = 0
         if existing is not None:
+            hold_appends(existing)
             next_row = pool_size(existing)
             string_columns += [c for c in [roles.get("time"), *roles.get("entities", [])] if c]
         history = None
@@ -830,6 +831,13 @@ class PreparedAppend:
         return self.history is None or pool_size(self.dataset) == self.pool_rows
 
 
+def hold_appends(dataset):
+    """Inside the transaction that appends to ``dataset``, before it reads the dataset's size: on PostgreSQL, wait
+    until no other transaction (of any process) appends to it, since the new rows are numbered on from that size
+    and a card's history features read the stored rows. On SQLite write_transaction lets one writer at a time."""
+    advisory_lock("append", dataset.id)
+
+
 def prepare_append(path, dataset, chunk_rows=DEFAULT_CHUNK_ROWS):
     """Read ``path`` (CSV, CSV.gz or Parquet) for appending to the existing ``dataset`` with its own id, label and
     role columns, as import_file(path, dataset.name) would: every check and every feature (a raw-transaction
@@ -875,7 +883,7 @@ def prepare_append(path, dataset, chunk_rows=DEFAULT_CHUNK_ROWS):
 def write_append(prepared):
     """Write a PreparedAppend: the rows whose ids are not stored yet (looked up now, so appends stay idempotent
     by id), their ground truth and the history features of stored rows they changed. Only inserts of rows
-    already built: call it in a write transaction, after checking prepared.is_current(). Returns an
+    already built: call it in a write transaction, after hold_appends and prepared.is_current(). Returns an
     ImportResult. Raises ImportFailed for a dataset of row numbers whose stored row differs (as import_file)."""
     dataset = prepared.dataset
     with database.atomic(), _no_cycle_collection():

@@ -13,7 +13,7 @@ import tempfile
 
 from labeler.data import audit
 from labeler.data.errors import ImportFailed
-from labeler.data.importer import prepare_append, write_append
+from labeler.data.importer import hold_appends, prepare_append, write_append
 from labeler.store.db import write_transaction
 
 BATCH_FILE = "batch.csv"
@@ -95,6 +95,7 @@ def push_rows(dataset, rows, user):
         try:
             prepared = prepare_append(path, dataset)
             with write_transaction():
+                hold_appends(dataset)
                 if not prepared.is_current():  # history features, and the pool grew meanwhile: under the lock now
                     prepared = prepare_append(path, dataset)
                 result = write_append(prepared)
