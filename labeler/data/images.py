@@ -19,7 +19,6 @@ import zipfile
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from peewee import fn
 
 from models.names import SGAN
 
@@ -30,9 +29,11 @@ from labeler.data.importer import (
     _bulk_insert,
     _insert_ground_truth,
     check_dataset_name,
+    hold_appends,
     settle_label_set,
 )
 from labeler.store.db import Dataset, Item, database
+from labeler.store.pool import pool_size
 
 NPZ_ARRAYS = ("X", "y", "ids")
 MAX_VALUES = 256 * 256 * 3  # pixel values per image (features) at most: 256×256 RGB
@@ -101,10 +102,10 @@ def import_images(path, dataset_name, labels=None, positive_labels=None, progres
             known, next_row = set(), 0
         else:
             _check_truth(truth, dataset, name, label_source)
+            hold_appends(dataset)
             known = {external_id for (external_id,) in
                      Item.select(Item.external_id).where(Item.dataset == dataset).tuples()}
-            last_row = Item.select(fn.MAX(Item.row_number)).where(Item.dataset == dataset).scalar()
-            next_row = 0 if last_row is None else last_row + 1
+            next_row = pool_size(dataset)
             if id_source is None:
                 _check_same_rows(dataset, ids, known, features, name)
         new = [position for position, external_id in enumerate(ids) if external_id not in known]
