@@ -14,6 +14,7 @@ from PIL import Image
 
 from labeler.data.images import MAX_VALUES, feature_names, import_images
 from labeler.data.importer import ImportFailed, import_file
+from labeler.labeling import decisions, leases
 from labeler.labeling.image_view import image_view
 from labeler.store import artifacts
 from labeler.store.artifacts import npy_file, store_artifacts
@@ -525,6 +526,21 @@ def test_the_screen_shows_the_image_its_reconstruction_and_similar_labeled_image
     sources = [int(part.split(".png", 1)[0]) for part in thumbnails.split('src="/datasets/bin/items/')[1:]]
     assert len(sources) == 5 and set(sources) < {item.id for item in labeled}  # the 5 nearest of the 6 labeled
     assert ">genuine</span>" in thumbnails and ">fraud</span>" in thumbnails
+
+
+def test_the_screen_s_messages_call_an_image_an_image(analyst, binary_images, run_jobs):
+    dataset, _ = binary_images
+    jobs.request(dataset, jobs.REFILL, "test", enqueue=False)
+    assert set(run_jobs(dataset).values()) == {"done"}
+    first = leases.next_item(dataset, analyst).item
+    outcome, lease = decisions.decide(dataset, analyst, first.id, "label:genuine")
+    assert outcome.message == f"Labeled image {first.external_id} as genuine."
+    assert decisions.decide(dataset, analyst, first.id, "label:genuine")[0].message == (
+        f"You already labeled image {first.external_id} as genuine; nothing was recorded twice.")
+    second = lease.item
+    assert decisions.skip(dataset, analyst, second.id)[0].message == (
+        f"Skipped image {second.external_id}; it comes back later.")
+    assert decisions.undo(dataset, analyst)[0].message.startswith(f"Undid genuine on image {first.external_id}; ")
 
 
 def test_image_view_is_none_for_transactions(app, tmp_path):

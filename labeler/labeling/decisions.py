@@ -45,6 +45,13 @@ _item_in_dataset = Prepared(Item.select().where((Item.id == slot("id")) & (Item.
 _lease_of_item = Prepared(Lease.select().where(Lease.item == slot("item")).limit(1))
 
 
+def _called(dataset, item, start=False):
+    """How a message names ``item``: "transaction 17", or "image 5" in a dataset of images; capitalised at the
+    ``start`` of a sentence."""
+    noun = dataset.item_noun
+    return f"{noun.capitalize() if start else noun} {item.external_id}"
+
+
 def _item_of(dataset, item_id):
     item = _item_in_dataset.first(id=item_id, dataset=dataset.id)
     if item is None:
@@ -59,7 +66,7 @@ def _held_by(dataset, user, item):
         return lease, None  # an active lease never coexists with the holder's own standing label
     mine = my_standing_label(item.id, user)
     if mine is not None:
-        return None, Outcome("duplicate", f"You already labeled transaction {item.external_id} as "
+        return None, Outcome("duplicate", f"You already labeled {_called(dataset, item)} as "
                                           f"{mine.value}; nothing was recorded twice.")
     # The store keeps no lease history: the user surely had the item when the lease row is theirs or they have
     # a label row on it (undone, or superseded); surely never when it has no lease row and no human label (a
@@ -76,7 +83,7 @@ def _held_by(dataset, user, item):
         why = "is no longer assigned to you"
     else:
         why = "is held by another analyst and was never assigned to you, or no longer is"
-    return None, Outcome("stale", f"Transaction {item.external_id} {why}; your decision was not recorded.")
+    return None, Outcome("stale", f"{_called(dataset, item, start=True)} {why}; your decision was not recorded.")
 
 
 def _clean_note(note):
@@ -154,8 +161,8 @@ def decide(dataset, user, item_id, decision, reason=None, note=None, now=None):
         if lease is not None:
             value, accepted = _resolve(dataset, settings, lease, decision)
             if value is None:
-                outcome = _defer(lease, user, settings, now, item, Outcome(
-                    "deferred", f"Rejected {lease.suggested} for transaction {item.external_id}; "
+                outcome = _defer(dataset, lease, user, settings, now, item, Outcome(
+                    "deferred", f"Rejected {lease.suggested} for {_called(dataset, item)}; "
                                 f"it comes back later with the next most likely label."), [lease.suggested])
             else:
                 outcome = _record(dataset, user, settings, lease, item, value, accepted,
@@ -229,12 +236,12 @@ def label_found(dataset, user, item_id, value, reason=None, note=None, now=None)
 
     def work():
         if is_answered(item.id):
-            return Outcome("duplicate", f"Transaction {item.external_id} has an analyst's label already; nothing "
+            return Outcome("duplicate", f"{_called(dataset, item, start=True)} has an analyst's label already; nothing "
                                         f"was recorded (a reviewer settles a disagreement).")
         lease = _lease_of_item.first(item=item.id)
         if lease is not None and lease.state == "active" and lease.expires_at > now:
             if lease.user_id != user.id:
-                return Outcome("stale", f"Transaction {item.external_id} is on another analyst's screen; your "
+                return Outcome("stale", f"{_called(dataset, item, start=True)} is on another analyst's screen; your "
                                         f"label was not recorded.")
             shown = lease.suggested is not None and lease.show_suggestion
             return _record(dataset, user, settings, lease, item, value, (value == lease.suggested) if shown else None,
@@ -250,7 +257,7 @@ def label_found(dataset, user, item_id, value, reason=None, note=None, now=None)
             suggestion_shown=None, created_at=now, strategy=FOUND, model_version=None)
         Standing.refresh([item.id])
         _maybe_review(dataset, settings, item, label)
-        return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
+        return Outcome("recorded", f"Labeled {_called(dataset, item)} as {value}.", label)
 
     outcome = in_write_transaction(work)
     _retrain_if_due(dataset, outcome)
@@ -310,8 +317,8 @@ def _still_mine(lease, user):
     return (Lease.id == lease.id) & (Lease.user == user) & (Lease.state == "active")
 
 
-def _stale(item):
-    return Outcome("stale", f"Transaction {item.external_id} is no longer assigned to you; "
+def _stale(dataset, item):
+    return Outcome("stale", f"{_called(dataset, item, start=True)} is no longer assigned to you; "
                             f"your decision was not recorded.")
 
 
@@ -326,7 +333,7 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
     else:
         released = Lease.delete().where(_still_mine(lease, user))
     if not released.execute():
-        return _stale(item)
+        return _stale(dataset, item)
     has_suggestion = lease.suggested is not None
     label = _create_answer(
         item=item.id, kind="label", value=value, annotator=user.id, source="human",
@@ -337,7 +344,7 @@ def _record(dataset, user, settings, lease, item, value, accepted, reason, note,
     )
     Standing.refresh([item.id])
     _maybe_review(dataset, settings, item, label)
-    return Outcome("recorded", f"Labeled transaction {item.external_id} as {value}.", label)
+    return Outcome("recorded", f"Labeled {_called(dataset, item)} as {value}.", label)
 
 
 def _maybe_review(dataset, settings, item, label):
@@ -346,13 +353,13 @@ def _maybe_review(dataset, settings, item, label):
         ReviewRequest.insert(dataset=dataset, item=item.id, label=label.id).on_conflict_ignore().execute()
 
 
-def _defer(lease, user, settings, now, item, outcome, rejected=()):
+def _defer(dataset, lease, user, settings, now, item, outcome, rejected=()):
     """Hold the item back from everyone for the skip time, ruling out the ``rejected`` suggestions when it
     comes back; returns ``outcome``, or a stale one when the lease is no longer the user's."""
     held = (Lease.update(state="deferred", rejected=list(lease.rejected or []) + list(rejected),
                          expires_at=now + datetime.timedelta(minutes=settings["skip_minutes"]))
             .where(_still_mine(lease, user)).execute())
-    return outcome if held else _stale(item)
+    return outcome if held else _stale(dataset, item)
 
 
 def skip(dataset, user, item_id, now=None):
@@ -367,8 +374,8 @@ def skip(dataset, user, item_id, now=None):
     def work():
         lease, outcome = _held_by(dataset, user, item)
         if lease is not None:
-            outcome = _defer(lease, user, settings, now, item, Outcome(
-                "skipped", f"Skipped transaction {item.external_id}; it comes back later."))
+            outcome = _defer(dataset, lease, user, settings, now, item, Outcome(
+                "skipped", f"Skipped {_called(dataset, item)}; it comes back later."))
         return (outcome, *next_lease(dataset, user, settings, now))
 
     outcome, following, available = in_write_transaction(work)
@@ -398,13 +405,13 @@ def undo(dataset, user, now=None):
             Label.insert_many([{"item": label.item_id, "kind": "undo", "retracts": label.id, "annotator": user.id,
                                 "source": "human", "created_at": now} for label in [target, *run]]).execute()
             Standing.refresh([label.item_id for label in [target, *run]])
-            external_id = target.item.external_id
+            called = _called(dataset, target.item)
             also = f" and on the {len(run)} later transaction(s) of its card" if run else ""
             if _lease_back(dataset, user, settings, target, now):
-                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}{also}; it is back "
+                outcome = Outcome("undone", f"Undid {target.value} on {called}{also}; it is back "
                                             f"on your screen.")
             else:
-                outcome = Outcome("undone", f"Undid {target.value} on transaction {external_id}{also}; another "
+                outcome = Outcome("undone", f"Undid {target.value} on {called}{also}; another "
                                             f"analyst holds it now.")
         return (outcome, *next_lease(dataset, user, settings, now))
 
@@ -453,9 +460,9 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
     def work():
         old = my_standing_label(item.id, user)
         if old is None:
-            outcome = Outcome("stale", f"You have no standing label on transaction {item.external_id} to change.")
+            outcome = Outcome("stale", f"You have no standing label on {_called(dataset, item)} to change.")
         elif old.value == value and (reason is None or reason == old.reason):
-            outcome = Outcome("unchanged", f"Transaction {item.external_id} is already labeled {value}.")
+            outcome = Outcome("unchanged", f"{_called(dataset, item, start=True)} is already labeled {value}.")
         else:
             Label.create(item=item.id, kind="undo", retracts=old, annotator=user, source="human", created_at=now)
             shown = old.suggestion_shown
@@ -467,7 +474,7 @@ def edit(dataset, user, item_id, value, reason=None, now=None):
                 created_at=now, strategy=old.strategy, model_version=old.model_version,
             )
             Standing.refresh([item.id])
-            outcome = Outcome("edited", f"Changed transaction {item.external_id} from {old.value} to {value}.",
+            outcome = Outcome("edited", f"Changed {_called(dataset, item)} from {old.value} to {value}.",
                               label)
         return (outcome, *next_lease(dataset, user, settings, now))
 

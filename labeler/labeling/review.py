@@ -142,7 +142,7 @@ def adjudicate(dataset, reviewer, item_id, value, note=None):
         view = item_review(dataset, item_id)
         if view["adjudication"] is not None:
             settled = view["adjudication"]
-            return None, (f"Transaction {view['item'].external_id} was settled as {settled.label.value} by "
+            return None, (f"{dataset.item_noun.capitalize()} {view['item'].external_id} was settled as {settled.label.value} by "
                           f"{settled.annotator} already; your decision was not recorded.")
         label = Label.create(item=view["item"].id, kind="label", value=value, annotator=reviewer, source="review",
                              note=note, created_at=utcnow(),

@@ -349,6 +349,11 @@ class Dataset(BaseModel):
         return None if not positives else positives[0] if len(positives) == 1 else "fraud"
 
     @property
+    def item_noun(self):
+        """What the screens' messages call one item: "image" or "transaction"."""
+        return "image" if self.image_shape else "transaction"
+
+    @property
     def image_shape(self):
         """(height, width, channels) of an image dataset's items (features are their pixels in [0, 1], row-major),
         None for a dataset of transactions."""

@@ -72,7 +72,7 @@ def decide(name, item_id):
     if refused:
         flash(refused, "error")
     else:
-        flash(f"Settled transaction {label.item.external_id} as {value}.", "message")
+        flash(f"Settled {dataset.item_noun} {label.item.external_id} as {value}.", "message")
     following = review.next_waiting(dataset)
     if following is None:
         return redirect(url_for("review.first", name=name), 303)
