@@ -142,8 +142,8 @@ def adjudicate(dataset, reviewer, item_id, value, note=None):
         view = item_review(dataset, item_id)
         if view["adjudication"] is not None:
             settled = view["adjudication"]
-            return None, (f"{dataset.item_noun.capitalize()} {view['item'].external_id} was settled as {settled.label.value} by "
-                          f"{settled.annotator} already; your decision was not recorded.")
+            return None, (f"{dataset.item_noun.capitalize()} {view['item'].external_id} was settled as "
+                          f"{settled.label.value} by {settled.annotator} already; your decision was not recorded.")
         label = Label.create(item=view["item"].id, kind="label", value=value, annotator=reviewer, source="review",
                              note=note, created_at=utcnow(),
                              suggested=view["suggestion"][0] if view["suggestion"] else None,
