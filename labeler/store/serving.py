@@ -39,6 +39,8 @@ def version_problem(version):
     """None when ``version``'s scores file is there and unchanged since written, else one line naming the file
     and what is wrong with it."""
     path, digest = version.scores_path, (version.digests or {}).get("scores")
+    if (version.metrics or {}).get("files_removed"):
+        return "its files were removed, as an old version's (labeler.worker.retention)"
     if not path or not digest:
         return "no scores file with a checksum recorded (trained before retrains stored scores)"
     try:

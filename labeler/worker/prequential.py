@@ -16,15 +16,7 @@ def record_labels(dataset, ids):
     human label carried a version that stored its counterpart scores (a binary blend or its logistic part) and
     that has none yet; returns the number written. A version whose files are missing or corrupt records
     nothing: its labels are left out of the record."""
-    firsts = (Label.select(fn.MIN(Label.id)).join(Item, on=(Label.item == Item.id))
-              .where((Item.dataset == dataset) & (Label.source == "human") & (Label.kind == "label"))
-              .group_by(Label.item))
-    recorded = PrequentialScore.select(PrequentialScore.item).where(PrequentialScore.dataset == dataset)
-    pending = {}
-    for item_id, version_id in (Label.select(Label.item, Label.model_version)
-                                .where(within(Label.id, firsts) & Label.model_version.is_null(False)
-                                       & within(Label.item, recorded, negate=True)).tuples()):
-        pending.setdefault(version_id, []).append(item_id)
+    pending = _pending(dataset)
     versions = (ModelVersion.select().where((ModelVersion.id.in_(list(pending))) & (ModelVersion.dataset == dataset)
                                             & ModelVersion.counterpart_path.is_null(False)))
     rows = []
@@ -44,6 +36,29 @@ def record_labels(dataset, ids):
                                                        PrequentialScore.model_version, PrequentialScore.blend,
                                                        PrequentialScore.logistic]).execute()
     return len(rows)
+
+
+def _pending(dataset):
+    """{version id: [item ids]} of ``dataset``'s items whose first human label carried that version and that have
+    no PrequentialScore yet."""
+    firsts = (Label.select(fn.MIN(Label.id)).join(Item, on=(Label.item == Item.id))
+              .where((Item.dataset == dataset) & (Label.source == "human") & (Label.kind == "label"))
+              .group_by(Label.item))
+    recorded = PrequentialScore.select(PrequentialScore.item).where(PrequentialScore.dataset == dataset)
+    pending = {}
+    for item_id, version_id in (Label.select(Label.item, Label.model_version)
+                                .where(within(Label.id, firsts) & Label.model_version.is_null(False)
+                                       & within(Label.item, recorded, negate=True)).tuples()):
+        pending.setdefault(version_id, []).append(item_id)
+    return pending
+
+
+def pending_versions(dataset):
+    """The ids of the versions whose scores a label of ``dataset`` still waits for, to join the record at the next
+    retrain (those that stored a counterpart: no other version's label ever joins it)."""
+    pending = list(_pending(dataset))
+    return {version_id for (version_id,) in ModelVersion.select(ModelVersion.id).where(
+        ModelVersion.id.in_(pending) & ModelVersion.counterpart_path.is_null(False)).tuples()} if pending else set()
 
 
 def _pair_of(version):

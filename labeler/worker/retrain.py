@@ -22,6 +22,7 @@ from labeler.worker.prequential import record_labels, record_of
 from labeler.worker.refill import (COMPUTE_THREADS, binary_positive, categorical_blocks, class_count, class_labels,
                                     cold_start_anomaly, learner_for, negative_label, refresh_queue, replay_picks,
                                     update_feature_stats, write_queue)
+from labeler.worker.retention import prune_version_files
 from models import gate, generative_candidates, selection, weak
 
 INSERT_BATCH = 500
@@ -66,6 +67,9 @@ def run_retrain(dataset, progress, config):
     if watermark <= last_trained_watermark(dataset) and not scores_fall_short(dataset):
         return {"stage": "no new labels: nothing to do"}
     summary = retrain(dataset, config.MODEL_FOLDER, progress)
+    pruned, freed = prune_version_files(dataset)
+    if pruned:
+        summary["pruned"] = {"versions": pruned, "bytes": freed}
     if autoencoder_outdated(dataset):
         jobs.request(dataset, jobs.AUTOENCODER, "after a retrain")
     return summary
