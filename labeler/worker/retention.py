@@ -1,5 +1,5 @@
 """Old model versions' files. Every retrain that serves writes four bytes per pool item into each of up to four
-files (the pool's scores, its twin's holdout scores, the counterpart's and the committee's): about 160 MB a
+files (the pool's scores, its twin's holdout scores, the counterpart's and the committee's): 120-160 MB a
 version at 10 million transactions, at a retrain every 10 to 50 labels. The retrain then removes the files of the
 versions that nothing reads any more (``prune_version_files``); their rows stay, with their figures and gate.
 """
