@@ -17,8 +17,8 @@ def prune_version_files(dataset, keep_served=KEEP_SERVED):
     returns (versions pruned, bytes freed). Kept: the newest ``keep_served`` versions that served (the serving
     one, and the earlier ones serving_scores turns to when its file is damaged); any version that a queue entry
     or a lease still carries (the label given on it joins the prequential record with that version's scores);
-    any version whose labels are not in the prequential record yet. A file already gone frees nothing.
-    Raises OSError when a file is there but cannot be removed (its path is cleared all the same)."""
+    any version whose labels are not in the prequential record yet. A file already gone, or one that cannot be
+    removed, frees nothing (its path is cleared all the same: the retrain that switched models never fails here)."""
     versions = list(ModelVersion.select()
                     .where((ModelVersion.dataset == dataset) & ModelVersion.served_at.is_null(False))
                     .order_by(ModelVersion.id.desc()))
@@ -43,7 +43,7 @@ def prune_version_files(dataset, keep_served=KEEP_SERVED):
             try:
                 size = os.path.getsize(path)
                 os.remove(path)
-            except FileNotFoundError:
+            except OSError:
                 continue
             freed += size
     return len(old), freed
