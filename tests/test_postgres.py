@@ -7,7 +7,6 @@ throwaway one); every test works in a scratch database of its own, dropped after
 import csv
 import re
 import threading
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -471,7 +470,7 @@ def test_a_decision_locks_the_label_counts_only_at_its_end(pg_app, small_csv, mo
     assert label_counts(dataset) == {"genuine": 2}
 
 
-def test_two_pushes_into_one_dataset_at_once_both_land(pg_app, tmp_path, sample_lines):
+def test_two_pushes_into_one_dataset_at_once_both_land(pg_app, tmp_path, sample_lines, monkeypatch):
     """Two API pushes into one dataset from two connections (two web processes), the second written while the
     first one writes: the second waits for the first (before, both numbered their rows from the same pool size and
     the second failed on the row-number index), then computes its card history again, and both land whole."""
@@ -501,14 +500,14 @@ def test_two_pushes_into_one_dataset_at_once_both_land(pg_app, tmp_path, sample_
         finally:
             database.close()
 
-    with mock.patch.object(push_module, "write_append", write_append):
-        first = threading.Thread(target=push, args=(rows[1000:1300],))
-        first.start()
-        assert first_writes.wait(60)
-        second = threading.Thread(target=push, args=(rows[1300:1600],))
-        second.start()
-        for thread in (first, second):
-            thread.join(120)
+    monkeypatch.setattr(push_module, "write_append", write_append)
+    first = threading.Thread(target=push, args=(rows[1000:1300],))
+    first.start()
+    assert first_writes.wait(60)
+    second = threading.Thread(target=push, args=(rows[1300:1600],))
+    second.start()
+    for thread in (first, second):
+        thread.join(120)
     assert errors == [] and [result.rows_added for result in results] == [300, 300]
     numbers = sorted(row for (row,) in Item.select(Item.row_number).where(Item.dataset == dataset).tuples())
     assert numbers == list(range(1600))
