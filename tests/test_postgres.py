@@ -13,7 +13,7 @@ import pytest
 from peewee import IntegrityError, PostgresqlDatabase, fn
 
 from labeler.cli import register_commands
-from labeler.data import push as push_module
+from labeler.data import importer, push as push_module
 from labeler.data.datasets import label_counts
 from labeler.data.importer import ImportFailed, import_file
 from labeler.data.push import push_rows
@@ -517,3 +517,45 @@ def test_two_pushes_into_one_dataset_at_once_both_land(pg_app, tmp_path, sample_
     _, expected = vectors(Dataset.get(Dataset.name == "serial"))
     _, got = vectors(Dataset.get(Dataset.name == "pushed"))
     assert set(got) == set(expected) and all(np.array_equal(got[key], expected[key]) for key in expected)
+
+
+def test_two_imports_creating_one_dataset_at_once_the_second_is_told_why(pg_app, tmp_path, monkeypatch):
+    """Two imports create the same new dataset from two connections (two workers): the first lands, the second is
+    refused in one line that says what happened and what to do, and leaves nothing behind (before, it failed with
+    the driver's unique-violation message)."""
+    path = tmp_path / "tx.csv"
+    path.write_text(HEADER + _rows(50), encoding="utf-8")
+    first_created, second_looked = threading.Event(), threading.Event()
+    shipped = importer.check_dataset_name
+
+    def check_dataset_name(name):  # called once an import has found no dataset of that name
+        if first_created.is_set():
+            second_looked.set()
+        return shipped(name)
+
+    monkeypatch.setattr(importer, "check_dataset_name", check_dataset_name)
+
+    def progress(done, total):  # the first import has created the dataset, not committed it
+        first_created.set()
+        assert second_looked.wait(30)
+
+    errors = []
+
+    def second():
+        assert first_created.wait(30)
+        database.connect(reuse_if_open=True)
+        try:
+            import_file(str(path), "cc", label_column="Class", id_column="tx")
+        except ImportFailed as error:
+            errors.append(str(error))
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    result = import_file(str(path), "cc", label_column="Class", id_column="tx", progress=progress)
+    thread.join(60)
+    assert (result.created, result.rows_added) == (True, 50)
+    assert errors == ["tx.csv: dataset 'cc' was created by another import meanwhile; import the file again to "
+                      "append to it"]
+    assert Dataset.select().count() == 1 and Item.select().count() == 50

@@ -29,6 +29,7 @@ from labeler.data.importer import (
     _bulk_insert,
     _insert_ground_truth,
     check_dataset_name,
+    create_dataset,
     hold_appends,
     settle_label_set,
 )
@@ -90,8 +91,8 @@ def import_images(path, dataset_name, labels=None, positive_labels=None, progres
     with database.atomic():
         dataset, created = existing, existing is None
         if created:
-            dataset = Dataset.create(
-                name=dataset_name, columns=[], text_columns=[], feature_columns=feature_names(shape),
+            dataset = create_dataset(
+                name, dataset_name, columns=[], text_columns=[], feature_columns=feature_names(shape),
                 labels=list(labels) if labels else [], id_column=id_source, label_column=label_source,
                 # the chapter's semi-supervised GAN (convolutional where the size fits) competes in model
                 # selection on images: the unlabeled pool is where it learns what the digits look like

@@ -642,8 +642,8 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
                 names = _feature_names(roles, history)
                 if not names:
                     raise ImportFailed(f"{name}: no numeric feature columns found")
-                dataset = Dataset.create(
-                    name=dataset_name, columns=columns, text_columns=text_columns, feature_columns=names,
+                dataset = create_dataset(
+                    name, dataset_name, columns=columns, text_columns=text_columns, feature_columns=names,
                     labels=list(labels) if labels else [], id_column=id_column, label_column=label_column,
                     settings={}, roles=roles,
                 )
@@ -674,6 +674,16 @@ def import_file(path, dataset_name, label_column=None, id_column=None, exclude=(
     if rows_added:
         refresh_statistics(Item, GroundTruth)  # PostgreSQL's planner learns the new sizes now, not at autovacuum
     return _result(dataset, created, rows_read, rows_added, history, file_notes)
+
+
+def create_dataset(file_name, dataset_name, **fields):
+    """The new Dataset ``dataset_name``. Raises ImportFailed when another import created it since this one looked
+    (two at once, from two workers: the database's unique name lets one through)."""
+    try:
+        return Dataset.create(name=dataset_name, **fields)
+    except IntegrityError:
+        raise ImportFailed(f"{file_name}: dataset {dataset_name!r} was created by another import meanwhile; import "
+                           f"the file again to append to it") from None
 
 
 def _result(dataset, created, rows_read, rows_added, history, file_notes):
