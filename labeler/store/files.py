@@ -72,9 +72,14 @@ def load_scores(path, digest=None):
 
 
 def remove_files(paths):
-    """Remove the files ``paths``, those already gone included."""
+    """Remove the files ``paths``, those already gone included; returns the bytes freed. Raises OSError when a
+    file is there but cannot be removed."""
+    freed = 0
     for path in paths:
         try:
+            size = os.path.getsize(path)
             os.remove(path)
         except FileNotFoundError:
-            pass
+            continue
+        freed += size
+    return freed

@@ -3,9 +3,8 @@ files (the pool's scores, its twin's holdout scores, the counterpart's and the c
 version at 10 million transactions, at a retrain every 10 to 50 labels. The retrain then removes the files of the
 versions that nothing reads any more (``prune_version_files``); their rows stay, with their figures and gate.
 """
-import os
-
 from labeler.store.db import Lease, ModelVersion, QueueEntry, write_transaction
+from labeler.store.files import remove_files
 from labeler.worker.prequential import pending_versions
 
 KEEP_SERVED = 3  # the serving version and the two that served before it: serving_scores falls back on them
@@ -41,9 +40,7 @@ def prune_version_files(dataset, keep_served=KEEP_SERVED):
     for version in old:
         for path in filter(None, (getattr(version, field) for field in FILE_FIELDS)):
             try:
-                size = os.path.getsize(path)
-                os.remove(path)
+                freed += remove_files([path])
             except OSError:
                 continue
-            freed += size
     return len(old), freed
